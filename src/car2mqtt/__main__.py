@@ -1,0 +1,5 @@
+"""Allow ``python -m car2mqtt``."""
+
+from car2mqtt.cli import main
+
+main()

@@ -1,0 +1,299 @@
+"""The simulator's admin API under `/admin`: drive scenarios and faults. Not part of any cloud.
+
+Changes act on the cars' physical truth. Like the real Enode, the API only shows them after its
+next cache refresh; `POST /admin/enode/vehicles/{id}/refresh` forces one.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from car2mqtt.clock import isoformat
+from car2mqtt.errors import SimulatorError
+from car2mqtt.simulator.catalog import VEHICLE_VENDORS, model_for_vendor
+from car2mqtt.simulator.enode.cloud import ApiProblem, EnodeVehicle
+from car2mqtt.simulator.faults import faults_from_json
+
+if TYPE_CHECKING:
+    from car2mqtt.simulator.app import Simulation
+
+M = TypeVar("M", bound=BaseModel)
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AdvanceIn(_In):
+    """Move the clock forward."""
+
+    seconds: float = Field(ge=0, le=365 * 86_400)
+
+
+class ClockIn(_In):
+    """Change the speed of time."""
+
+    timeFactor: float = Field(ge=0, le=1_000_000)  # noqa: N815 (camelCase like the clouds)
+
+
+class AddVehicleIn(_In):
+    """Link a new vehicle to a user."""
+
+    userId: str = Field(min_length=1)  # noqa: N815
+    vendor: str = "TESLA"
+    displayName: str | None = None  # noqa: N815
+
+
+class PlugIn(_In):
+    """Plug a car in."""
+
+    startCharging: bool = True  # noqa: N815
+
+
+class DriveIn(_In):
+    """Set off on a trip."""
+
+    speedKmh: float = Field(45.0, gt=0, le=250)  # noqa: N815
+    distanceKm: float | None = Field(None, gt=0)  # noqa: N815
+
+
+class BatteryIn(_In):
+    """Set the state of charge."""
+
+    level: float = Field(ge=0, le=100)
+
+
+class ReachableIn(_In):
+    """Put a car to sleep (unreachable) or wake it."""
+
+    reachable: bool
+
+
+class SmartChargingIn(_In):
+    """Hand charging control to Enode's smart charging, or take it back."""
+
+    enabled: bool
+
+
+class InvalidateIn(_In):
+    """Make a user's vendor credentials stop working."""
+
+    vendor: str | None = None
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def create_admin_app(sim: Simulation) -> Starlette:
+    """Build the admin API as an ASGI app, to mount at `/admin`."""
+    world, enode = sim.world, sim.enode
+
+    def admin(handler: Handler) -> Handler:
+        async def endpoint(request: Request) -> Response:
+            world.sync()
+            try:
+                response = await handler(request)
+            except ApiProblem as exc:
+                return _error(exc.status, exc.detail)
+            except SimulatorError as exc:
+                return _error(409, str(exc))
+            sim.dispatcher.wake()
+            return response
+
+        return endpoint
+
+    async def parse(request: Request, model: type[M]) -> M:
+        raw = await request.body()
+        try:
+            return model.model_validate(json.loads(raw) if raw else {})
+        except json.JSONDecodeError as exc:
+            msg = f"body is not valid JSON: {exc.msg}"
+            raise ApiProblem(400, "bad-request", "Bad Request", msg) from None
+        except ValidationError as exc:
+            msg = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()
+            )
+            raise ApiProblem(400, "bad-request", "Bad Request", msg) from None
+
+    def car_of(request: Request) -> EnodeVehicle:
+        vehicle = enode.vehicle(request.path_params["vehicleId"])
+        vehicle.car.advance(world.now())
+        return vehicle
+
+    async def overview(request: Request) -> Response:
+        users: dict[str, list[str]] = {
+            uid: [v.id for v in enode.user_vehicles(uid)] for uid in enode.users
+        }
+        return JSONResponse(
+            {
+                "now": isoformat(world.now()),
+                "timeFactor": world.clock.factor,
+                "seed": world.seed,
+                "vehicles": len(enode.vehicles),
+                "enodeUsers": users,
+                "faults": enode.faults.as_json(),
+                "apiCalls": {"enode": enode.api_calls},
+            }
+        )
+
+    async def advance(request: Request) -> Response:
+        body = await parse(request, AdvanceIn)
+        now = world.advance(body.seconds)
+        await sim.dispatcher.flush()
+        return JSONResponse({"now": isoformat(now)})
+
+    async def set_clock(request: Request) -> Response:
+        body = await parse(request, ClockIn)
+        world.clock.set_factor(body.timeFactor)
+        return JSONResponse({"now": isoformat(world.now()), "timeFactor": body.timeFactor})
+
+    async def get_faults(request: Request) -> Response:
+        return JSONResponse(enode.faults.as_json())
+
+    async def put_faults(request: Request) -> Response:
+        raw = await request.body()
+        try:
+            data: Any = json.loads(raw) if raw else {}
+        except json.JSONDecodeError as exc:
+            return _error(400, f"body is not valid JSON: {exc.msg}")
+        try:
+            enode.faults = faults_from_json(data, enode.faults)
+        except SimulatorError as exc:
+            return _error(400, str(exc))
+        for vehicle in enode.vehicles.values():  # an outage shows at the next refresh
+            vehicle.car.advance(world.now())
+        return JSONResponse(enode.faults.as_json())
+
+    async def revoke_tokens(request: Request) -> Response:
+        return JSONResponse({"revoked": enode.revoke_tokens()})
+
+    async def invalidate(request: Request) -> Response:
+        body = await parse(request, InvalidateIn)
+        vendors = enode.invalidate_credentials(request.path_params["userId"], body.vendor)
+        return JSONResponse({"invalidated": vendors})
+
+    async def add_vehicle(request: Request) -> Response:
+        body = await parse(request, AddVehicleIn)
+        if body.vendor not in VEHICLE_VENDORS:
+            return _error(400, f"unknown vendor {body.vendor!r}")
+        model = model_for_vendor(body.vendor, world.physics.randrange(8))
+        vehicle = enode.add_vehicle(body.userId, model, display_name=body.displayName)
+        return JSONResponse(live(vehicle), status_code=201)
+
+    async def remove_vehicle(request: Request) -> Response:
+        enode.remove_vehicle(request.path_params["vehicleId"])
+        return Response(status_code=204)
+
+    async def get_vehicle(request: Request) -> Response:
+        return JSONResponse(live(car_of(request)))
+
+    async def plug_in(request: Request) -> Response:
+        body = await parse(request, PlugIn)
+        vehicle = car_of(request)
+        vehicle.car.plug_in(start_charging=body.startCharging)
+        return JSONResponse(live(vehicle))
+
+    async def unplug(request: Request) -> Response:
+        vehicle = car_of(request)
+        vehicle.car.unplug()
+        return JSONResponse(live(vehicle))
+
+    async def drive(request: Request) -> Response:
+        body = await parse(request, DriveIn)
+        vehicle = car_of(request)
+        car = vehicle.car
+        car.start_drive(world.new_route(car), body.speedKmh, body.distanceKm)
+        return JSONResponse(live(vehicle))
+
+    async def park(request: Request) -> Response:
+        vehicle = car_of(request)
+        vehicle.car.park()
+        return JSONResponse(live(vehicle))
+
+    async def battery(request: Request) -> Response:
+        body = await parse(request, BatteryIn)
+        vehicle = car_of(request)
+        vehicle.car.set_soc(body.level)
+        return JSONResponse(live(vehicle))
+
+    async def reachable(request: Request) -> Response:
+        body = await parse(request, ReachableIn)
+        vehicle = car_of(request)
+        vehicle.car.reachable = body.reachable
+        return JSONResponse(live(vehicle))
+
+    async def smart_charging(request: Request) -> Response:
+        body = await parse(request, SmartChargingIn)
+        vehicle = car_of(request)
+        vehicle.smart_charging = body.enabled
+        return JSONResponse(live(vehicle))
+
+    async def refresh(request: Request) -> Response:
+        vehicle = enode.force_refresh(request.path_params["vehicleId"])
+        return JSONResponse(live(vehicle))
+
+    async def deliveries(request: Request) -> Response:
+        return JSONResponse(list(sim.dispatcher.log))
+
+    vehicle_path = "/enode/vehicles/{vehicleId}"
+    return Starlette(
+        routes=[
+            Route("/", admin(overview), methods=["GET"]),
+            Route("/clock/advance", admin(advance), methods=["POST"]),
+            Route("/clock", admin(set_clock), methods=["PUT"]),
+            Route("/faults", admin(get_faults), methods=["GET"]),
+            Route("/faults", admin(put_faults), methods=["PUT"]),
+            Route("/faults/revoke-tokens", admin(revoke_tokens), methods=["POST"]),
+            Route(
+                "/enode/users/{userId}/invalidate-credentials", admin(invalidate), methods=["POST"]
+            ),
+            Route("/enode/vehicles", admin(add_vehicle), methods=["POST"]),
+            Route(vehicle_path, admin(get_vehicle), methods=["GET"]),
+            Route(vehicle_path, admin(remove_vehicle), methods=["DELETE"]),
+            Route(f"{vehicle_path}/plug-in", admin(plug_in), methods=["POST"]),
+            Route(f"{vehicle_path}/unplug", admin(unplug), methods=["POST"]),
+            Route(f"{vehicle_path}/drive", admin(drive), methods=["POST"]),
+            Route(f"{vehicle_path}/park", admin(park), methods=["POST"]),
+            Route(f"{vehicle_path}/battery", admin(battery), methods=["PUT"]),
+            Route(f"{vehicle_path}/reachable", admin(reachable), methods=["PUT"]),
+            Route(f"{vehicle_path}/smart-charging", admin(smart_charging), methods=["PUT"]),
+            Route(f"{vehicle_path}/refresh", admin(refresh), methods=["POST"]),
+            Route("/enode/webhook-deliveries", admin(deliveries), methods=["GET"]),
+        ]
+    )
+
+
+def live(vehicle: EnodeVehicle) -> dict[str, Any]:
+    """Describe a car's physical truth next to the API's cached view of it."""
+    car = vehicle.car
+    return {
+        "id": vehicle.id,
+        "userId": vehicle.user_id,
+        "vendor": vehicle.vendor,
+        "model": car.model.model,
+        "batteryLevel": round(car.soc, 3),
+        "rangeKm": round(car.range_km, 1),
+        "odometerKm": round(car.odometer_km, 3),
+        "latitude": car.lat,
+        "longitude": car.lon,
+        "pluggedIn": car.plugged,
+        "chargeMode": car.charge_mode().value,
+        "chargeLimit": car.charge_limit,
+        "chargePowerKw": round(car.charge_power_kw(), 2),
+        "driving": car.driving,
+        "speedKmh": car.speed_kmh,
+        "reachable": car.reachable,
+        "smartCharging": vehicle.smart_charging,
+        "controllable": car.model.controllable,
+        "cached": vehicle.snapshot,
+    }

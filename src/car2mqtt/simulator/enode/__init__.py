@@ -1,0 +1,1 @@
+"""The simulated Enode cloud (API 2024-10-01)."""

@@ -1,0 +1,148 @@
+"""Webhook delivery: signed JSON arrays, retried with backoff, deactivated after repeated failure."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import logging
+from collections import deque
+from typing import Any
+
+import httpx
+
+from car2mqtt.clock import isoformat
+from car2mqtt.simulator.enode.cloud import (
+    API_VERSION,
+    WEBHOOK_BACKOFF_S,
+    WEBHOOK_BATCH,
+    WEBHOOK_MAX_FAILURES,
+    EnodeCloud,
+    Webhook,
+)
+
+_LOGGER = logging.getLogger(__name__)
+_POLL_S = 0.2
+
+
+def sign(secret: str, body: bytes) -> str:
+    """Return the `X-Enode-Signature` value for `body`."""
+    return "sha1=" + hmac.new(secret.encode(), body, hashlib.sha1).hexdigest()
+
+
+class WebhookDispatcher:
+    """Delivers queued events to each active webhook, one batch at a time."""
+
+    def __init__(self, cloud: EnodeCloud, client: httpx.AsyncClient) -> None:
+        self._cloud = cloud
+        self._client = client
+        self._wake = asyncio.Event()
+        self.log: deque[dict[str, Any]] = deque(maxlen=500)
+        cloud.on_webhook_event = self._wake.set
+
+    def wake(self) -> None:
+        """Look for due deliveries now (after the clock moved, say)."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Deliver forever; cancel the task to stop."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), _POLL_S)
+            self._wake.clear()
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Attempt every delivery that is due now."""
+        world = self._cloud.world
+        for webhook in list(self._cloud.webhooks.values()):
+            while webhook.is_active and webhook.outbox and webhook.next_attempt <= world.sync():
+                if not await self._deliver(webhook):
+                    break
+
+    async def _deliver(self, webhook: Webhook) -> bool:
+        batch = [webhook.outbox[i] for i in range(min(WEBHOOK_BATCH, len(webhook.outbox)))]
+        body = json.dumps(batch, separators=(",", ":")).encode()
+        status, error = await self._post(webhook, body)
+        now = self._cloud.world.sync()
+        ok = status is not None and 200 <= status < 300
+        self.log.append(
+            {
+                "webhookId": webhook.id,
+                "at": isoformat(now),
+                "events": [e["event"] for e in batch],
+                "status": status,
+                "error": error,
+                "attempt": webhook.failures + 1,
+            }
+        )
+        if ok:
+            for _ in batch:
+                webhook.outbox.popleft()
+            webhook.failures = 0
+            webhook.last_success = now
+            return True
+        webhook.failures += 1
+        if webhook.failures >= WEBHOOK_MAX_FAILURES:
+            _LOGGER.warning(
+                "webhook %s deactivated after %d failed deliveries; %d events dropped",
+                webhook.id,
+                webhook.failures,
+                len(webhook.outbox),
+            )
+            webhook.is_active = False
+            webhook.outbox.clear()
+        else:
+            webhook.next_attempt = now + WEBHOOK_BACKOFF_S[webhook.failures - 1]
+        return False
+
+    def _headers(self, webhook: Webhook, body: bytes) -> dict[str, str]:
+        headers = {
+            "Content-Type": "application/json",
+            "X-Enode-Signature": sign(webhook.secret, body),
+            "X-Enode-Delivery": self._cloud.world.new_uuid(),
+            "User-Agent": "car2mqtt-simulator (Enode webhooks)",
+        }
+        if webhook.auth_header:
+            headers[webhook.auth_header[0]] = webhook.auth_header[1]
+        return headers
+
+    async def _post(self, webhook: Webhook, body: bytes) -> tuple[int | None, str | None]:
+        headers = self._headers(webhook, body)
+        try:
+            response = await self._client.post(webhook.url, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            return None, f"{type(exc).__name__}: {exc}"
+        return response.status_code, None
+
+    async def test(self, webhook: Webhook) -> dict[str, Any]:
+        """Send `enode:webhook:test` now; a success reactivates the webhook."""
+        now = self._cloud.world.sync()
+        event = {"createdAt": isoformat(now), "version": API_VERSION, "event": "enode:webhook:test"}
+        body = json.dumps([event], separators=(",", ":")).encode()
+        headers = self._headers(webhook, body)
+        try:
+            response = await self._client.post(webhook.url, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            return {
+                "status": "FAILURE",
+                "description": f"Could not reach {webhook.url}: {type(exc).__name__}",
+                "response": None,
+            }
+        ok = 200 <= response.status_code < 300
+        if ok:
+            webhook.is_active = True
+            webhook.failures = 0
+            webhook.next_attempt = 0.0
+            webhook.last_success = now
+        return {
+            "status": "SUCCESS" if ok else "FAILURE",
+            "description": f"The webhook answered {response.status_code}.",
+            "response": {
+                "code": response.status_code,
+                "body": response.text[:1000],
+                "headers": [f"{k}: {v}" for k, v in response.headers.items()],
+            },
+        }
