@@ -11,8 +11,9 @@ from rich.console import Console
 
 from car2mqtt import __version__
 from car2mqtt.errors import Car2MqttError
-from car2mqtt.simulator.app import SimOptions
+from car2mqtt.simulator.app import SimOptions, build_simulation
 from car2mqtt.simulator.faults import PROFILES
+from car2mqtt.simulator.server import base_url, bind, serve, server_for
 
 app = typer.Typer(
     name="car2mqtt",
@@ -24,7 +25,9 @@ app = typer.Typer(
 err = Console(stderr=True)
 
 Host = Annotated[str, typer.Option(help="Address to listen on.")]
-Port = Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on (0 picks a free one).")]
+Port = Annotated[
+    int, typer.Option(min=0, max=65535, help="Port to listen on (0 picks a free one).")
+]
 Seed = Annotated[int, typer.Option(help="Seed for every random choice: same seed, same cars.")]
 Vehicles = Annotated[
     int, typer.Option(min=0, max=100_000, help="Vehicles pre-linked to the --user.")
@@ -81,8 +84,6 @@ def simulate(
     access_log: Annotated[bool, typer.Option(help="Log every request.")] = False,
 ) -> None:
     """Serve the offline Enode cloud; its first stdout line is JSON describing it."""
-    from car2mqtt.simulator.server import serve
-
     options = SimOptions(
         seed=seed, vehicles=vehicles, user=user, time_factor=time_factor, faults=faults
     )
@@ -98,8 +99,6 @@ def demo(
     time_factor: TimeFactor = 60.0,
 ) -> None:
     """Run the simulated clouds with demo cars and print how to explore them."""
-    from car2mqtt.simulator.app import build_simulation
-    from car2mqtt.simulator.server import base_url, bind, server_for
 
     def run() -> None:
         sock = bind(host, port)
@@ -140,7 +139,7 @@ def _print_demo(info: dict[str, object]) -> None:
         (
             "Start charging it",
             f"curl -s {hdr} -H 'Content-Type: application/json' "
-            f"-d '{{\"action\":\"START\"}}' {enode['apiUrl']}/vehicles/{first}/charging",
+            f'-d \'{{"action":"START"}}\' {enode["apiUrl"]}/vehicles/{first}/charging',
         ),
         (
             "Plug it in (admin API)",
@@ -150,12 +149,14 @@ def _print_demo(info: dict[str, object]) -> None:
             "Jump an hour ahead",
             f"curl -s -d '{{\"seconds\":3600}}' {admin}/clock/advance",
         ),
-        ("Switch on flaky faults", f"curl -s -X PUT -d '{{\"profile\":\"flaky\"}}' {admin}/faults"),
+        ("Switch on flaky faults", f'curl -s -X PUT -d \'{{"profile":"flaky"}}\' {admin}/faults'),
     ]
     for title, cmd in lines:
         out.print(f"[bold]# {title}[/]")
         out.print(cmd, markup=False, highlight=False, soft_wrap=True)
-    out.print("\nThe admin API and every endpoint are described in docs/simulator.md. Ctrl-C stops.")
+    out.print(
+        "\nThe admin API and every endpoint are described in docs/simulator.md. Ctrl-C stops."
+    )
     sys.stdout.flush()
 
 
@@ -177,4 +178,3 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-

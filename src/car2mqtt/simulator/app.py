@@ -66,8 +66,10 @@ class Simulation:
                 "clientId": self.enode.client_id,
                 "clientSecret": self.enode.client_secret,
             },
+            # Oldest first: the order they were linked in.
             "users": {
-                uid: [v.id for v in self.enode.user_vehicles(uid)] for uid in self.enode.users
+                uid: [v.id for v in reversed(self.enode.user_vehicles(uid))]
+                for uid in self.enode.users
             },
             "seed": self.options.seed,
             "timeFactor": self.world.clock.factor,

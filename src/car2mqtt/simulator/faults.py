@@ -259,7 +259,9 @@ def _truncating(send: Send) -> Send:
                 return
             body = b"".join(chunks)
             cut = body[: max(1, len(body) // 2)] if body else b"{"
-            headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+            headers = [
+                (k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"
+            ]
             headers.append((b"content-length", str(len(cut)).encode()))
             await send({**start, "headers": headers})
             await send({"type": "http.response.body", "body": cut})

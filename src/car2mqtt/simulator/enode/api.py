@@ -238,8 +238,7 @@ def create_enode_app(cloud: EnodeCloud, dispatcher: WebhookDispatcher) -> ASGIAp
             if version is not None and version != API_VERSION:
                 return problem_response(
                     bad_request(
-                        f"Unsupported Enode-Version {version!r}; "
-                        f"this API serves {API_VERSION}."
+                        f"Unsupported Enode-Version {version!r}; this API serves {API_VERSION}."
                     )
                 )
             try:
@@ -254,7 +253,7 @@ def create_enode_app(cloud: EnodeCloud, dispatcher: WebhookDispatcher) -> ASGIAp
         cloud.api_calls += 1
         try:
             form = await request.form()
-        except Exception:  # noqa: BLE001 (any parse failure is the client's bad request)
+        except Exception:
             return _oauth_error(OAuthError(400, "invalid_request", "Malformed form body."))
         client_id = _form_str(form.get("client_id"))
         client_secret = _form_str(form.get("client_secret"))

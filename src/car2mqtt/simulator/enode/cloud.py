@@ -8,6 +8,7 @@ Enode's cadence: about every 7 minutes, every 2 while charging, sooner after a r
 from __future__ import annotations
 
 import bisect
+import functools
 import secrets
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -325,7 +326,12 @@ class EnodeCloud:
         self.tokens = {t: exp for t, exp in self.tokens.items() if exp > now}
         token = self.world.new_token(32)
         self.tokens[token] = now + TOKEN_TTL_S
-        return {"access_token": token, "expires_in": TOKEN_TTL_S, "scope": "", "token_type": "bearer"}
+        return {
+            "access_token": token,
+            "expires_in": TOKEN_TTL_S,
+            "scope": "",
+            "token_type": "bearer",
+        }
 
     def token_valid(self, token: str) -> bool:
         """Whether `token` is a live access token."""
@@ -461,7 +467,9 @@ class EnodeCloud:
             vehicle.refresh_handle.cancel()
         pending = self._pending.pop(vehicle_id, None)
         if pending:
-            self._finish(self.actions[pending], "CANCELLED", ("NOT_FOUND", "The vehicle was removed."))
+            self._finish(
+                self.actions[pending], "CANCELLED", ("NOT_FOUND", "The vehicle was removed.")
+            )
         del self.vehicles[vehicle_id]
         self._seqs.remove(vehicle.seq)
         self._user_seqs[vehicle.user_id].remove(vehicle.seq)
@@ -515,7 +523,7 @@ class EnodeCloud:
         cadence = ACTIVE_REFRESH_S if active else IDLE_REFRESH_S
         jitter = self.world.physics.uniform(-0.1, 0.1) * cadence
         vehicle.refresh_handle = self.world.schedule(
-            t + cadence + jitter, lambda when, v=vehicle: self._refresh(v, when)
+            t + cadence + jitter, functools.partial(self._refresh, vehicle)
         )
         if announce and old and user is not None and self._has_listener("user:vehicle:updated"):
             changed = changed_fields(old, new)
@@ -543,7 +551,7 @@ class EnodeCloud:
             return
         if handle is not None:
             handle.cancel()
-        vehicle.refresh_handle = self.world.schedule(at, lambda when: self._refresh(vehicle, when))
+        vehicle.refresh_handle = self.world.schedule(at, functools.partial(self._refresh, vehicle))
 
     # ---- charging actions --------------------------------------------------------------------
 
@@ -610,7 +618,11 @@ class EnodeCloud:
         action = self.action(action_id)
         if action.state != "PENDING":
             raise ApiProblem(
-                409, "conflict", "Conflict", "The action is already resolved.", body=action.as_json()
+                409,
+                "conflict",
+                "Conflict",
+                "The action is already resolved.",
+                body=action.as_json(),
             )
         self._finish(action, "CANCELLED", ("REQUESTED_CANCELLATION", "Cancelled by the client."))
         return action

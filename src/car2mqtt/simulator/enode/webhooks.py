@@ -1,4 +1,4 @@
-"""Webhook delivery: signed JSON arrays, retried with backoff, deactivated after repeated failure."""
+"""Webhook delivery: signed JSON arrays, retried with backoff, deactivated after failures."""
 
 from __future__ import annotations
 
