@@ -57,7 +57,7 @@ _UPPER_BOUNDS: Final = frozenset(
     {"maximum", "exclusiveMaximum", "maxLength", "maxItems", "maxProperties"}
 )
 _RFC3339: Final = re.compile(
-    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})", re.ASCII
+    r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})", re.ASCII
 )
 _ABSOLUTE_URI: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:\S+", re.ASCII)
 
@@ -132,9 +132,16 @@ def _types(value: Any) -> list[str]:
 
 
 def _merge_types(a: Any, b: Any, where: str) -> Any:
-    """Intersect two ``type`` values: ``"string"`` and ``["string", "null"]`` give ``"string"``."""
+    """Intersect two ``type`` values, except that ``null`` allowed by either part survives.
+
+    The spec writes nullable references as ``allOf: [$ref, {type: [T, null]}]`` (its own
+    examples then carry ``null``), so a strict intersection would forbid what it means to allow.
+    """
     right = set(_types(b))
+    nullable = "null" in right or "null" in _types(a)
     merged = [t for t in _types(a) if t in right]
+    if nullable and "null" not in merged and merged:
+        merged.append("null")
     if "number" in merged:
         merged.remove("integer")
     if not merged:
@@ -313,11 +320,22 @@ def _json_schema(content: Mapping[str, Any] | None) -> Any:
 
 
 def _format_errors(errors: Iterable[ValidationError], indent: str = "  ") -> list[str]:
+    """One line per error: its JSON path and message; anyOf/oneOf failures list each branch."""
     lines: list[str] = []
     for error in sorted(errors, key=lambda e: (list(map(str, e.absolute_path)), e.message)):
-        lines.append(f"{indent}{error.json_path}: {error.message}")
-        if error.context:  # anyOf / oneOf: show why each branch failed
-            lines.extend(_format_errors(error.context, indent + "    "))
+        if not error.context:
+            lines.append(f"{indent}{error.json_path}: {error.message}")
+            continue
+        # anyOf / oneOf: the message repeats the whole instance; say why each branch failed.
+        branches: dict[int, list[ValidationError]] = {}
+        for sub in error.context:
+            branches.setdefault(int(sub.relative_schema_path[0]), []).append(sub)
+        lines.append(f"{indent}{error.json_path}: matches none of the {error.validator} branches")
+        for index, subs in sorted(branches.items()):
+            branch = error.validator_value[index]
+            title = branch.get("title") or str(branch.get("$ref", "")).rsplit("/", 1)[-1]
+            lines.append(f"{indent}  {error.validator}[{index}] {title}".rstrip())
+            lines.extend(_format_errors(subs, indent + "    "))
     return lines
 
 
@@ -515,7 +533,7 @@ class EnodeSpec:
             if status >= 400:
                 self._check(label + " (Problem)", self._problem_schema, body)
             elif not _is_empty(body):
-                msg = f"{label}: documented without a body, got {json.dumps(body)[:200]}"
+                msg = f"{label}: documented without a body, got {body!r:.200}"
                 raise SpecError(msg)
             return
         if content_type is not None and not _is_json_media_type(_media_type(content_type)):
@@ -530,7 +548,7 @@ class EnodeSpec:
         request_body = self._operation(method, template).get("requestBody")
         if request_body is None:
             if not _is_empty(body):
-                msg = f"{label}: the operation takes no body, got {json.dumps(body)[:200]}"
+                msg = f"{label}: the operation takes no body, got {body!r:.200}"
                 raise SpecError(msg)
             return
         if _is_empty(body):
@@ -544,7 +562,7 @@ class EnodeSpec:
         """Raise SpecError unless ``event`` is a valid webhook event of its ``event`` type."""
         name = event.get("event") if isinstance(event, Mapping) else None
         if not isinstance(name, str):
-            msg = f"webhook event has no string 'event' field: {json.dumps(event)[:200]}"
+            msg = f"webhook event has no string 'event' field: {event!r:.200}"
             raise SpecError(msg)
         self._check(f"webhook {name}", lambda: self.webhook_schema(name), event)
 

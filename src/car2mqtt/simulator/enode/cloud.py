@@ -591,7 +591,7 @@ class EnodeCloud:
         delay = self.world.physics.uniform(*ACTION_DELAY_S)
         self.world.schedule(now + delay, lambda t: self._execute(action, t))
         self.world.schedule(now + ACTION_TIMEOUT_S, lambda t: self._time_out(action, t))
-        self._announce_action(action)
+        self._announce_action(action, [])
         return action
 
     def _check_charge_precondition(self, vehicle: EnodeVehicle, kind: str) -> None:
@@ -687,12 +687,17 @@ class EnodeCloud:
         action.updated_at = action.completed_at = when
         if self._pending.get(action.vehicle_id) == action.id:
             del self._pending[action.vehicle_id]
-        self._announce_action(action)
+        changed = ["state", "updatedAt", "completedAt"]
+        self._announce_action(action, [*changed, "failureReason"] if failure else changed)
 
-    def _announce_action(self, action: Action) -> None:
+    def _announce_action(self, action: Action, updated_fields: list[str]) -> None:
         user = self.users.get(action.user_id)
         if user is not None:
-            self.emit(user, "user:vendor-action:updated", {"vendorAction": action.as_json()})
+            self.emit(
+                user,
+                "user:vendor-action:updated",
+                {"vendorAction": action.as_json(), "updatedFields": updated_fields},
+            )
 
     # ---- link sessions -----------------------------------------------------------------------
 

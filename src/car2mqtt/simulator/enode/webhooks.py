@@ -39,6 +39,9 @@ class WebhookDispatcher:
         self._cloud = cloud
         self._client = client
         self._wake = asyncio.Event()
+        # One flush at a time: the loop and an admin clock jump may both ask for one, and two
+        # would send (and then dequeue) the same batch twice.
+        self._lock = asyncio.Lock()
         self.log: deque[dict[str, Any]] = deque(maxlen=500)
         cloud.on_webhook_event = self._wake.set
 
@@ -57,10 +60,11 @@ class WebhookDispatcher:
     async def flush(self) -> None:
         """Attempt every delivery that is due now."""
         world = self._cloud.world
-        for webhook in list(self._cloud.webhooks.values()):
-            while webhook.is_active and webhook.outbox and webhook.next_attempt <= world.sync():
-                if not await self._deliver(webhook):
-                    break
+        async with self._lock:
+            for webhook in list(self._cloud.webhooks.values()):
+                while webhook.is_active and webhook.outbox and webhook.next_attempt <= world.sync():
+                    if not await self._deliver(webhook):
+                        break
 
     async def _deliver(self, webhook: Webhook) -> bool:
         batch = [webhook.outbox[i] for i in range(min(WEBHOOK_BATCH, len(webhook.outbox)))]
