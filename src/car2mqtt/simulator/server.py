@@ -22,8 +22,10 @@ def bind(host: str, port: int) -> socket.socket:
     except socket.gaierror as exc:
         msg = f"cannot resolve host {host!r}: {exc.strerror}"
         raise ConfigError(msg) from None
-    family, _, _, _, address = infos[0]
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    family, _, proto, _, address = infos[0]
+    # The proto matters: asyncio sets TCP_NODELAY on accepted connections only when the
+    # listener says IPPROTO_TCP; without it, Nagle plus delayed ACKs add 40 ms per response.
+    sock = socket.socket(family, socket.SOCK_STREAM, proto or socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind(address)
