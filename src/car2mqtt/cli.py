@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
@@ -56,6 +57,29 @@ Faults = Annotated[
 ]
 
 
+def _start(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        msg = f"{value!r} is not an ISO 8601 time such as 2026-01-01T00:00:00Z"
+        raise typer.BadParameter(msg) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.isoformat()
+
+
+Start = Annotated[
+    str | None,
+    typer.Option(
+        callback=_start,
+        help="Simulated start time (ISO 8601, UTC by default); default now. With "
+        "--time-factor 0 and a --seed, runs are identical.",
+    ),
+]
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"car2mqtt {__version__}")
@@ -81,11 +105,17 @@ def simulate(
     user: User = "demo",
     time_factor: TimeFactor = 1.0,
     faults: Faults = "none",
+    start: Start = None,
     access_log: Annotated[bool, typer.Option(help="Log every request.")] = False,
 ) -> None:
     """Serve the offline Enode cloud; its first stdout line is JSON describing it."""
     options = SimOptions(
-        seed=seed, vehicles=vehicles, user=user, time_factor=time_factor, faults=faults
+        seed=seed,
+        vehicles=vehicles,
+        user=user,
+        time_factor=time_factor,
+        faults=faults,
+        start=datetime.fromisoformat(start).timestamp() if start else None,
     )
     _guard(lambda: serve(options, host, port, access_log=access_log))
 

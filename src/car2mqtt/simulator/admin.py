@@ -11,7 +11,6 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -94,8 +93,8 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-def create_admin_app(sim: Simulation) -> Starlette:
-    """Build the admin API as an ASGI app, to mount at `/admin`."""
+def admin_routes(sim: Simulation, prefix: str = "/admin") -> list[Route]:
+    """Return the admin API's routes under `prefix`."""
     world, enode = sim.world, sim.enode
 
     def admin(handler: Handler) -> Handler:
@@ -245,32 +244,33 @@ def create_admin_app(sim: Simulation) -> Starlette:
     async def deliveries(request: Request) -> Response:
         return JSONResponse(list(sim.dispatcher.log))
 
-    vehicle_path = "/enode/vehicles/{vehicleId}"
-    return Starlette(
-        routes=[
-            Route("/", admin(overview), methods=["GET"]),
-            Route("/clock/advance", admin(advance), methods=["POST"]),
-            Route("/clock", admin(set_clock), methods=["PUT"]),
-            Route("/faults", admin(get_faults), methods=["GET"]),
-            Route("/faults", admin(put_faults), methods=["PUT"]),
-            Route("/faults/revoke-tokens", admin(revoke_tokens), methods=["POST"]),
-            Route(
-                "/enode/users/{userId}/invalidate-credentials", admin(invalidate), methods=["POST"]
-            ),
-            Route("/enode/vehicles", admin(add_vehicle), methods=["POST"]),
-            Route(vehicle_path, admin(get_vehicle), methods=["GET"]),
-            Route(vehicle_path, admin(remove_vehicle), methods=["DELETE"]),
-            Route(f"{vehicle_path}/plug-in", admin(plug_in), methods=["POST"]),
-            Route(f"{vehicle_path}/unplug", admin(unplug), methods=["POST"]),
-            Route(f"{vehicle_path}/drive", admin(drive), methods=["POST"]),
-            Route(f"{vehicle_path}/park", admin(park), methods=["POST"]),
-            Route(f"{vehicle_path}/battery", admin(battery), methods=["PUT"]),
-            Route(f"{vehicle_path}/reachable", admin(reachable), methods=["PUT"]),
-            Route(f"{vehicle_path}/smart-charging", admin(smart_charging), methods=["PUT"]),
-            Route(f"{vehicle_path}/refresh", admin(refresh), methods=["POST"]),
-            Route("/enode/webhook-deliveries", admin(deliveries), methods=["GET"]),
-        ]
-    )
+    vehicle_path = prefix + "/enode/vehicles/{vehicleId}"
+    return [
+        Route(prefix, admin(overview), methods=["GET"]),
+        Route(f"{prefix}/", admin(overview), methods=["GET"]),
+        Route(f"{prefix}/clock/advance", admin(advance), methods=["POST"]),
+        Route(f"{prefix}/clock", admin(set_clock), methods=["PUT"]),
+        Route(f"{prefix}/faults", admin(get_faults), methods=["GET"]),
+        Route(f"{prefix}/faults", admin(put_faults), methods=["PUT"]),
+        Route(f"{prefix}/faults/revoke-tokens", admin(revoke_tokens), methods=["POST"]),
+        Route(
+            f"{prefix}/enode/users/{{userId}}/invalidate-credentials",
+            admin(invalidate),
+            methods=["POST"],
+        ),
+        Route(f"{prefix}/enode/vehicles", admin(add_vehicle), methods=["POST"]),
+        Route(vehicle_path, admin(get_vehicle), methods=["GET"]),
+        Route(vehicle_path, admin(remove_vehicle), methods=["DELETE"]),
+        Route(f"{vehicle_path}/plug-in", admin(plug_in), methods=["POST"]),
+        Route(f"{vehicle_path}/unplug", admin(unplug), methods=["POST"]),
+        Route(f"{vehicle_path}/drive", admin(drive), methods=["POST"]),
+        Route(f"{vehicle_path}/park", admin(park), methods=["POST"]),
+        Route(f"{vehicle_path}/battery", admin(battery), methods=["PUT"]),
+        Route(f"{vehicle_path}/reachable", admin(reachable), methods=["PUT"]),
+        Route(f"{vehicle_path}/smart-charging", admin(smart_charging), methods=["PUT"]),
+        Route(f"{vehicle_path}/refresh", admin(refresh), methods=["POST"]),
+        Route(f"{prefix}/enode/webhook-deliveries", admin(deliveries), methods=["GET"]),
+    ]
 
 
 def live(vehicle: EnodeVehicle) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from starlette.routing import Mount, Route
 
 from car2mqtt import __version__
 from car2mqtt.clock import SimClock
-from car2mqtt.simulator.admin import create_admin_app
+from car2mqtt.simulator.admin import admin_routes
 from car2mqtt.simulator.enode.api import create_enode_app
 from car2mqtt.simulator.enode.cloud import API_VERSION, HEARTBEAT_S, EnodeCloud
 from car2mqtt.simulator.enode.webhooks import WebhookDispatcher
@@ -126,7 +126,7 @@ def create_app(sim: Simulation) -> Starlette:
         routes=[
             Route("/", root, methods=["GET"]),
             Mount("/enode", app=create_enode_app(sim.enode, sim.dispatcher)),
-            Mount("/admin", app=create_admin_app(sim)),
+            *admin_routes(sim),
         ],
         lifespan=lifespan,
     )
