@@ -241,3 +241,12 @@ def test_no_events_for_deauthorized_user(sim: Sim, enode: EnodeClient, receiver:
     sim.advance(20 * 60)
     receiver.wait_for(lambda e: e["event"] == "system:heartbeat")
     assert [e for e in receiver.events() if e["event"] != "system:heartbeat"] == []
+
+
+def test_unknown_webhook_is_404_everywhere(enode: EnodeClient) -> None:
+    missing = "00000000-0000-4000-8000-000000000000"
+    assert enode.get(f"/webhooks/{missing}").status_code == 404
+    r = enode.request("PATCH", f"/webhooks/{missing}", json_body={"events": ["*"]})
+    assert r.status_code == 404
+    assert enode.post(f"/webhooks/{missing}/test").status_code == 404
+    assert enode.request("DELETE", f"/webhooks/{missing}").status_code == 404

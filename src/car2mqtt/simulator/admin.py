@@ -196,46 +196,41 @@ def admin_routes(sim: Simulation, prefix: str = "/admin") -> list[Route]:
     async def get_vehicle(request: Request) -> Response:
         return JSONResponse(live(car_of(request)))
 
-    async def plug_in(request: Request) -> Response:
-        body = await parse(request, PlugIn)
-        vehicle = car_of(request)
-        vehicle.car.plug_in(start_charging=body.startCharging)
-        return JSONResponse(live(vehicle))
+    def car_action(model: type[M], act: Callable[[EnodeVehicle, M], None]) -> Handler:
+        async def handler(request: Request) -> Response:
+            body = await parse(request, model)
+            vehicle = car_of(request)
+            act(vehicle, body)
+            return JSONResponse(live(vehicle))
 
-    async def unplug(request: Request) -> Response:
-        vehicle = car_of(request)
-        vehicle.car.unplug()
-        return JSONResponse(live(vehicle))
+        return handler
 
-    async def drive(request: Request) -> Response:
-        body = await parse(request, DriveIn)
-        vehicle = car_of(request)
-        car = vehicle.car
-        car.start_drive(world.new_route(car), body.speedKmh, body.distanceKm)
-        return JSONResponse(live(vehicle))
-
-    async def park(request: Request) -> Response:
-        vehicle = car_of(request)
-        vehicle.car.park()
-        return JSONResponse(live(vehicle))
-
-    async def battery(request: Request) -> Response:
-        body = await parse(request, BatteryIn)
-        vehicle = car_of(request)
-        vehicle.car.set_soc(body.level)
-        return JSONResponse(live(vehicle))
-
-    async def reachable(request: Request) -> Response:
-        body = await parse(request, ReachableIn)
-        vehicle = car_of(request)
+    def set_reachable(vehicle: EnodeVehicle, body: ReachableIn) -> None:
         vehicle.car.reachable = body.reachable
-        return JSONResponse(live(vehicle))
 
-    async def smart_charging(request: Request) -> Response:
-        body = await parse(request, SmartChargingIn)
-        vehicle = car_of(request)
+    def set_smart(vehicle: EnodeVehicle, body: SmartChargingIn) -> None:
         vehicle.smart_charging = body.enabled
-        return JSONResponse(live(vehicle))
+
+    car_actions: list[tuple[str, str, Handler]] = [
+        (
+            "plug-in",
+            "POST",
+            car_action(PlugIn, lambda v, b: v.car.plug_in(start_charging=b.startCharging)),
+        ),
+        ("unplug", "POST", car_action(_In, lambda v, _: v.car.unplug())),
+        (
+            "drive",
+            "POST",
+            car_action(
+                DriveIn,
+                lambda v, b: v.car.start_drive(world.new_route(v.car), b.speedKmh, b.distanceKm),
+            ),
+        ),
+        ("park", "POST", car_action(_In, lambda v, _: v.car.park())),
+        ("battery", "PUT", car_action(BatteryIn, lambda v, b: v.car.set_soc(b.level))),
+        ("reachable", "PUT", car_action(ReachableIn, set_reachable)),
+        ("smart-charging", "PUT", car_action(SmartChargingIn, set_smart)),
+    ]
 
     async def refresh(request: Request) -> Response:
         vehicle = enode.force_refresh(request.path_params["vehicleId"])
@@ -261,13 +256,10 @@ def admin_routes(sim: Simulation, prefix: str = "/admin") -> list[Route]:
         Route(f"{prefix}/enode/vehicles", admin(add_vehicle), methods=["POST"]),
         Route(vehicle_path, admin(get_vehicle), methods=["GET"]),
         Route(vehicle_path, admin(remove_vehicle), methods=["DELETE"]),
-        Route(f"{vehicle_path}/plug-in", admin(plug_in), methods=["POST"]),
-        Route(f"{vehicle_path}/unplug", admin(unplug), methods=["POST"]),
-        Route(f"{vehicle_path}/drive", admin(drive), methods=["POST"]),
-        Route(f"{vehicle_path}/park", admin(park), methods=["POST"]),
-        Route(f"{vehicle_path}/battery", admin(battery), methods=["PUT"]),
-        Route(f"{vehicle_path}/reachable", admin(reachable), methods=["PUT"]),
-        Route(f"{vehicle_path}/smart-charging", admin(smart_charging), methods=["PUT"]),
+        *(
+            Route(f"{vehicle_path}/{name}", admin(handler), methods=[method])
+            for name, method, handler in car_actions
+        ),
         Route(f"{vehicle_path}/refresh", admin(refresh), methods=["POST"]),
         Route(f"{prefix}/enode/webhook-deliveries", admin(deliveries), methods=["GET"]),
     ]
