@@ -1,0 +1,116 @@
+"""One token owner per account: renews before expiry, one renewal at a time, persisted."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from typing import Any, Protocol
+
+import httpx
+
+from car2mqtt.auth.oauth2 import Token
+from car2mqtt.clock import Clock
+
+_LOGGER = logging.getLogger(__name__)
+
+# Renew this long before expiry: long enough that no request carries a token that dies
+# in flight, short enough to use most of its life (Enode tokens last an hour).
+RENEW_LEEWAY_S = 120.0
+
+
+class TokenPersistence(Protocol):
+    """Where tokens survive restarts (the store)."""
+
+    def load_token(self, account: str) -> dict[str, Any] | None:
+        """Return the saved token of `account`, if any."""
+        ...
+
+    def save_token(self, account: str, token: Mapping[str, Any]) -> None:
+        """Durably save `account`'s token before returning."""
+        ...
+
+
+class TokenManager:
+    """Owns one account's access token: the only code that asks for a new one."""
+
+    def __init__(
+        self,
+        account: str,
+        fetch: Callable[[Token | None], Awaitable[Token]],
+        clock: Clock,
+        persistence: TokenPersistence | None = None,
+        leeway_s: float = RENEW_LEEWAY_S,
+    ) -> None:
+        self.account = account
+        self._fetch = fetch
+        self._clock = clock
+        self._persistence = persistence
+        self._leeway = leeway_s
+        self._lock = asyncio.Lock()
+        self._token: Token | None = None
+        self.renewals = 0
+        if persistence is not None:
+            saved = persistence.load_token(account)
+            if saved:
+                try:
+                    self._token = Token.from_dict(saved)
+                except (KeyError, TypeError, ValueError):
+                    _LOGGER.warning("ignoring an unreadable saved token for account %s", account)
+
+    @property
+    def token(self) -> Token | None:
+        """The current token, if any (never log it)."""
+        return self._token
+
+    async def access_token(self) -> str:
+        """Return a token that lives at least the leeway longer, renewing it if needed."""
+        token = self._token
+        if token is not None and not token.expires_within(self._leeway, self._clock.time()):
+            return token.access_token
+        async with self._lock:
+            token = self._token  # another task may have renewed while we waited
+            if token is None or token.expires_within(self._leeway, self._clock.time()):
+                token = await self._renew(token)
+            return token.access_token
+
+    async def force_renew(self, rejected: str) -> str:
+        """Renew because the cloud rejected `rejected`; concurrent callers share one renewal."""
+        async with self._lock:
+            token = self._token
+            if token is None or token.access_token == rejected:
+                token = await self._renew(token)
+            return token.access_token
+
+    async def _renew(self, old: Token | None) -> Token:
+        token = await self._fetch(old)
+        # Saved before anyone uses it: a crash right after must not lose a rotated grant.
+        if self._persistence is not None:
+            self._persistence.save_token(self.account, token.as_dict())
+        self._token = token
+        self.renewals += 1
+        _LOGGER.debug(
+            "account %s: new access token, expires at %.0f", self.account, token.expires_at
+        )
+        return token
+
+
+class BearerAuth(httpx.Auth):
+    """httpx auth that sends the account's token and, on a 401, renews once and retries once."""
+
+    requires_response_body = False
+
+    def __init__(self, tokens: TokenManager) -> None:
+        self._tokens = tokens
+
+    async def async_auth_flow(
+        self, request: httpx.Request
+    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        """Authorise `request`, retrying exactly once with a fresh token after a 401."""
+        token = await self._tokens.access_token()
+        request.headers["Authorization"] = f"Bearer {token}"
+        response = yield request
+        if response.status_code == 401:
+            token = await self._tokens.force_renew(token)
+            request.headers["Authorization"] = f"Bearer {token}"
+            yield request

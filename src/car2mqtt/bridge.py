@@ -1,0 +1,556 @@
+"""The composition root: providers in, Home Assistant discovery and state out, one TaskGroup.
+
+The bridge decides *when* things happen: it polls each account on the provider's cadence
+(faster while a car charges or a command is in flight, slower with jittered backoff while a
+cloud misbehaves), publishes discovery and state, republishes everything when the broker comes
+back or Home Assistant announces itself, and carries commands from MQTT to the cloud and their
+outcome back. *What* is published comes from the pure functions in `car2mqtt.ha`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from car2mqtt import __version__
+from car2mqtt.clock import Clock
+from car2mqtt.errors import (
+    AuthError,
+    CommandRejected,
+    ProviderError,
+    ProviderRejected,
+    ProviderUnavailable,
+    ReauthRequired,
+)
+from car2mqtt.ha import discovery
+from car2mqtt.ha.discovery import DiscoveryMode
+from car2mqtt.models import (
+    CommandResult,
+    CommandStatus,
+    LinkState,
+    VehicleInfo,
+    VehicleRef,
+    VehicleState,
+    merge_newer,
+    safe_id,
+)
+from car2mqtt.mqtt.topics import Topics
+from car2mqtt.providers.base import Provider
+from car2mqtt.store import Store
+
+_LOGGER = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """Every delay the bridge uses; tests shrink them, users get the providers' defaults."""
+
+    poll_interval_s: float | None = None  # None: the provider's default
+    active_poll_interval_s: float | None = None
+    backoff_base_s: float = 30.0
+    backoff_max_s: float = 900.0
+    relink_retry_s: float = 900.0
+    command_poll_s: float = 15.0
+    command_timeout_s: float = 40 * 60.0
+    after_command_poll_s: float = 45.0
+    heartbeat_s: float = 300.0
+    birth_jitter_s: float = 2.0
+    stale_after_failures: int = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Publishing:
+    """How discovery looks."""
+
+    mode: DiscoveryMode = "device"  # or "entity" for Home Assistant older than 2024.11
+    expose_vin: bool = False
+
+
+@dataclass(slots=True)
+class _Vehicle:
+    state: VehicleState
+    keys: frozenset[str] = frozenset()
+    last_command: CommandResult | None = None
+    published: dict[str, Any] = field(default_factory=dict)  # topic -> payload sent
+
+
+@dataclass(slots=True)
+class _Account:
+    provider: Provider
+    vehicles: dict[str, _Vehicle] = field(default_factory=dict)  # ref.key -> vehicle
+    link: LinkState = LinkState.OK
+    problem: str | None = None
+    failures: int = 0
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    commands_in_flight: int = 0
+
+
+class Bridge:
+    """Runs every account's polling, the MQTT link and the command handling."""
+
+    def __init__(
+        self,
+        providers: list[Provider],
+        *,
+        store: Store,
+        clock: Clock,
+        topics: Topics,
+        publishing: Publishing | None = None,
+        timing: Timing | None = None,
+        poll_intervals: Mapping[str, float] | None = None,
+    ) -> None:
+        self._accounts = {p.account: _Account(p) for p in providers}
+        self._poll_intervals = dict(poll_intervals or {})
+        self._store = store
+        self._clock = clock
+        self._topics = topics
+        self._pub = publishing or Publishing()
+        self._timing = timing or Timing()
+        self._publish_fn: Any = None
+        self._tg: asyncio.TaskGroup | None = None
+        self._republish_lock = asyncio.Lock()
+        self.polls = 0
+        self._restore_known()
+
+    # ---- wiring ----------------------------------------------------------------------------
+
+    def attach(self, publish: Any) -> None:
+        """Give the bridge its way out: `await publish(topic, payload, retain=..., qos=...)`."""
+        self._publish_fn = publish
+
+    async def run(self) -> None:
+        """Run until cancelled: one poller per account, a heartbeat, and command tasks."""
+        async with asyncio.TaskGroup() as tg:
+            self._tg = tg
+            for account in self._accounts.values():
+                tg.create_task(self._poll_loop(account), name=f"poll-{account.provider.account}")
+            tg.create_task(self._heartbeat_loop(), name="heartbeat")
+
+    async def on_connect(self) -> None:
+        """Republish everything retained after each (re)connect to the broker."""
+        await self.republish()
+
+    async def on_message(self, topic: str, payload: bytes, retained: bool) -> None:
+        """Handle Home Assistant's birth message and commands."""
+        if topic == self._topics.ha_status:
+            if payload.strip().lower() == b"online":
+                self._spawn(self._republish_after_birth())
+            return
+        parsed = self._topics.parse_command_topic(topic)
+        if parsed is None:
+            return
+        if retained:
+            # A retained command would fire again on every reconnect: never act on one.
+            _LOGGER.warning(
+                "ignoring a retained command on %s; commands must not be retained", topic
+            )
+            return
+        self._spawn(self._command(*parsed, payload))
+
+    def _spawn(self, coro: Any) -> None:
+        if self._tg is None:
+            coro.close()
+            return
+        self._tg.create_task(coro)
+
+    def _restore_known(self) -> None:
+        for account in self._accounts.values():
+            for ref in self._store.known_vehicles(account.provider.account):
+                # Placeholder until the first poll: lets removal and republish find them.
+                account.vehicles.setdefault(ref.key, _Vehicle(_placeholder(ref)))
+
+    # ---- publishing --------------------------------------------------------------------------
+
+    async def _publish(
+        self, topic: str, payload: Mapping[str, Any] | str | bytes | None, *, retain: bool = True
+    ) -> None:
+        if self._publish_fn is None:
+            return
+        if payload is None:
+            data: bytes | str = b""
+        elif isinstance(payload, (bytes, str)):
+            data = payload
+        else:
+            data = json.dumps(payload, separators=(",", ":"))
+        await self._publish_fn(topic, data, retain=retain, qos=1)
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self._clock.time(), UTC)
+
+    async def republish(self) -> None:
+        """Publish bridge and vehicle discovery, availability and state, unconditionally."""
+        async with self._republish_lock:
+            for topic, payload in discovery.bridge_discovery(
+                self._topics, __version__, self._pub.mode
+            ):
+                await self._publish(topic, payload)
+            for account in self._accounts.values():
+                for vehicle in list(account.vehicles.values()):
+                    if vehicle.keys:
+                        await self._publish_vehicle(account, vehicle, force=True)
+            await self._publish_bridge_state()
+
+    async def _republish_after_birth(self) -> None:
+        # Home Assistant's docs ask for a random delay, so restarts don't storm the broker.
+        await asyncio.sleep(random.uniform(0, self._timing.birth_jitter_s))
+        _LOGGER.info("Home Assistant is online; republishing discovery and state")
+        await self.republish()
+
+    async def _publish_vehicle(self, account: _Account, vehicle: _Vehicle, *, force: bool) -> None:
+        state, ref, t = vehicle.state, vehicle.state.ref, self._topics
+        keys = vehicle.keys | discovery.applicable_keys(state)
+        config_topics: list[tuple[str, Any]]
+        if self._pub.mode == "entity":
+            config_topics = discovery.entity_discoveries(
+                state, t, keys, origin_version=__version__, expose_vin=self._pub.expose_vin
+            )
+        else:
+            config_topics = [
+                discovery.device_discovery(
+                    state, t, keys, origin_version=__version__, expose_vin=self._pub.expose_vin
+                )
+            ]
+        for topic, payload in config_topics:
+            await self._send_if_changed(vehicle, topic, payload, force=force)
+            self._store.record_published(topic, keys)
+        vehicle.keys = keys
+        online = account.failures < self._timing.stale_after_failures
+        await self._send_if_changed(
+            vehicle, t.availability(ref), "online" if online else "offline", force=force
+        )
+        payload = discovery.state_payload(
+            state,
+            self._now(),
+            relink_required=account.link is LinkState.RELINK_REQUIRED,
+            keys=keys,
+        )
+        # data_age moves every minute; the heartbeat refreshes it, a change alone does not.
+        compare = {k: v for k, v in payload.items() if k != "data_age"}
+        if force or vehicle.published.get(t.state(ref)) != compare:
+            vehicle.published[t.state(ref)] = compare
+            await self._publish(t.state(ref), payload)
+            self._store.save_state(ref.key, t.state(ref), payload)
+        location = discovery.location_payload(state)
+        if location is not None:
+            await self._send_if_changed(vehicle, t.location(ref), location, force=force)
+        if vehicle.last_command is not None:
+            await self._send_if_changed(
+                vehicle,
+                t.command_result(ref),
+                discovery.command_payload(vehicle.last_command),
+                force=force,
+            )
+
+    async def _send_if_changed(
+        self, vehicle: _Vehicle, topic: str, payload: Any, *, force: bool
+    ) -> None:
+        if force or vehicle.published.get(topic) != payload:
+            vehicle.published[topic] = payload
+            await self._publish(topic, payload)
+
+    async def _remove_vehicle(self, account: _Account, key: str) -> None:
+        vehicle = account.vehicles.pop(key)
+        ref, t = vehicle.state.ref, self._topics
+        _LOGGER.info(
+            "vehicle %s is gone from %s; removing it from Home Assistant", key, ref.account
+        )
+        published = self._store.published()
+        keys = vehicle.keys or next(
+            (k for topic, k in published.items() if f"car2mqtt_{key}" in topic), frozenset()
+        )
+        for topic, payload in discovery.removal(t, ref, keys, self._pub.mode):
+            await self._publish(topic, payload)
+            self._store.forget_published(topic)
+        for topic in (t.state(ref), t.availability(ref), t.location(ref), t.command_result(ref)):
+            await self._publish(topic, b"")
+        self._store.delete_state(key)
+
+    async def _publish_bridge_state(self) -> None:
+        accounts = {
+            name: {
+                "provider": a.provider.spec.name,
+                "link": a.link.value,
+                "problem": a.problem,
+                "vehicles": len(a.vehicles),
+                "failing": a.failures > 0,
+            }
+            for name, a in self._accounts.items()
+        }
+        problem = any(a.link is LinkState.RELINK_REQUIRED for a in self._accounts.values())
+        await self._publish(
+            self._topics.bridge_state,
+            {
+                "version": __version__,
+                "vehicles": sum(len(a.vehicles) for a in self._accounts.values()),
+                "api_calls": self.api_calls,
+                "problem": "ON" if problem else "OFF",
+                "accounts": accounts,
+            },
+        )
+
+    def provider(self, account: str) -> Provider:
+        """Return the provider behind `account`."""
+        return self._accounts[account].provider
+
+    def failures(self, account: str) -> int:
+        """Return how many polls of `account` have failed in a row."""
+        return self._accounts[account].failures
+
+    @property
+    def api_calls(self) -> int:
+        """Cloud API calls made so far, over every account."""
+        total = 0
+        for account in self._accounts.values():
+            client = getattr(account.provider, "client", None)
+            total += int(getattr(client, "calls", 0))
+        return total
+
+    # ---- polling -----------------------------------------------------------------------------
+
+    async def _poll_loop(self, account: _Account) -> None:
+        while True:
+            delay = await self.poll_once(account)
+            account.wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(account.wake.wait(), delay)
+
+    async def poll_once(self, account: _Account) -> float:
+        """Poll one account, publish what changed, and return how long to wait."""
+        provider, timing = account.provider, self._timing
+        name = provider.account
+        self.polls += 1
+        try:
+            states = await provider.poll()
+        except ReauthRequired as exc:
+            await self._set_link(account, LinkState.RELINK_REQUIRED, str(exc))
+            return timing.relink_retry_s
+        except AuthError as exc:
+            await self._set_link(account, LinkState.RELINK_REQUIRED, f"credentials refused: {exc}")
+            return timing.relink_retry_s
+        except ProviderError as exc:
+            return await self._poll_failed(account, exc)
+        if account.failures:
+            _LOGGER.info("account %s: %s answers again", name, provider.spec.title)
+        was_stale = account.failures >= timing.stale_after_failures
+        account.failures = 0
+        if provider.link_problem:
+            await self._set_link(account, LinkState.RELINK_REQUIRED, provider.link_problem)
+        elif account.link is not LinkState.OK:
+            await self._set_link(account, LinkState.OK, None)
+        await self._apply(account, states, force=was_stale)
+        return self._interval(account)
+
+    async def _poll_failed(self, account: _Account, exc: ProviderError) -> float:
+        name, timing = account.provider.account, self._timing
+        account.failures += 1
+        if account.failures == 1:
+            # Once per change of state, not once per attempt: no error storms in the log.
+            _LOGGER.warning("account %s: %s; backing off", name, exc)
+        if account.failures == timing.stale_after_failures:
+            _LOGGER.warning("account %s: marking its vehicles stale until the cloud recovers", name)
+            for vehicle in account.vehicles.values():
+                if vehicle.keys:
+                    await self._publish_vehicle(account, vehicle, force=False)
+            await self._publish_bridge_state()
+        delay = min(timing.backoff_max_s, timing.backoff_base_s * 2.0 ** (account.failures - 1))
+        delay *= random.uniform(0.8, 1.2)
+        retry_after = exc.retry_after if isinstance(exc, ProviderUnavailable) else None
+        return max(delay, retry_after or 0.0)
+
+    def _interval(self, account: _Account) -> float:
+        spec, timing = account.provider.spec, self._timing
+        normal = (
+            timing.poll_interval_s
+            or self._poll_intervals.get(account.provider.account)
+            or spec.poll_interval_s
+        )
+        active = timing.active_poll_interval_s or spec.active_poll_interval_s
+        busy = account.commands_in_flight > 0 or any(
+            v.state.charging or v.state.speed_kmh for v in account.vehicles.values()
+        )
+        return min(normal, active) if busy else normal
+
+    async def _apply(
+        self, account: _Account, states: Sequence[VehicleState], *, force: bool
+    ) -> None:
+        seen: set[str] = set()
+        for state in states:
+            key = state.ref.key
+            seen.add(key)
+            vehicle = account.vehicles.get(key)
+            if vehicle is None or vehicle.state.info.vendor == "":
+                restored = vehicle.keys if vehicle else frozenset()
+                vehicle = _Vehicle(state, keys=restored or self._published_keys(state.ref))
+                account.vehicles[key] = vehicle
+                _LOGGER.info(
+                    "vehicle %s (%s) found on account %s", key, state.info.name, state.ref.account
+                )
+            else:
+                vehicle.state = merge_newer(vehicle.state, state)
+            await self._publish_vehicle(account, vehicle, force=force)
+        for key in [k for k in account.vehicles if k not in seen]:
+            await self._remove_vehicle(account, key)
+        self._store.save_vehicles(
+            account.provider.account, [v.state.ref for v in account.vehicles.values()]
+        )
+        await self._publish_bridge_state()
+
+    def _published_keys(self, ref: VehicleRef) -> frozenset[str]:
+        keys: set[str] = set()
+        marker = f"car2mqtt_{ref.key}"
+        for topic, published in self._store.published().items():
+            if f"/{marker}/" in topic:
+                keys |= published
+        return frozenset(keys)
+
+    async def _set_link(self, account: _Account, link: LinkState, problem: str | None) -> None:
+        name = account.provider.account
+        if account.link is link and account.problem == problem:
+            return
+        account.link, account.problem = link, problem
+        self._store.save_account_status(name, link.value, problem)
+        if link is LinkState.RELINK_REQUIRED:
+            _LOGGER.error(
+                "account %s needs re-linking: %s. Run: car2mqtt link %s --account %s",
+                name,
+                problem,
+                account.provider.spec.name,
+                name,
+            )
+        else:
+            _LOGGER.info("account %s: link repaired", name)
+        for vehicle in account.vehicles.values():
+            if vehicle.keys:
+                await self._publish_vehicle(account, vehicle, force=False)
+        await self._publish_bridge_state()
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._timing.heartbeat_s)
+            for account in self._accounts.values():
+                for vehicle in account.vehicles.values():
+                    if vehicle.keys:
+                        await self._publish_vehicle_state(account, vehicle)
+            await self._publish_bridge_state()
+
+    async def _publish_vehicle_state(self, account: _Account, vehicle: _Vehicle) -> None:
+        ref = vehicle.state.ref
+        payload = discovery.state_payload(
+            vehicle.state,
+            self._now(),
+            relink_required=account.link is LinkState.RELINK_REQUIRED,
+            keys=vehicle.keys,
+        )
+        await self._publish(self._topics.state(ref), payload)
+
+    # ---- commands ----------------------------------------------------------------------------
+
+    def _find(self, provider_name: str, vehicle: str) -> tuple[_Account, _Vehicle] | None:
+        for account in self._accounts.values():
+            if account.provider.spec.name != provider_name:
+                continue
+            for entry in account.vehicles.values():
+                if safe_id(entry.state.ref.vehicle_id) == vehicle:
+                    return account, entry
+        return None
+
+    async def _command(self, provider_name: str, key: str, control: str, payload: bytes) -> None:
+        found = self._find(provider_name, key)
+        error_topic = f"{self._topics.base}/{provider_name}/{key}/error"
+        if found is None:
+            await self._reject(error_topic, f"no vehicle {provider_name}/{key}", control, payload)
+            return
+        account, vehicle = found
+        provider, ref = account.provider, vehicle.state.ref
+        try:
+            command = discovery.parse_command(control, payload, vehicle.state.capabilities)
+            if command not in provider.spec.commands:
+                msg = f"{provider.spec.title} cannot {command.value.replace('_', ' ')}"
+                raise CommandRejected(msg)
+        except CommandRejected as exc:
+            await self._reject(error_topic, str(exc), control, payload)
+            await self._record(
+                account,
+                vehicle,
+                CommandResult(control, CommandStatus.REJECTED, self._now(), reason=str(exc)),
+            )
+            return
+        _LOGGER.info("%s: %s requested", ref.key, command.value)
+        account.commands_in_flight += 1
+        try:
+            await self._record(
+                account, vehicle, CommandResult(command.value, CommandStatus.SENT, self._now())
+            )
+            try:
+                result = await provider.send_command(ref, command)
+            except ProviderError as exc:
+                status = (
+                    CommandStatus.REJECTED
+                    if isinstance(exc, ProviderRejected)
+                    else CommandStatus.FAILED
+                )
+                result = CommandResult(command.value, status, self._now(), reason=str(exc))
+            await self._record(account, vehicle, result)
+            await self._track(account, vehicle, result)
+        finally:
+            account.commands_in_flight -= 1
+        await asyncio.sleep(0)
+        account.wake.set()
+
+    async def _track(self, account: _Account, vehicle: _Vehicle, result: CommandResult) -> None:
+        timing, provider = self._timing, account.provider
+        started = self._clock.time()
+        polled_early = False
+        while not result.status.final:
+            await asyncio.sleep(timing.command_poll_s)
+            if not polled_early and self._clock.time() - started >= timing.after_command_poll_s:
+                polled_early = True
+                account.wake.set()  # let the cloud's refreshed data show up soon
+            try:
+                latest = await provider.command_status(vehicle.state.ref, result)
+            except ProviderError as exc:
+                _LOGGER.debug("command status for %s unavailable: %s", vehicle.state.ref.key, exc)
+                latest = result
+            if self._clock.time() - started > timing.command_timeout_s and not latest.status.final:
+                latest = CommandResult(
+                    result.command, CommandStatus.FAILED, self._now(), result.action_id, "timed out"
+                )
+            if latest.status != result.status or latest.reason != result.reason:
+                await self._record(account, vehicle, latest)
+            result = latest
+        _LOGGER.info(
+            "%s: %s %s%s",
+            vehicle.state.ref.key,
+            result.command,
+            result.status.value,
+            f" ({result.reason})" if result.reason else "",
+        )
+
+    async def _record(self, account: _Account, vehicle: _Vehicle, result: CommandResult) -> None:
+        vehicle.last_command = result
+        await self._send_if_changed(
+            vehicle,
+            self._topics.command_result(vehicle.state.ref),
+            discovery.command_payload(result),
+            force=False,
+        )
+
+    async def _reject(self, topic: str, message: str, control: str, payload: bytes) -> None:
+        shown = payload[:200].decode("utf-8", errors="replace")
+        _LOGGER.warning("rejected command %r on %s: %s", shown, control, message)
+        await self._publish(
+            topic,
+            {"error": message, "control": control, "payload": shown, "at": self._now().isoformat()},
+            retain=False,
+        )
+
+
+def _placeholder(ref: VehicleRef) -> VehicleState:
+    return VehicleState(info=VehicleInfo(ref=ref, vendor=""))

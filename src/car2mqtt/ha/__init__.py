@@ -1,0 +1,1 @@
+"""Home Assistant: the entity table and the pure builders of discovery and state payloads."""

@@ -1,0 +1,396 @@
+"""Pure builders of Home Assistant discovery, state and command payloads from the entity table.
+
+Nothing here publishes: every function returns (topic, payload) pairs or JSON-ready dicts, and
+the caller serialises them (discovery retained, QoS 1). Full key names are used throughout;
+Home Assistant's abbreviations buy nothing on a LAN broker and hide meaning.
+"""
+
+from __future__ import annotations
+
+import math
+import unicodedata
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Any, Literal
+
+from car2mqtt.errors import CommandRejected
+from car2mqtt.ha.entities import (
+    BRIDGE_ENTITIES,
+    COMMAND_CAPABILITY,
+    CONTROLS,
+    VEHICLE_ENTITIES,
+    EntityDescription,
+    Source,
+    ValueContext,
+)
+from car2mqtt.models import Capability, CommandResult, VehicleRef, VehicleState
+from car2mqtt.mqtt.topics import Topics
+from car2mqtt.providers.base import Command
+
+JsonObject = dict[str, Any]
+
+ORIGIN_NAME = "car2mqtt"
+BRIDGE_IDENTIFIER = "car2mqtt_bridge"
+# Clouds report no accuracy; Home Assistant needs one to match zones, and 10 m is typical GPS.
+GPS_ACCURACY_M = 10
+
+_VEHICLE_ROWS: Mapping[str, EntityDescription] = {row.key: row for row in VEHICLE_ENTITIES}
+
+
+# "device": one config per vehicle (Home Assistant 2024.11 and later); "entity": one per entity.
+DiscoveryMode = Literal["device", "entity"]
+
+
+@dataclass(frozen=True, slots=True)
+class _Device:
+    """What the rows of one device resolve against."""
+
+    identifier: str
+    slug: str
+    sources: Mapping[Source, str]
+    command_topic: Callable[[str], str]
+    bridge_only: list[JsonObject] | None  # the availability of "bridge" rows, if it differs
+    root: JsonObject  # device, origin and availability, shared by every component
+
+
+def slugify(text: str) -> str:
+    """Return `text` as an entity-id slug: lower-case ASCII letters, digits and `_`."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    slug = "".join(c if c.isalnum() else "_" for c in ascii_text.lower())
+    return "_".join(part for part in slug.split("_") if part)
+
+
+def applicable_keys(state: VehicleState) -> frozenset[str]:
+    """Return the keys of the entities `state` calls for (data reported or capability held)."""
+    return frozenset(row.key for row in VEHICLE_ENTITIES if row.applies(state))
+
+
+def _origin(version: str, support_url: str | None) -> JsonObject:
+    origin: JsonObject = {"name": ORIGIN_NAME, "sw_version": version}
+    if support_url:
+        origin["support_url"] = support_url
+    return origin
+
+
+def _vehicle_device(
+    state: VehicleState,
+    topics: Topics,
+    origin_version: str,
+    expose_vin: bool,
+    support_url: str | None,
+) -> _Device:
+    info, ref = state.info, state.ref
+    identifier = f"car2mqtt_{ref.key}"
+    device: JsonObject = {
+        "identifiers": [identifier],
+        "name": info.name,
+        "manufacturer": info.brand or info.vendor.title(),
+    }
+    if info.model:
+        device["model"] = info.model
+    if expose_vin and info.vin:
+        device["serial_number"] = info.vin
+    device["via_device"] = BRIDGE_IDENTIFIER
+    return _Device(
+        identifier=identifier,
+        slug=slugify(info.name) or slugify(ref.key),
+        sources={
+            "state": topics.state(ref),
+            "location": topics.location(ref),
+            "command_result": topics.command_result(ref),
+            "bridge_state": topics.bridge_state,
+        },
+        command_topic=lambda control: topics.command(ref, control),
+        bridge_only=[{"topic": topics.bridge_availability}],
+        root={
+            "device": device,
+            "origin": _origin(origin_version, support_url),
+            "availability": [
+                {"topic": topics.bridge_availability},
+                {"topic": topics.availability(ref)},
+            ],
+            "availability_mode": "all",
+        },
+    )
+
+
+def _bridge_device(topics: Topics, version: str, support_url: str | None) -> _Device:
+    def no_commands(control: str) -> str:
+        msg = f"bridge entities have no controls, got {control!r}"
+        raise ValueError(msg)
+
+    return _Device(
+        identifier=BRIDGE_IDENTIFIER,
+        slug=slugify(ORIGIN_NAME),
+        sources={"bridge_state": topics.bridge_state},
+        command_topic=no_commands,
+        bridge_only=None,
+        root={
+            "device": {
+                "identifiers": [BRIDGE_IDENTIFIER],
+                "name": "car2mqtt",
+                "sw_version": version,
+            },
+            "origin": _origin(version, support_url),
+            "availability": [{"topic": topics.bridge_availability}],
+        },
+    )
+
+
+def _component(row: EntityDescription, device: _Device) -> JsonObject:
+    config: JsonObject = {
+        "platform": row.platform,
+        "unique_id": f"{device.identifier}_{row.key}",
+        # Home Assistant before 2025.10 reads only object_id; from 2026.4 only default_entity_id.
+        "default_entity_id": f"{row.platform}.{device.slug}_{row.key}",
+        "object_id": f"{device.slug}_{row.key}",
+    }
+    if row.name is not None:
+        config["name"] = row.name
+    optional: dict[str, object] = {
+        "device_class": row.device_class,
+        "state_class": row.state_class,
+        "unit_of_measurement": row.unit,
+        "entity_category": row.entity_category,
+        "icon": row.icon,
+        "options": list(row.options) or None,
+        "suggested_display_precision": row.precision if row.platform == "sensor" else None,
+        "source_type": row.source_type,
+    }
+    config.update({name: value for name, value in optional.items() if value is not None})
+    if not row.enabled_by_default:
+        config["enabled_by_default"] = False
+    if row.state_topic is not None:
+        config["state_topic"] = device.sources[row.state_topic]
+        config["value_template"] = f"{{{{ value_json.{row.state_field or row.key} }}}}"
+    if row.attributes_topic is not None:
+        config["json_attributes_topic"] = device.sources[row.attributes_topic]
+    if row.control is not None:
+        config["command_topic"] = device.command_topic(row.control)
+        config["retain"] = False
+    for name, payload in (
+        ("payload_on", row.payload_on),
+        ("payload_off", row.payload_off),
+        ("payload_press", row.payload_press),
+    ):
+        if payload is not None:
+            config[name] = payload
+    if row.availability == "bridge" and device.bridge_only is not None:
+        config["availability"] = device.bridge_only
+    config["qos"] = 1
+    return config
+
+
+def _components(
+    rows: Iterable[EntityDescription], device: _Device, keys: Collection[str]
+) -> dict[str, JsonObject]:
+    # Table order, not `keys` order, so payloads are stable and diffable.
+    return {row.key: _component(row, device) for row in rows if row.key in keys}
+
+
+def _per_entity(components: Mapping[str, JsonObject], device: _Device) -> dict[str, JsonObject]:
+    payloads: dict[str, JsonObject] = {}
+    for key, component in components.items():
+        # The topic names the platform; a single-entity config leaves it out.
+        payload = {name: value for name, value in component.items() if name != "platform"}
+        payloads[key] = {**device.root, **payload}
+    return payloads
+
+
+def device_discovery(
+    state: VehicleState,
+    topics: Topics,
+    keys: Collection[str],
+    *,
+    origin_version: str,
+    expose_vin: bool = False,
+    support_url: str | None = None,
+) -> tuple[str, JsonObject]:
+    """Return the device-discovery topic and payload of a vehicle, with a component per key."""
+    device = _vehicle_device(state, topics, origin_version, expose_vin, support_url)
+    payload = {**device.root, "components": _components(VEHICLE_ENTITIES, device, keys)}
+    return topics.device_config(state.ref), payload
+
+
+def entity_discoveries(
+    state: VehicleState,
+    topics: Topics,
+    keys: Collection[str],
+    *,
+    origin_version: str,
+    expose_vin: bool = False,
+    support_url: str | None = None,
+) -> list[tuple[str, JsonObject]]:
+    """Return one discovery topic and payload per entity of a vehicle (pre-2024.11 HA)."""
+    device = _vehicle_device(state, topics, origin_version, expose_vin, support_url)
+    components = _components(VEHICLE_ENTITIES, device, keys)
+    return [
+        (topics.entity_config(_VEHICLE_ROWS[key].platform, state.ref, key), payload)
+        for key, payload in _per_entity(components, device).items()
+    ]
+
+
+def removal(
+    topics: Topics, ref: VehicleRef, keys: Collection[str], mode: DiscoveryMode
+) -> list[tuple[str, bytes]]:
+    """Return the empty retained payloads that remove a vehicle's entities from HA."""
+    if mode == "device":
+        return [(topics.device_config(ref), b"")]
+    return [
+        (topics.entity_config(row.platform, ref, row.key), b"")
+        for row in VEHICLE_ENTITIES
+        if row.key in keys
+    ]
+
+
+def migration_markers(
+    topics: Topics, ref: VehicleRef, keys: Collection[str], to: DiscoveryMode
+) -> list[tuple[str, JsonObject]]:
+    """Return the markers that hand a vehicle's entities over to discovery mode `to`.
+
+    Publish them, then the new mode's discovery, then `removal` of the old mode's topics:
+    Home Assistant keeps the entities' registry entries across the move.
+    """
+    marker: JsonObject = {"migrate_discovery": True}
+    if to == "device":
+        return [
+            (topics.entity_config(row.platform, ref, row.key), marker)
+            for row in VEHICLE_ENTITIES
+            if row.key in keys
+        ]
+    return [(topics.device_config(ref), marker)]
+
+
+def bridge_discovery(
+    topics: Topics, version: str, mode: DiscoveryMode, *, support_url: str | None = None
+) -> list[tuple[str, JsonObject]]:
+    """Return the discovery topics and payloads of the bridge's own device."""
+    device = _bridge_device(topics, version, support_url)
+    keys = {row.key for row in BRIDGE_ENTITIES}
+    components = _components(BRIDGE_ENTITIES, device, keys)
+    if mode == "device":
+        return [(topics.bridge_device_config, {**device.root, "components": components})]
+    platforms = {row.key: row.platform for row in BRIDGE_ENTITIES}
+    return [
+        (topics.bridge_entity_config(platforms[key], key), payload)
+        for key, payload in _per_entity(components, device).items()
+    ]
+
+
+def _iso(moment: datetime) -> str:
+    # Naive datetimes are taken as UTC: Home Assistant rejects timestamps without a zone.
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).isoformat()
+
+
+def _on_off(value: bool) -> str:
+    return "ON" if value else "OFF"
+
+
+def _json_value(value: object, precision: int | None) -> object:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return _on_off(value)
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, str):
+        return value
+    if isinstance(value, datetime):
+        return _iso(value)
+    if isinstance(value, int | float):
+        if not math.isfinite(value):
+            return None
+        if precision is None:
+            return value
+        return round(value) if precision == 0 else round(float(value), precision)
+    msg = f"cannot publish {value!r} ({type(value).__name__}) as an entity state"
+    raise TypeError(msg)
+
+
+def state_payload(
+    state: VehicleState,
+    now: datetime,
+    *,
+    relink_required: bool = False,
+    keys: Collection[str] = (),
+) -> JsonObject:
+    """Return the vehicle's state JSON: every field its entities read, null when unknown.
+
+    `keys` adds the fields of entities published before that no longer apply, so they read
+    null (unknown) rather than a missing field.
+    """
+    ctx = ValueContext(now=now, relink_required=relink_required)
+    wanted = applicable_keys(state) | frozenset(keys)
+    fields = {
+        row.state_field or row.key
+        for row in VEHICLE_ENTITIES
+        if row.key in wanted and row.state_topic == "state"
+    }
+    payload: JsonObject = {}
+    for row in VEHICLE_ENTITIES:
+        if row.key in fields and row.value is not None:
+            payload[row.key] = _json_value(row.value(state, ctx), row.precision)
+    return payload
+
+
+def location_payload(state: VehicleState) -> JsonObject | None:
+    """Return the device tracker's attributes JSON, or None without a usable fix."""
+    fix = state.location
+    if fix is None or not (math.isfinite(fix.latitude) and math.isfinite(fix.longitude)):
+        return None
+    payload: JsonObject = {
+        "latitude": fix.latitude,
+        "longitude": fix.longitude,
+        "gps_accuracy": GPS_ACCURACY_M,
+    }
+    optional: dict[str, object] = {
+        "heading": fix.heading_deg,
+        "altitude": fix.altitude_m,
+        "satellites": fix.satellites,
+        "updated_at": _iso(fix.updated_at) if fix.updated_at else None,
+    }
+    payload.update({name: value for name, value in optional.items() if value is not None})
+    return payload
+
+
+def command_payload(result: CommandResult) -> JsonObject:
+    """Return the last-command JSON: its state is `status`, the rest are attributes."""
+    return {
+        "command": result.command,
+        "status": result.status.value,
+        "at": _iso(result.at),
+        "action_id": result.action_id,
+        "reason": result.reason,
+    }
+
+
+def parse_command(control: str, payload: bytes, capabilities: Collection[Capability]) -> Command:
+    """Return the command an MQTT message asks for; raise CommandRejected if it is invalid.
+
+    Payloads are matched ignoring case and surrounding whitespace ("on", " ON "), but take no
+    synonyms ("true", "1"): Home Assistant sends exactly the payloads discovery declared.
+    """
+    accepted = CONTROLS.get(control)
+    if accepted is None:
+        msg = f"unknown control {control!r}; known controls: {', '.join(sorted(CONTROLS))}"
+        raise CommandRejected(msg)
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError:
+        msg = f"payload for {control!r} is not UTF-8 text"
+        raise CommandRejected(msg) from None
+    command = accepted.get(text.strip().upper())
+    if command is None:
+        shown = text if len(text) <= 40 else f"{text[:40]}..."
+        msg = (
+            f"payload {shown!r} is not valid for {control!r}; "
+            f"expected one of: {', '.join(accepted)} (case-insensitive)"
+        )
+        raise CommandRejected(msg)
+    needed = COMMAND_CAPABILITY[command]
+    if needed not in capabilities:
+        msg = f"this vehicle cannot {command.value.replace('_', ' ')}: it lacks {needed.value!r}"
+        raise CommandRejected(msg)
+    return command

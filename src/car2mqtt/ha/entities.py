@@ -1,0 +1,406 @@
+"""The Home Assistant entity table: one frozen row per entity, and what each control sends.
+
+Adding an entity means adding a row here. `discovery.py` turns rows into payloads and never
+names an entity itself. Classes, state classes and units keep to the combinations Home Assistant
+validates (its `DEVICE_CLASS_UNITS` and `DEVICE_CLASS_STATE_CLASSES`); tests hold every row to them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import MappingProxyType
+from typing import Literal
+
+from car2mqtt.models import Capability, ChargeState, CommandStatus, VehicleState
+from car2mqtt.providers.base import Command
+
+Platform = Literal["sensor", "binary_sensor", "switch", "button", "device_tracker"]
+StateClass = Literal["measurement", "total", "total_increasing"]
+# Which topic feeds an entity: resolved to a real topic per device by discovery.py.
+Source = Literal["state", "location", "command_result", "bridge_state"]
+# "bridge": the entity stays available while the vehicle is marked offline, because it is
+# what explains why (a re-link is needed, the data is old, the last command failed).
+Availability = Literal["vehicle", "bridge"]
+
+
+@dataclass(frozen=True, slots=True)
+class ValueContext:
+    """What a row's value may need beyond the vehicle's state."""
+
+    now: datetime
+    relink_required: bool = False
+
+
+ValueFn = Callable[[VehicleState, ValueContext], object]
+
+
+def _always(state: VehicleState) -> bool:
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class EntityDescription:
+    """One Home Assistant entity: how it is declared, when it exists, where its state comes from.
+
+    `name=None` leaves the name out, so Home Assistant names the entity after its device class
+    (translated). `value` fills field `key` of the state JSON; `state_field` is the field the
+    entity reads when it is not its own `key`.
+    """
+
+    key: str
+    platform: Platform
+    name: str | None = None
+    device_class: str | None = None
+    state_class: StateClass | None = None
+    unit: str | None = None
+    entity_category: Literal["diagnostic"] | None = None
+    icon: str | None = None
+    enabled_by_default: bool = True
+    options: tuple[str, ...] = ()
+    precision: int | None = None  # rounding of the published value, and the display precision
+    applies: Callable[[VehicleState], bool] = _always
+    value: ValueFn | None = None
+    state_topic: Source | None = "state"
+    state_field: str | None = None
+    attributes_topic: Source | None = None
+    availability: Availability = "vehicle"
+    control: str | None = None
+    payload_on: str | None = None
+    payload_off: str | None = None
+    payload_press: str | None = None
+    source_type: str | None = None
+
+
+def _reports_charging(state: VehicleState) -> bool:
+    # Tied to the car reporting charge data at all, never to values that exist only while it
+    # charges: entities must not appear and disappear as charging starts and stops.
+    return state.plugged_in is not None or state.charge_state is not ChargeState.UNKNOWN
+
+
+def _data_age_min(state: VehicleState, ctx: ValueContext) -> float | None:
+    if state.last_seen is None:
+        return None
+    seen = state.last_seen if state.last_seen.tzinfo else state.last_seen.replace(tzinfo=UTC)
+    now = ctx.now if ctx.now.tzinfo else ctx.now.replace(tzinfo=UTC)
+    return max(0.0, (now - seen).total_seconds() / 60)
+
+
+VEHICLE_ENTITIES: tuple[EntityDescription, ...] = (
+    EntityDescription(
+        key="battery",
+        platform="sensor",
+        device_class="battery",
+        state_class="measurement",
+        unit="%",
+        precision=0,
+        applies=lambda s: s.battery_pct is not None,
+        value=lambda s, _: s.battery_pct,
+    ),
+    EntityDescription(
+        key="range",
+        platform="sensor",
+        name="Range",
+        device_class="distance",
+        state_class="measurement",
+        unit="km",
+        icon="mdi:map-marker-distance",
+        precision=0,
+        applies=lambda s: s.range_km is not None,
+        value=lambda s, _: s.range_km,
+    ),
+    EntityDescription(
+        key="charging",
+        platform="binary_sensor",
+        device_class="battery_charging",
+        applies=lambda s: s.charging is not None or _reports_charging(s),
+        value=lambda s, _: s.charging,
+    ),
+    EntityDescription(
+        key="plugged_in",
+        platform="binary_sensor",
+        name="Plugged in",
+        device_class="plug",
+        applies=lambda s: s.plugged_in is not None,
+        value=lambda s, _: s.plugged_in,
+    ),
+    EntityDescription(
+        key="charge_state",
+        platform="sensor",
+        name="Charge state",
+        device_class="enum",
+        icon="mdi:ev-station",
+        options=tuple(c.value for c in ChargeState),
+        applies=_reports_charging,
+        value=lambda s, _: s.charge_state,
+    ),
+    EntityDescription(
+        key="charge_rate",
+        platform="sensor",
+        name="Charge rate",
+        device_class="power",
+        state_class="measurement",
+        unit="kW",
+        precision=1,
+        applies=_reports_charging,
+        value=lambda s, _: s.charge_rate_kw,
+    ),
+    EntityDescription(
+        key="charge_time_remaining",
+        platform="sensor",
+        name="Charge time remaining",
+        device_class="duration",
+        state_class="measurement",
+        unit="min",
+        precision=0,
+        applies=_reports_charging,
+        value=lambda s, _: s.charge_time_remaining_min,
+    ),
+    EntityDescription(
+        key="charge_limit",
+        platform="sensor",
+        name="Charge limit",
+        device_class="battery",
+        state_class="measurement",
+        unit="%",
+        icon="mdi:battery-charging-high",
+        precision=0,
+        applies=lambda s: s.charge_limit_pct is not None,
+        value=lambda s, _: s.charge_limit_pct,
+    ),
+    EntityDescription(
+        key="battery_capacity",
+        platform="sensor",
+        name="Battery capacity",
+        device_class="energy_storage",
+        state_class="measurement",
+        unit="kWh",
+        entity_category="diagnostic",
+        precision=1,
+        applies=lambda s: s.battery_capacity_kwh is not None,
+        value=lambda s, _: s.battery_capacity_kwh,
+    ),
+    EntityDescription(
+        key="max_current",
+        platform="sensor",
+        name="Max charging current",
+        device_class="current",
+        state_class="measurement",
+        unit="A",
+        entity_category="diagnostic",
+        precision=1,
+        applies=lambda s: s.max_current_a is not None,
+        value=lambda s, _: s.max_current_a,
+    ),
+    EntityDescription(
+        key="odometer",
+        platform="sensor",
+        name="Odometer",
+        device_class="distance",
+        # total, not total_increasing: clouds do send small regressions, which
+        # total_increasing would read as a meter reset.
+        state_class="total",
+        unit="km",
+        icon="mdi:counter",
+        precision=1,
+        applies=lambda s: Capability.ODOMETER in s.capabilities or s.odometer_km is not None,
+        value=lambda s, _: s.odometer_km,
+    ),
+    EntityDescription(
+        key="location",
+        platform="device_tracker",
+        name="Location",
+        icon="mdi:car",
+        applies=lambda s: Capability.LOCATION in s.capabilities or s.location is not None,
+        state_topic=None,
+        attributes_topic="location",
+        source_type="gps",
+    ),
+    EntityDescription(
+        key="last_seen",
+        platform="sensor",
+        name="Last seen",
+        device_class="timestamp",
+        entity_category="diagnostic",
+        applies=lambda s: s.last_seen is not None,
+        value=lambda s, _: s.last_seen,
+        availability="bridge",
+    ),
+    EntityDescription(
+        key="reachable",
+        platform="binary_sensor",
+        name="Reachable",
+        device_class="connectivity",
+        entity_category="diagnostic",
+        applies=lambda s: s.reachable is not None,
+        value=lambda s, _: s.reachable,
+    ),
+    EntityDescription(
+        key="data_age",
+        platform="sensor",
+        name="Data age",
+        device_class="duration",
+        state_class="measurement",
+        unit="min",
+        entity_category="diagnostic",
+        icon="mdi:timer-sand",
+        precision=0,
+        applies=lambda s: s.last_seen is not None,
+        value=_data_age_min,
+        availability="bridge",
+    ),
+    EntityDescription(
+        key="relink_required",
+        platform="binary_sensor",
+        name="Re-link needed",
+        device_class="problem",
+        entity_category="diagnostic",
+        value=lambda _, ctx: ctx.relink_required,
+        availability="bridge",
+    ),
+    EntityDescription(
+        key="speed",
+        platform="sensor",
+        device_class="speed",
+        state_class="measurement",
+        unit="km/h",
+        precision=0,
+        applies=lambda s: s.speed_kmh is not None,
+        value=lambda s, _: s.speed_kmh,
+    ),
+    EntityDescription(
+        key="fuel_level",
+        platform="sensor",
+        name="Fuel level",
+        device_class="volume_storage",
+        state_class="measurement",
+        unit="L",
+        icon="mdi:gas-station",
+        precision=1,
+        applies=lambda s: s.fuel_level_l is not None,
+        value=lambda s, _: s.fuel_level_l,
+    ),
+    EntityDescription(
+        key="battery_voltage",
+        platform="sensor",
+        name="Battery voltage",
+        device_class="voltage",
+        state_class="measurement",
+        unit="V",
+        entity_category="diagnostic",
+        precision=2,
+        applies=lambda s: s.battery_voltage_v is not None,
+        value=lambda s, _: s.battery_voltage_v,
+    ),
+    EntityDescription(
+        key="lock",
+        platform="binary_sensor",
+        device_class="lock",  # on means unlocked
+        applies=lambda s: s.unlocked is not None,
+        value=lambda s, _: s.unlocked,
+    ),
+    EntityDescription(
+        key="ignition",
+        platform="binary_sensor",
+        name="Ignition",
+        device_class="running",
+        icon="mdi:engine",
+        applies=lambda s: s.ignition_on is not None,
+        value=lambda s, _: s.ignition_on,
+    ),
+    EntityDescription(
+        key="charging_control",
+        platform="switch",
+        name="Charging",
+        icon="mdi:ev-station",
+        # One capability alone would make a switch that can only move one way.
+        applies=lambda s: {Capability.START_CHARGING, Capability.STOP_CHARGING} <= s.capabilities,
+        state_field="charging",
+        control="charging",
+        payload_on="ON",
+        payload_off="OFF",
+    ),
+    EntityDescription(
+        key="refresh",
+        platform="button",
+        name="Refresh",
+        icon="mdi:refresh",
+        applies=lambda s: Capability.REFRESH in s.capabilities,
+        state_topic=None,
+        control="refresh",
+        payload_press="PRESS",
+    ),
+    EntityDescription(
+        key="last_command",
+        platform="sensor",
+        name="Last command",
+        device_class="enum",
+        icon="mdi:console-line",
+        options=tuple(c.value for c in CommandStatus),
+        state_topic="command_result",
+        state_field="status",
+        attributes_topic="command_result",
+        availability="bridge",
+    ),
+)
+
+# The bridge device's entities, all read from the bridge state JSON.
+BRIDGE_ENTITIES: tuple[EntityDescription, ...] = (
+    EntityDescription(
+        key="version",
+        platform="sensor",
+        name="Version",
+        entity_category="diagnostic",
+        icon="mdi:tag-outline",
+        state_topic="bridge_state",
+        availability="bridge",
+    ),
+    EntityDescription(
+        key="vehicles",
+        platform="sensor",
+        name="Vehicles",
+        state_class="measurement",
+        icon="mdi:car-multiple",
+        precision=0,
+        state_topic="bridge_state",
+        availability="bridge",
+    ),
+    EntityDescription(
+        key="api_calls",
+        platform="sensor",
+        name="API calls",
+        # Counted since the bridge started: total_increasing reads the restart as a reset.
+        state_class="total_increasing",
+        entity_category="diagnostic",
+        icon="mdi:api",
+        precision=0,
+        state_topic="bridge_state",
+        availability="bridge",
+    ),
+    EntityDescription(
+        key="problem",
+        platform="binary_sensor",
+        name="Re-link needed",
+        device_class="problem",
+        state_topic="bridge_state",
+        availability="bridge",
+    ),
+)
+
+# Control name -> accepted payload (upper case, see discovery.parse_command) -> command.
+CONTROLS: Mapping[str, Mapping[str, Command]] = MappingProxyType(
+    {
+        "charging": MappingProxyType({"ON": Command.START_CHARGING, "OFF": Command.STOP_CHARGING}),
+        "refresh": MappingProxyType({"PRESS": Command.REFRESH}),
+    }
+)
+
+# The capability a vehicle must report before the bridge sends it a command.
+COMMAND_CAPABILITY: Mapping[Command, Capability] = MappingProxyType(
+    {
+        Command.START_CHARGING: Capability.START_CHARGING,
+        Command.STOP_CHARGING: Capability.STOP_CHARGING,
+        Command.REFRESH: Capability.REFRESH,
+    }
+)

@@ -1,0 +1,81 @@
+"""Logging: readable by default, JSON on request, secrets never shown."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+_BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+")
+_TOKEN_FIELDS = re.compile(
+    r"(?i)(\"?(?:access_token|refresh_token|client_secret|password)\"?\s*[:=]\s*\"?)[^\s\",&]+"
+)
+
+
+class RedactingFilter(logging.Filter):
+    """Replace known secrets, bearer tokens and token fields in every record with ***."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        super().__init__()
+        self._secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
+
+    def add(self, secret: str) -> None:
+        """Redact `secret` from now on."""
+        if len(secret) >= 4 and secret not in self._secrets:
+            self._secrets = sorted([*self._secrets, secret], key=len, reverse=True)
+
+    def redact(self, text: str) -> str:
+        """Return `text` with every secret replaced."""
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        text = _BEARER.sub(r"\1***", text)
+        return _TOKEN_FIELDS.sub(r"\1***", text)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite the record's message with secrets redacted."""
+        message = record.getMessage()
+        redacted = self.redact(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Render `record` as JSON."""
+        data = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            data["exception"] = self.formatException(record.exc_info)
+        return json.dumps(data)
+
+
+REDACTOR = RedactingFilter()
+
+
+def setup_logging(level: str = "info", fmt: str = "text", secrets: Iterable[str] = ()) -> None:
+    """Configure the root logger once for the process."""
+    for secret in secrets:
+        REDACTOR.add(secret)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(REDACTOR)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
+        )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for noisy in ("httpx", "httpcore", "uvicorn.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

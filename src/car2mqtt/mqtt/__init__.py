@@ -1,0 +1,1 @@
+"""MQTT: the topic layout of the bridge, and its link to the broker."""

@@ -1,0 +1,179 @@
+"""The MQTT connection: aiomqtt, a last will, and a reconnect loop outside the client.
+
+`MqttLink` knows topics and bytes, never what a vehicle is. After every (re)connect it calls
+`on_connect`, which republishes everything retained, so nothing published while the broker was
+away is missing afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
+
+import aiomqtt
+from paho.mqtt.enums import MQTTProtocolVersion
+
+from car2mqtt.errors import ConfigError
+
+_LOGGER = logging.getLogger(__name__)
+
+OnConnect = Callable[[], Awaitable[None]]
+OnMessage = Callable[[str, bytes, bool], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerSettings:
+    """How to reach the broker."""
+
+    host: str
+    port: int
+    tls: bool = False
+    username: str | None = None
+    password: str | None = None
+    ca_file: str | None = None
+    tls_insecure: bool = False
+    client_id: str = "car2mqtt"
+    protocol: str = "5"
+    keepalive: int = 60
+
+    @classmethod
+    def from_url(cls, url: str, **extra: object) -> BrokerSettings:
+        """Parse `mqtt://user:pass@host:port` or `mqtts://...`."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
+            msg = f"mqtt.url: {url!r} must start with mqtt:// or mqtts://"
+            raise ConfigError(msg)
+        tls = parts.scheme in ("mqtts", "ssl")
+        if not parts.hostname:
+            msg = f"mqtt.url: {url!r} has no host"
+            raise ConfigError(msg)
+        try:
+            port = parts.port or (8883 if tls else 1883)
+        except ValueError:
+            msg = f"mqtt.url: {url!r} has an invalid port"
+            raise ConfigError(msg) from None
+        values: dict[str, object] = {"host": parts.hostname, "port": port, "tls": tls}
+        if parts.username:
+            values["username"] = unquote(parts.username)
+        if parts.password:
+            values["password"] = unquote(parts.password)
+        values.update({k: v for k, v in extra.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]
+
+    def describe(self) -> str:
+        """Where the broker is, without credentials."""
+        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
+
+
+class MqttLink:
+    """A supervised MQTT connection with the bridge's availability as its last will."""
+
+    def __init__(
+        self,
+        settings: BrokerSettings,
+        *,
+        availability_topic: str,
+        subscriptions: list[str],
+        on_connect: OnConnect,
+        on_message: OnMessage,
+        max_backoff_s: float = 30.0,
+    ) -> None:
+        self._settings = settings
+        self._availability = availability_topic
+        self._subscriptions = subscriptions
+        self._on_connect = on_connect
+        self._on_message = on_message
+        self._max_backoff = max_backoff_s
+        self._client: aiomqtt.Client | None = None
+        self.connected = asyncio.Event()
+        self.connections = 0
+        self.published = 0
+
+    def _make_client(self) -> aiomqtt.Client:
+        s = self._settings
+        tls_context = None
+        if s.tls:
+            tls_context = ssl.create_default_context(cafile=s.ca_file)
+            if s.tls_insecure:
+                tls_context.check_hostname = False
+                tls_context.verify_mode = ssl.CERT_NONE
+        protocol = MQTTProtocolVersion.MQTTv5 if s.protocol == "5" else MQTTProtocolVersion.MQTTv311
+        return aiomqtt.Client(
+            s.host,
+            s.port,
+            username=s.username,
+            password=s.password,
+            identifier=s.client_id,
+            protocol=aiomqtt.ProtocolVersion(protocol),
+            keepalive=s.keepalive,
+            tls_context=tls_context,
+            will=aiomqtt.Will(self._availability, b"offline", qos=1, retain=True),
+            timeout=10,
+        )
+
+    async def run(self) -> None:
+        """Stay connected until cancelled, reconnecting with jittered backoff."""
+        backoff = 1.0
+        was_down = False
+        while True:
+            try:
+                async with self._make_client() as client:
+                    self._client = client
+                    self.connections += 1
+                    if was_down:
+                        _LOGGER.info("MQTT broker %s is back", self._settings.describe())
+                    else:
+                        _LOGGER.info("connected to MQTT broker %s", self._settings.describe())
+                    was_down, backoff = False, 1.0
+                    await client.publish(self._availability, b"online", qos=1, retain=True)
+                    for topic in self._subscriptions:
+                        await client.subscribe(topic, qos=1)
+                    self.connected.set()
+                    try:
+                        await self._on_connect()
+                        async for message in client.messages:
+                            payload = message.payload
+                            data = payload if isinstance(payload, bytes) else str(payload).encode()
+                            await self._on_message(str(message.topic), data, bool(message.retain))
+                    finally:
+                        self.connected.clear()
+                        self._client = None
+                        await self._say_offline(client)
+            except aiomqtt.MqttError as exc:
+                if not was_down:
+                    _LOGGER.warning(
+                        "MQTT broker %s unavailable (%s); retrying with backoff",
+                        self._settings.describe(),
+                        exc,
+                    )
+                was_down = True
+            await asyncio.sleep(backoff * random.uniform(0.8, 1.2))
+            backoff = min(backoff * 2, self._max_backoff)
+
+    async def _say_offline(self, client: aiomqtt.Client) -> None:
+        # A clean stop says so itself; the broker sends the will only for a dead connection.
+        with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
+            await asyncio.wait_for(
+                client.publish(self._availability, b"offline", qos=1, retain=True), 2
+            )
+
+    async def publish(
+        self, topic: str, payload: bytes | str, *, retain: bool = False, qos: int = 1
+    ) -> bool:
+        """Publish if connected; return False otherwise (the next connect republishes)."""
+        client = self._client
+        if client is None:
+            return False
+        try:
+            await client.publish(topic, payload, qos=qos, retain=retain)
+        except aiomqtt.MqttError as exc:
+            _LOGGER.debug("publish to %s failed: %s", topic, exc)
+            return False
+        self.published += 1
+        return True

@@ -1,0 +1,123 @@
+"""The MQTT topic layout of car2mqtt: pure string builders, one place for every topic.
+
+```
+<base>/bridge/availability                        retained online|offline (the will)
+<base>/bridge/state                               retained JSON for the bridge device
+<base>/<provider>/<vehicle>/availability          retained online|offline
+<base>/<provider>/<vehicle>/state                 retained JSON, one field per entity
+<base>/<provider>/<vehicle>/location              retained JSON for the device tracker
+<base>/<provider>/<vehicle>/command               JSON: what became of the last command
+<base>/<provider>/<vehicle>/error                 the last error, as text
+<base>/<provider>/<vehicle>/<control>/set         commands in (never retained)
+<prefix>/device/car2mqtt_<key>/config             device discovery
+<prefix>/<platform>/car2mqtt_<key>/<entity>/config    per-entity discovery
+```
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from car2mqtt.errors import ConfigError
+from car2mqtt.models import VehicleRef, safe_id
+
+_FORBIDDEN = ("+", "#", "\0")
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Every topic the bridge publishes or subscribes to, under one base and one prefix."""
+
+    base: str = "car2mqtt"
+    discovery_prefix: str = "homeassistant"
+
+    def __post_init__(self) -> None:
+        for name, value in (("base", self.base), ("discovery_prefix", self.discovery_prefix)):
+            if not value or value.endswith("/") or any(c in value for c in _FORBIDDEN):
+                msg = (
+                    f"MQTT {name} {value!r} is not usable: it must be non-empty, "
+                    "must not end with '/' and must not contain '+', '#' or NUL"
+                )
+                raise ConfigError(msg)
+
+    @property
+    def bridge_availability(self) -> str:
+        """The bridge's retained online/offline topic, also its last will."""
+        return f"{self.base}/bridge/availability"
+
+    @property
+    def bridge_state(self) -> str:
+        """The bridge device's JSON state."""
+        return f"{self.base}/bridge/state"
+
+    def vehicle_root(self, ref: VehicleRef) -> str:
+        """Return the topic every topic of `ref` lives under."""
+        return f"{self.base}/{ref.provider}/{safe_id(ref.vehicle_id)}"
+
+    def availability(self, ref: VehicleRef) -> str:
+        """Return the vehicle's retained online/offline topic."""
+        return f"{self.vehicle_root(ref)}/availability"
+
+    def state(self, ref: VehicleRef) -> str:
+        """Return the vehicle's JSON state topic."""
+        return f"{self.vehicle_root(ref)}/state"
+
+    def location(self, ref: VehicleRef) -> str:
+        """Return the vehicle's JSON location topic (device tracker attributes)."""
+        return f"{self.vehicle_root(ref)}/location"
+
+    def command_result(self, ref: VehicleRef) -> str:
+        """Return the topic that reports what became of the vehicle's last command."""
+        return f"{self.vehicle_root(ref)}/command"
+
+    def error(self, ref: VehicleRef) -> str:
+        """Return the topic of the vehicle's last error."""
+        return f"{self.vehicle_root(ref)}/error"
+
+    def command(self, ref: VehicleRef, control: str) -> str:
+        """Return the topic Home Assistant sends `control` commands for `ref` to."""
+        return f"{self.vehicle_root(ref)}/{control}/set"
+
+    @property
+    def command_subscription(self) -> str:
+        """The wildcard subscription that receives every vehicle's commands."""
+        return f"{self.base}/+/+/+/set"
+
+    def parse_command_topic(self, topic: str) -> tuple[str, str, str] | None:
+        """Return (provider, vehicle key, control) of a command topic, or None if not one.
+
+        The vehicle key is the topic's segment, `safe_id(ref.vehicle_id)`; the vehicle's
+        `ref.key` is `f"{provider}_{vehicle key}"`.
+        """
+        prefix = f"{self.base}/"
+        if not topic.startswith(prefix):
+            return None
+        parts = topic[len(prefix) :].split("/")
+        if len(parts) != 4 or parts[3] != "set":
+            return None
+        provider, vehicle, control = parts[:3]
+        if not (provider and vehicle and control) or any(c in topic for c in _FORBIDDEN):
+            return None
+        return provider, vehicle, control
+
+    @property
+    def ha_status(self) -> str:
+        """Home Assistant's birth and will topic."""
+        return f"{self.discovery_prefix}/status"
+
+    def device_config(self, ref: VehicleRef) -> str:
+        """Return the device-discovery topic of `ref`."""
+        return f"{self.discovery_prefix}/device/car2mqtt_{ref.key}/config"
+
+    def entity_config(self, platform: str, ref: VehicleRef, key: str) -> str:
+        """Return the per-entity discovery topic of entity `key` of `ref`."""
+        return f"{self.discovery_prefix}/{platform}/car2mqtt_{ref.key}/{key}/config"
+
+    @property
+    def bridge_device_config(self) -> str:
+        """The device-discovery topic of the bridge itself."""
+        return f"{self.discovery_prefix}/device/car2mqtt_bridge/config"
+
+    def bridge_entity_config(self, platform: str, key: str) -> str:
+        """Return the per-entity discovery topic of the bridge's entity `key`."""
+        return f"{self.discovery_prefix}/{platform}/car2mqtt_bridge/{key}/config"

@@ -1,0 +1,1 @@
+"""Vehicle clouds behind the Provider protocol."""

@@ -1,0 +1,69 @@
+"""The provider boundary: one small protocol every vehicle cloud implements.
+
+What differs between clouds (grant type, polling cadence, which commands exist) is data in
+`ProviderSpec`, never an `if provider == ...` branch elsewhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+from car2mqtt.models import CommandResult, VehicleRef, VehicleState
+
+
+class Grant(StrEnum):
+    """OAuth2 grants a cloud uses."""
+
+    CLIENT_CREDENTIALS = "client_credentials"
+    AUTHORIZATION_CODE = "authorization_code"
+    PASSWORD = "password"  # noqa: S105 (a grant's name, not a secret)
+
+
+class Command(StrEnum):
+    """Commands Home Assistant can send to a car."""
+
+    START_CHARGING = "start_charging"
+    STOP_CHARGING = "stop_charging"
+    REFRESH = "refresh"
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSpec:
+    """Facts about a cloud that the bridge's core acts on."""
+
+    name: str
+    title: str
+    grant: Grant
+    poll_interval_s: float
+    active_poll_interval_s: float  # while a car charges or drives
+    min_poll_interval_s: float
+    commands: frozenset[Command]
+    refresh_after_command: bool = True
+
+
+class Provider(Protocol):
+    """A vehicle cloud account, as the bridge's core sees it."""
+
+    spec: ProviderSpec
+    account: str
+    # Set by poll() when the cloud says only the user can repair the link (None when fine).
+    link_problem: str | None
+
+    async def poll(self) -> Sequence[VehicleState]:
+        """Return the current state of every vehicle of the account."""
+        ...
+
+    async def send_command(self, ref: VehicleRef, command: Command) -> CommandResult:
+        """Send `command`; return its first status (pending, or settled at once)."""
+        ...
+
+    async def command_status(self, ref: VehicleRef, result: CommandResult) -> CommandResult:
+        """Return the latest status of a command sent earlier."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release the provider's resources."""
+        ...

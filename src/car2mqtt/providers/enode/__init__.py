@@ -1,0 +1,270 @@
+"""Enode (API 2024-10-01): client credentials, paginated vehicle lists, charging actions."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import BaseModel, ValidationError
+
+from car2mqtt import __version__
+from car2mqtt.auth.oauth2 import Token, TokenEndpoint, request_token
+from car2mqtt.auth.tokens import BearerAuth, TokenManager, TokenPersistence
+from car2mqtt.clock import Clock
+from car2mqtt.errors import (
+    AuthError,
+    BadCloudResponse,
+    ProviderRejected,
+    ProviderUnavailable,
+    RateLimited,
+    ReauthRequired,
+)
+from car2mqtt.models import CommandResult, CommandStatus, VehicleRef, VehicleState
+from car2mqtt.providers.base import Command, Grant, ProviderSpec
+from car2mqtt.providers.enode.wire import Action, LinkResponse, Problem, Vehicle, VehiclePage
+
+_LOGGER = logging.getLogger(__name__)
+M = TypeVar("M", bound=BaseModel)
+
+API_VERSION = "2024-10-01"
+PAGE_SIZE = 50
+LINK_SCOPES = ("vehicle:read:data", "vehicle:read:location", "vehicle:control:charging")
+
+SPEC = ProviderSpec(
+    name="enode",
+    title="Enode",
+    grant=Grant.CLIENT_CREDENTIALS,
+    # Enode refreshes its own cache about every 7 minutes, every 2 while charging: polling
+    # faster only burns quota (reference/enode.md §6).
+    poll_interval_s=300.0,
+    active_poll_interval_s=120.0,
+    min_poll_interval_s=60.0,
+    commands=frozenset({Command.START_CHARGING, Command.STOP_CHARGING, Command.REFRESH}),
+)
+
+_ACTION_STATES = {
+    "PENDING": CommandStatus.PENDING,
+    "CONFIRMED": CommandStatus.CONFIRMED,
+    "FAILED": CommandStatus.FAILED,
+    "CANCELLED": CommandStatus.CANCELLED,
+}
+
+
+class EnodeClient:
+    """A thin typed client: one method per endpoint, cloud errors translated to ours."""
+
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self._http = http
+        self.calls = 0
+
+    async def _request(
+        self, method: str, path: str, *, body: Any = None, params: dict[str, Any] | None = None
+    ) -> httpx.Response:
+        self.calls += 1
+        try:
+            response = await self._http.request(method, path, json=body, params=params)
+        except httpx.HTTPError as exc:
+            msg = f"Enode unreachable ({type(exc).__name__}) on {method} {path}"
+            raise ProviderUnavailable(msg) from None
+        status = response.status_code
+        if status < 400:
+            return response
+        problem = _problem(response)
+        if status == 401:
+            msg = f"Enode rejected a fresh access token on {path}: {problem}"
+            raise AuthError(msg)
+        if status == 429:
+            raise RateLimited(f"Enode rate limited {path}: {problem}", _retry_after(response))
+        if status >= 500:
+            msg = f"Enode answered {status} on {path}: {problem}"
+            raise ProviderUnavailable(msg, _retry_after(response))
+        raise ProviderRejected(f"Enode refused {method} {path}: {problem}", status, problem)
+
+    async def _get_model(self, path: str, model: type[M], **params: Any) -> M:
+        response = await self._request("GET", path, params=params or None)
+        return _parse(response, model)
+
+    async def user_vehicles(self, user_id: str) -> list[Vehicle]:
+        """Return every vehicle of `user_id`, one call per page of 50."""
+        vehicles: list[Vehicle] = []
+        params: dict[str, Any] = {"pageSize": PAGE_SIZE}
+        path = f"/users/{user_id}/vehicles"
+        while True:
+            page = await self._get_model(path, VehiclePage, **params)
+            vehicles.extend(page.data)
+            if not page.pagination.after or not page.data:
+                return vehicles
+            params = {"pageSize": PAGE_SIZE, "after": page.pagination.after}
+
+    async def charge(self, vehicle_id: str, action: str) -> Action:
+        """Ask Enode to START or STOP charging."""
+        response = await self._request(
+            "POST", f"/vehicles/{vehicle_id}/charging", body={"action": action}
+        )
+        return _parse(response, Action)
+
+    async def action(self, action_id: str) -> Action:
+        """Return a charging action."""
+        return await self._get_model(f"/vehicles/actions/{action_id}", Action)
+
+    async def refresh_hint(self, vehicle_id: str) -> None:
+        """Ask Enode to refresh the vehicle's data soon."""
+        await self._request("POST", f"/vehicles/{vehicle_id}/refresh-hint")
+
+    async def create_link(
+        self, user_id: str, redirect_uri: str, *, vendor: str | None = None, language: str = "en-US"
+    ) -> LinkResponse:
+        """Start a Link UI session for `user_id`."""
+        body: dict[str, Any] = {
+            "vendorType": "vehicle",
+            "scopes": list(LINK_SCOPES),
+            "language": language,
+            "redirectUri": redirect_uri,
+        }
+        if vendor:
+            body["vendor"] = vendor
+        response = await self._request("POST", f"/users/{user_id}/link", body=body)
+        return _parse(response, LinkResponse)
+
+
+def _parse(response: httpx.Response, model: type[M]) -> M:
+    try:
+        return model.model_validate_json(response.content)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        msg = f"Enode sent an unreadable {model.__name__} ({where}: {first['msg']})"
+        raise BadCloudResponse(msg) from None
+
+
+def _problem(response: httpx.Response) -> str:
+    try:
+        problem = Problem.model_validate_json(response.content)
+    except ValidationError:
+        return f"HTTP {response.status_code}"
+    return problem.detail or problem.title or f"HTTP {response.status_code}"
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None
+
+
+class EnodeProvider:
+    """One Enode account (client credentials plus the user whose cars it bridges)."""
+
+    spec = SPEC
+
+    def __init__(
+        self,
+        account: str,
+        user_id: str,
+        client: EnodeClient,
+        tokens: TokenManager,
+        clock: Clock,
+        closers: Sequence[httpx.AsyncClient] = (),
+    ) -> None:
+        self.account = account
+        self.user_id = user_id
+        self.client = client
+        self.tokens = tokens
+        self._clock = clock
+        self._closers = closers
+        self.link_problem: str | None = None
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        account: str,
+        user_id: str,
+        api_url: str,
+        token_url: str,
+        client_id: str,
+        client_secret: str,
+        clock: Clock,
+        persistence: TokenPersistence | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        timeout_s: float = 30.0,
+    ) -> EnodeProvider:
+        """Wire an account: a token client, a token owner and an authorised API client."""
+        headers = {"User-Agent": f"car2mqtt/{__version__}"}
+        token_http = httpx.AsyncClient(transport=transport, timeout=timeout_s, headers=headers)
+        endpoint = TokenEndpoint(token_url, client_id, client_secret)
+
+        async def fetch(_old: Token | None) -> Token:
+            # Client credentials have no refresh token: every renewal is a fresh grant.
+            return await request_token(token_http, endpoint, clock, "client_credentials")
+
+        tokens = TokenManager(account, fetch, clock, persistence)
+        api_http = httpx.AsyncClient(
+            base_url=api_url.rstrip("/"),
+            auth=BearerAuth(tokens),
+            transport=transport,
+            timeout=timeout_s,
+            headers={**headers, "Enode-Version": API_VERSION, "Accept": "application/json"},
+        )
+        return cls(account, user_id, EnodeClient(api_http), tokens, clock, (token_http, api_http))
+
+    async def poll(self) -> list[VehicleState]:
+        """Return every vehicle of the account's user, and note whether a re-link is needed."""
+        try:
+            vehicles = await self.client.user_vehicles(self.user_id)
+        except ProviderRejected as exc:
+            if exc.status == 404:
+                msg = f"Enode does not know user {self.user_id!r}"
+                raise ReauthRequired(msg) from None
+            raise
+        blocked = sorted({v.vendor for v in vehicles if v.needs_relink})
+        self.link_problem = (
+            f"Enode reports invalid credentials for {', '.join(blocked)}" if blocked else None
+        )
+        return [v.to_state(self.account) for v in vehicles]
+
+    async def send_command(self, ref: VehicleRef, command: Command) -> CommandResult:
+        """Send a charging command or a refresh hint."""
+        now = datetime.fromtimestamp(self._clock.time(), UTC)
+        if command is Command.REFRESH:
+            await self.client.refresh_hint(ref.vehicle_id)
+            return CommandResult(command.value, CommandStatus.CONFIRMED, now)
+        kind = "START" if command is Command.START_CHARGING else "STOP"
+        try:
+            action = await self.client.charge(ref.vehicle_id, kind)
+        except ProviderRejected as exc:
+            return CommandResult(command.value, CommandStatus.REJECTED, now, reason=exc.detail)
+        try:
+            await self.client.refresh_hint(ref.vehicle_id)
+        except (ProviderUnavailable, ProviderRejected, BadCloudResponse):
+            _LOGGER.debug("refresh hint after %s on %s failed; polling will catch up", kind, ref)
+        return _result(command.value, action, now)
+
+    async def command_status(self, ref: VehicleRef, result: CommandResult) -> CommandResult:
+        """Poll the action behind `result`."""
+        if result.action_id is None or result.status.final:
+            return result
+        action = await self.client.action(result.action_id)
+        return _result(result.command, action, datetime.fromtimestamp(self._clock.time(), UTC))
+
+    async def aclose(self) -> None:
+        """Close the HTTP clients."""
+        for http in self._closers:
+            await http.aclose()
+
+
+def _result(command: str, action: Action, now: datetime) -> CommandResult:
+    status = _ACTION_STATES.get(action.state, CommandStatus.PENDING)
+    reason = None
+    if action.failure_reason is not None:
+        reason = action.failure_reason.type
+        if action.failure_reason.detail:
+            reason = f"{reason}: {action.failure_reason.detail}"
+    return CommandResult(command, status, now, action_id=action.id, reason=reason)
+
+
+__all__ = ["SPEC", "EnodeClient", "EnodeProvider"]

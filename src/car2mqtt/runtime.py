@@ -1,0 +1,90 @@
+"""Run a bridge: the MQTT link and the Bridge under one TaskGroup, closed cleanly on exit."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from car2mqtt.bridge import Bridge, Publishing, Timing
+from car2mqtt.clock import Clock, SystemClock
+from car2mqtt.mqtt.link import BrokerSettings, MqttLink
+from car2mqtt.mqtt.topics import Topics
+from car2mqtt.providers.base import Provider
+from car2mqtt.store import Store
+
+_LOGGER = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Running:
+    """A bridge that is running, for callers that watch it (tests, the demo)."""
+
+    bridge: Bridge
+    link: MqttLink
+    task: asyncio.Task[None]
+
+
+def build(
+    providers: list[Provider],
+    *,
+    store: Store,
+    broker: BrokerSettings,
+    topics: Topics,
+    clock: Clock | None = None,
+    publishing: Publishing | None = None,
+    timing: Timing | None = None,
+    poll_intervals: dict[str, float] | None = None,
+) -> tuple[Bridge, MqttLink]:
+    """Wire a bridge to its MQTT link."""
+    bridge = Bridge(
+        providers,
+        store=store,
+        clock=clock or SystemClock(),
+        topics=topics,
+        publishing=publishing,
+        timing=timing,
+        poll_intervals=poll_intervals,
+    )
+    link = MqttLink(
+        broker,
+        availability_topic=topics.bridge_availability,
+        subscriptions=[topics.ha_status, topics.command_subscription],
+        on_connect=bridge.on_connect,
+        on_message=bridge.on_message,
+    )
+    bridge.attach(link.publish)
+    return bridge, link
+
+
+async def serve(providers: list[Provider], **options: Any) -> None:
+    """Run the bridge until cancelled (options as for `build`)."""
+    bridge, link = build(providers, **options)
+    await _run(bridge, link, providers)
+
+
+async def _run(bridge: Bridge, link: MqttLink, providers: list[Provider]) -> None:
+    try:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(link.run(), name="mqtt")
+            tg.create_task(bridge.run(), name="bridge")
+    finally:
+        for provider in providers:
+            with contextlib.suppress(Exception):
+                await provider.aclose()
+
+
+@contextlib.asynccontextmanager
+async def running(providers: list[Provider], **options: Any) -> AsyncIterator[Running]:
+    """Run a bridge in the background for the duration of the block."""
+    bridge, link = build(providers, **options)
+    task = asyncio.create_task(_run(bridge, link, providers), name="car2mqtt")
+    try:
+        yield Running(bridge, link, task)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -1,0 +1,459 @@
+"""The bridge's local state in one SQLite file: the only module that speaks SQL.
+
+Holds what must survive a restart: OAuth tokens, the cars known per account, the discovery
+topics published to Home Assistant, the last state published per entity, account health and
+small `meta` values. Every write is one transaction, committed (and synced to disk) before the
+method returns, so a crash never leaves half a write behind.
+
+The file holds credentials, so it is created 0600 before SQLite touches it, tightened if an
+existing file is looser, and kept in rollback-journal mode: SQLite's side files then live only
+for the length of a write and take the database file's own permissions.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+import stat
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self, cast
+
+from car2mqtt.errors import StoreError
+from car2mqtt.models import VehicleRef
+
+__all__ = ["APPLICATION_ID", "MIGRATIONS", "SCHEMA_VERSION", "Store"]
+
+logger = logging.getLogger(__name__)
+
+# Written into the SQLite header so a car2mqtt state file is recognisable (`file` and
+# `sqlite3` show it) and someone else's database is never migrated by mistake. ASCII "c2mq".
+APPLICATION_ID = 0x63326D71
+
+# Schema steps, oldest first: step i brings the file from user_version i to i + 1. Append new
+# steps; never edit a released one, since files in the field have already run it.
+MIGRATIONS: list[str] = [
+    f"""
+    PRAGMA application_id = {APPLICATION_ID};
+    CREATE TABLE meta (
+        name TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    CREATE TABLE tokens (
+        account TEXT PRIMARY KEY,
+        token TEXT NOT NULL              -- JSON object
+    );
+    CREATE TABLE vehicles (
+        account TEXT NOT NULL,
+        position INTEGER NOT NULL,       -- the order the provider listed the cars in
+        provider TEXT NOT NULL,
+        vehicle_id TEXT NOT NULL,
+        PRIMARY KEY (account, provider, vehicle_id)
+    );
+    CREATE TABLE published (
+        topic TEXT PRIMARY KEY,
+        keys TEXT NOT NULL               -- JSON array of entity keys, sorted
+    );
+    CREATE TABLE states (
+        key TEXT PRIMARY KEY,
+        topic TEXT NOT NULL,
+        payload TEXT NOT NULL            -- JSON object
+    );
+    CREATE TABLE account_status (
+        account TEXT PRIMARY KEY,
+        link_state TEXT NOT NULL,
+        problem TEXT
+    );
+    """,
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+# How long a write waits for another connection's write to finish before giving up.
+_BUSY_TIMEOUT_S = 5.0
+
+
+def _statements(script: str) -> Iterator[str]:
+    """Split an SQL script into complete statements (semicolons in strings or triggers stay)."""
+    pending = ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \t\r\n;"):
+                yield pending
+            pending = ""
+    if pending.strip(" \t\r\n;"):
+        yield pending
+
+
+def _dump(value: Mapping[str, Any] | list[str]) -> str:
+    # allow_nan=False: NaN/Infinity are not JSON and would not read back in other tools.
+    return json.dumps(value, allow_nan=False, separators=(",", ":"), sort_keys=True)
+
+
+def _make_private_dirs(directory: Path) -> None:
+    """Create `directory` and any missing parents with mode 0700 (existing ones are left be)."""
+    missing: list[Path] = []
+    current = directory
+    while not current.exists():
+        missing.append(current)
+        if current.parent == current:
+            break
+        current = current.parent
+    for created in reversed(missing):
+        created.mkdir(mode=0o700, exist_ok=True)
+
+
+def _create_private_file(path: Path) -> None:
+    """Create `path` with mode 0600 if missing; tighten an existing file that is looser."""
+    # The file is created here, not by sqlite3, so it never exists with umask-default
+    # permissions, not even for an instant.
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        mode = stat.S_IMODE(os.fstat(fd).st_mode)
+        if mode & 0o077:
+            os.fchmod(fd, 0o600)
+            logger.warning(
+                "state file %s was readable by others (mode %04o); changed it to 0600",
+                path,
+                mode,
+            )
+    finally:
+        os.close(fd)
+
+
+class Store:
+    """The bridge's persistent state, in one SQLite file."""
+
+    def __init__(self, path: Path, connection: sqlite3.Connection) -> None:
+        """Wrap an open connection; use `Store.open` instead."""
+        self.path = path
+        self._conn: sqlite3.Connection | None = connection
+        # One connection may be used from several threads (e.g. asyncio.to_thread); the
+        # lock keeps one transaction at a time on it.
+        self._lock = threading.RLock()
+
+    # -- life cycle ----------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: Path) -> Store:
+        """Open (creating and migrating as needed) the state file at `path`."""
+        try:
+            _make_private_dirs(path.parent)
+            _create_private_file(path)
+        except OSError as exc:
+            msg = f"cannot create state file {path}: {exc.strerror or exc}"
+            raise StoreError(msg) from exc
+        try:
+            # isolation_level=None: no implicit transactions; every write says BEGIN itself.
+            conn = sqlite3.connect(
+                path, timeout=_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as exc:
+            msg = f"cannot open state file {path}: {exc}"
+            raise StoreError(msg) from exc
+        store = cls(path, conn)
+        try:
+            store._prepare()
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    def _prepare(self) -> None:
+        """Check the file is ours and not too new, set durability pragmas, migrate."""
+        with self._translate("open"):
+            # The first read of the header: a file that is not SQLite fails here.
+            self._check_version(self._user_version())
+            conn = self._connection()
+            mode = cast(str, conn.execute("PRAGMA journal_mode = DELETE").fetchone()[0])
+            if mode.lower() != "delete":
+                msg = f"cannot open state file {self.path}: journal mode stuck at {mode!r}"
+                raise StoreError(msg)
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            self._migrate()
+
+    def _migrate(self) -> None:
+        """Apply pending migration steps, each in its own transaction."""
+        while True:
+            # BEGIN IMMEDIATE before reading the version: two processes opening a fresh file
+            # at once then migrate one after the other instead of both running step 1.
+            with self._transaction() as conn:
+                version = self._user_version()
+                self._check_version(version)
+                if version == SCHEMA_VERSION:
+                    return
+                if version == 0:
+                    self._check_empty()
+                for statement in _statements(MIGRATIONS[version]):
+                    conn.execute(statement)
+                # PRAGMA takes no parameters; the value is our own int.
+                conn.execute(f"PRAGMA user_version = {version + 1}")
+
+    def _user_version(self) -> int:
+        return cast(int, self._connection().execute("PRAGMA user_version").fetchone()[0])
+
+    def _check_version(self, version: int) -> None:
+        if version > SCHEMA_VERSION:
+            msg = (
+                f"state file {self.path} was written by a newer car2mqtt (schema version "
+                f"{version}; this version knows up to {SCHEMA_VERSION}); upgrade car2mqtt"
+            )
+            raise StoreError(msg)
+        conn = self._connection()
+        app_id = cast(int, conn.execute("PRAGMA application_id").fetchone()[0])
+        if app_id not in (0, APPLICATION_ID):
+            msg = f"{self.path} is an SQLite database of another application, not car2mqtt's"
+            raise StoreError(msg)
+
+    def _check_empty(self) -> None:
+        """Refuse to lay our schema over a database that some other program filled."""
+        row = self._connection().execute("SELECT count(*) FROM sqlite_master").fetchone()
+        if cast(int, row[0]):
+            msg = f"{self.path} is an SQLite database but not a car2mqtt state file"
+            raise StoreError(msg)
+
+    def close(self) -> None:
+        """Close the file; further use of this store raises StoreError."""
+        with self._lock:
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                conn.close()
+
+    def __enter__(self) -> Self:
+        """Return the store itself."""
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Close the store."""
+        self.close()
+
+    def __repr__(self) -> str:
+        """Name the file, and whether the store is closed."""
+        state = "" if self._conn is not None else " closed"
+        return f"<Store {str(self.path)!r}{state}>"
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            msg = f"state file {self.path} is closed"
+            raise StoreError(msg)
+        return self._conn
+
+    @contextmanager
+    def _translate(self, action: str) -> Iterator[None]:
+        """Turn sqlite3 and OS errors into StoreError naming the file."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            msg = f"cannot {action} state file {self.path}: {exc}"
+            raise StoreError(msg) from exc
+        except OSError as exc:
+            msg = f"cannot {action} state file {self.path}: {exc.strerror or exc}"
+            raise StoreError(msg) from exc
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """Run the block as one write transaction: committed on success, else rolled back."""
+        with self._lock:
+            conn = self._connection()
+            # IMMEDIATE takes the write lock up front, so a concurrent writer makes us wait
+            # (busy timeout) rather than fail half-way with SQLITE_BUSY on upgrade.
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                # SQLite may already have rolled back on its own (e.g. after an I/O error).
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    @contextmanager
+    def _write(self, action: str) -> Iterator[sqlite3.Connection]:
+        with self._translate(action), self._transaction() as conn:
+            yield conn
+
+    def _rows(
+        self, action: str, sql: str, params: tuple[object, ...] = ()
+    ) -> list[tuple[Any, ...]]:
+        with self._translate(action), self._lock:
+            return cast(list[tuple[Any, ...]], self._connection().execute(sql, params).fetchall())
+
+    def _json_object(self, text: str, what: str) -> dict[str, Any]:
+        """Parse a stored JSON object; anything else means the file was damaged or tampered with."""
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = None
+        if not isinstance(value, dict):
+            msg = f"state file {self.path} holds a damaged {what}"
+            raise StoreError(msg)
+        return cast(dict[str, Any], value)
+
+    # -- tokens --------------------------------------------------------------------------
+
+    def load_token(self, account: str) -> dict[str, Any] | None:
+        """Return the token saved for `account`, or None."""
+        rows = self._rows("read", "SELECT token FROM tokens WHERE account = ?", (account,))
+        if not rows:
+            return None
+        return self._json_object(cast(str, rows[0][0]), f"token for account {account!r}")
+
+    def save_token(self, account: str, token: Mapping[str, Any]) -> None:
+        """Store `account`'s token, replacing any previous one, durably before returning."""
+        text = _dump(token)
+        with self._write("write") as conn:
+            conn.execute(
+                "INSERT INTO tokens (account, token) VALUES (?, ?)"
+                " ON CONFLICT (account) DO UPDATE SET token = excluded.token",
+                (account, text),
+            )
+
+    def delete_token(self, account: str) -> None:
+        """Forget `account`'s token (no error if there is none)."""
+        with self._write("write") as conn:
+            conn.execute("DELETE FROM tokens WHERE account = ?", (account,))
+
+    # -- vehicles ------------------------------------------------------------------------
+
+    def known_vehicles(self, account: str) -> list[VehicleRef]:
+        """Return the cars last seen on `account`, in the order they were saved."""
+        rows = self._rows(
+            "read",
+            "SELECT provider, vehicle_id FROM vehicles WHERE account = ? ORDER BY position",
+            (account,),
+        )
+        return [
+            VehicleRef(provider=cast(str, provider), account=account, vehicle_id=cast(str, vid))
+            for provider, vid in rows
+        ]
+
+    def save_vehicles(self, account: str, refs: Iterable[VehicleRef]) -> None:
+        """Replace the set of cars known on `account` with `refs` (duplicates kept once)."""
+        unique = list(dict.fromkeys(refs))
+        for ref in unique:
+            if ref.account != account:
+                msg = (
+                    f"vehicle {ref.vehicle_id!r} belongs to account {ref.account!r},"
+                    f" not {account!r}"
+                )
+                raise ValueError(msg)
+        with self._write("write") as conn:
+            conn.execute("DELETE FROM vehicles WHERE account = ?", (account,))
+            conn.executemany(
+                "INSERT INTO vehicles (account, position, provider, vehicle_id)"
+                " VALUES (?, ?, ?, ?)",
+                [(account, i, ref.provider, ref.vehicle_id) for i, ref in enumerate(unique)],
+            )
+
+    # -- published discovery -------------------------------------------------------------
+
+    def published(self) -> dict[str, frozenset[str]]:
+        """Return every discovery topic published, with the entity keys it carries."""
+        rows = self._rows("read", "SELECT topic, keys FROM published")
+        result: dict[str, frozenset[str]] = {}
+        for topic, text in rows:
+            try:
+                keys = json.loads(cast(str, text))
+            except ValueError:
+                keys = None
+            if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+                msg = f"state file {self.path} holds damaged keys for topic {topic!r}"
+                raise StoreError(msg)
+            result[cast(str, topic)] = frozenset(cast(list[str], keys))
+        return result
+
+    def record_published(self, topic: str, keys: Iterable[str]) -> None:
+        """Record that `topic` now carries exactly `keys` (replacing what it carried before)."""
+        text = _dump(sorted(set(keys)))
+        with self._write("write") as conn:
+            conn.execute(
+                "INSERT INTO published (topic, keys) VALUES (?, ?)"
+                " ON CONFLICT (topic) DO UPDATE SET keys = excluded.keys",
+                (topic, text),
+            )
+
+    def forget_published(self, topic: str) -> None:
+        """Forget `topic` (once its retained discovery message has been cleared)."""
+        with self._write("write") as conn:
+            conn.execute("DELETE FROM published WHERE topic = ?", (topic,))
+
+    # -- last states ---------------------------------------------------------------------
+
+    def save_state(self, key: str, topic: str, payload: Mapping[str, Any]) -> None:
+        """Store the last `payload` published for `key` on `topic`."""
+        text = _dump(payload)
+        with self._write("write") as conn:
+            conn.execute(
+                "INSERT INTO states (key, topic, payload) VALUES (?, ?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET topic = excluded.topic,"
+                " payload = excluded.payload",
+                (key, topic, text),
+            )
+
+    def load_states(self) -> dict[str, tuple[str, dict[str, Any]]]:
+        """Return every saved state: key -> (topic, payload)."""
+        rows = self._rows("read", "SELECT key, topic, payload FROM states")
+        return {
+            cast(str, key): (cast(str, topic), self._json_object(cast(str, text), f"state {key!r}"))
+            for key, topic, text in rows
+        }
+
+    def delete_state(self, key: str) -> None:
+        """Forget the state saved for `key` (no error if there is none)."""
+        with self._write("write") as conn:
+            conn.execute("DELETE FROM states WHERE key = ?", (key,))
+
+    # -- account status ------------------------------------------------------------------
+
+    def save_account_status(self, account: str, link_state: str, problem: str | None) -> None:
+        """Store `account`'s link state and current problem (None when all is well)."""
+        with self._write("write") as conn:
+            conn.execute(
+                "INSERT INTO account_status (account, link_state, problem) VALUES (?, ?, ?)"
+                " ON CONFLICT (account) DO UPDATE SET link_state = excluded.link_state,"
+                " problem = excluded.problem",
+                (account, link_state, problem),
+            )
+
+    def account_statuses(self) -> dict[str, tuple[str, str | None]]:
+        """Return every account's saved status: account -> (link state, problem)."""
+        rows = self._rows("read", "SELECT account, link_state, problem FROM account_status")
+        return {
+            cast(str, account): (cast(str, link), cast(str | None, problem))
+            for account, link, problem in rows
+        }
+
+    # -- meta ----------------------------------------------------------------------------
+
+    def get_meta(self, name: str) -> str | None:
+        """Return the meta value `name`, or None."""
+        rows = self._rows("read", "SELECT value FROM meta WHERE name = ?", (name,))
+        return cast(str, rows[0][0]) if rows else None
+
+    def set_meta(self, name: str, value: str) -> None:
+        """Store the meta value `name`."""
+        with self._write("write") as conn:
+            conn.execute(
+                "INSERT INTO meta (name, value) VALUES (?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                (name, value),
+            )
+
+    def delete_meta(self, name: str) -> None:
+        """Forget the meta value `name` (no error if there is none)."""
+        with self._write("write") as conn:
+            conn.execute("DELETE FROM meta WHERE name = ?", (name,))

@@ -1,0 +1,112 @@
+"""Bridge fixtures: the real simulator over HTTP, a real mosquitto, the bridge in-process."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from car2mqtt.bridge import Publishing, Timing
+from car2mqtt.clock import Clock, SystemClock
+from car2mqtt.models import VehicleRef
+from car2mqtt.mqtt.link import BrokerSettings
+from car2mqtt.mqtt.topics import Topics
+from car2mqtt.providers.enode import EnodeProvider
+from car2mqtt.runtime import Running, running
+from car2mqtt.store import Store
+from tests.mqtt_support import Mosquitto, running_mosquitto
+from tests.support import Sim
+
+FAST = Timing(
+    poll_interval_s=0.4,
+    active_poll_interval_s=0.3,
+    backoff_base_s=0.2,
+    backoff_max_s=1.0,
+    relink_retry_s=0.5,
+    command_poll_s=0.1,
+    after_command_poll_s=0.2,
+    heartbeat_s=30.0,
+    birth_jitter_s=0.05,
+)
+TOPICS = Topics("car2mqtt", "homeassistant")
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
+    """A fresh mosquitto on a free loopback port."""
+    with running_mosquitto(tmp_path) as broker:
+        yield broker
+
+
+def enode_provider(
+    sim: Sim,
+    store: Store,
+    *,
+    account: str = "home",
+    user: str = "demo",
+    secret: str | None = None,
+    clock: Clock | None = None,
+) -> EnodeProvider:
+    """An Enode provider pointed at the simulator."""
+    creds = sim.info["enode"]
+    return EnodeProvider.create(
+        account=account,
+        user_id=user,
+        api_url=creds["apiUrl"],
+        token_url=creds["tokenUrl"],
+        client_id=creds["clientId"],
+        client_secret=secret or creds["clientSecret"],
+        clock=clock or SystemClock(),
+        persistence=store,
+    )
+
+
+@dataclass
+class Harness:
+    """A running bridge and what it talks to."""
+
+    sim: Sim
+    broker: Mosquitto
+    store: Store
+    running: Running
+
+    def ref(self, vehicle_id: str) -> VehicleRef:
+        return VehicleRef("enode", "home", vehicle_id)
+
+    def state_topic(self, vehicle_id: str) -> str:
+        return TOPICS.state(self.ref(vehicle_id))
+
+
+@contextlib.asynccontextmanager
+async def bridge_for(
+    sim: Sim,
+    broker: Mosquitto,
+    tmp_path: Path,
+    *,
+    accounts: list[dict[str, Any]] | None = None,
+    timing: Timing = FAST,
+    publishing: Publishing | None = None,
+    clock: Clock | None = None,
+    protocol: str = "5",
+) -> AsyncIterator[Harness]:
+    """Run a bridge against `sim` and `broker`."""
+    store = Store.open(tmp_path / "state" / "car2mqtt.db")
+    providers = [enode_provider(sim, store, clock=clock, **spec) for spec in (accounts or [{}])]
+    settings = BrokerSettings.from_url(broker.url, protocol=protocol, client_id="car2mqtt-test")
+    try:
+        async with running(
+            list(providers),
+            store=store,
+            broker=settings,
+            topics=TOPICS,
+            clock=clock,
+            publishing=publishing,
+            timing=timing,
+        ) as run:
+            yield Harness(sim, broker, store, run)
+    finally:
+        store.close()

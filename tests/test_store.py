@@ -1,0 +1,524 @@
+"""The state store, on real SQLite files under tmp_path."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import stat
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from car2mqtt.errors import StoreError
+from car2mqtt.models import VehicleRef
+from car2mqtt.store import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION, Store
+
+TOKEN = {"access_token": "a1", "refresh_token": "r1", "expires_at": 1_700_000_000.5}
+
+
+def mode_of(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def raw(path: Path) -> sqlite3.Connection:
+    """A plain sqlite3 connection, to look under the store's API (closed by the caller)."""
+    return sqlite3.connect(path, isolation_level=None)
+
+
+def pragma(path: Path, name: str) -> object:
+    conn = raw(path)
+    try:
+        return conn.execute(f"PRAGMA {name}").fetchone()[0]
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    """Where the state file goes: in a directory that does not exist yet."""
+    return tmp_path / "state" / "car2mqtt.db"
+
+
+@pytest.fixture
+def store(db: Path) -> Iterator[Store]:
+    """An open store on a fresh file."""
+    with Store.open(db) as opened:
+        yield opened
+
+
+def reopened(db: Path) -> Store:
+    return Store.open(db)
+
+
+# -- file, directory and permissions -----------------------------------------------------
+
+
+def test_open_creates_private_parent_dirs_and_file(tmp_path: Path) -> None:
+    db = tmp_path / "a" / "b" / "state.db"
+    with Store.open(db):
+        pass
+    assert db.is_file()
+    assert mode_of(db) == 0o600
+    # Both created directories are private; the pre-existing tmp_path is left alone.
+    assert mode_of(db.parent) & 0o077 == 0
+    assert mode_of(db.parent.parent) & 0o077 == 0
+
+
+def test_file_is_0600_even_with_a_permissive_umask(db: Path) -> None:
+    old = os.umask(0)
+    try:
+        with Store.open(db):
+            assert mode_of(db) == 0o600
+    finally:
+        os.umask(old)
+    assert mode_of(db) == 0o600
+
+
+def test_reopen_tightens_a_loose_file_and_warns(db: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with Store.open(db) as s:
+        s.set_meta("kept", "yes")
+    db.chmod(0o644)
+    with caplog.at_level(logging.WARNING, logger="car2mqtt.store"), Store.open(db) as s:
+        assert s.get_meta("kept") == "yes"
+    assert mode_of(db) == 0o600
+    assert any(str(db) in r.getMessage() and "0644" in r.getMessage() for r in caplog.records)
+
+
+def test_a_private_file_is_reopened_without_warning(
+    db: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with Store.open(db):
+        pass
+    with caplog.at_level(logging.WARNING, logger="car2mqtt.store"), Store.open(db):
+        pass
+    assert caplog.records == []
+
+
+def test_no_side_files_are_left_after_writes(store: Store, db: Path) -> None:
+    store.save_token("acct", TOKEN)
+    store.save_state("k", "t", {"v": 1})
+    assert sorted(p.name for p in db.parent.iterdir()) == [db.name]
+    assert pragma(db, "journal_mode") == "delete"
+
+
+def test_pragmas_are_set_on_the_store_connection(store: Store) -> None:
+    conn = store._connection()
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+
+
+# -- schema versions ---------------------------------------------------------------------
+
+
+def test_fresh_file_is_migrated_to_the_latest_version(db: Path) -> None:
+    with Store.open(db):
+        pass
+    assert SCHEMA_VERSION == len(MIGRATIONS) >= 1
+    assert pragma(db, "user_version") == SCHEMA_VERSION
+    assert pragma(db, "application_id") == APPLICATION_ID
+
+
+def test_reopening_a_current_file_keeps_data_and_version(db: Path) -> None:
+    with Store.open(db) as s:
+        s.set_meta("x", "1")
+    with Store.open(db) as s:
+        assert s.get_meta("x") == "1"
+    assert pragma(db, "user_version") == SCHEMA_VERSION
+
+
+def test_file_from_a_newer_car2mqtt_is_refused_and_left_untouched(db: Path) -> None:
+    with Store.open(db):
+        pass
+    conn = raw(db)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+    before = db.read_bytes()
+    with pytest.raises(StoreError, match="newer car2mqtt") as info:
+        Store.open(db)
+    assert str(db) in str(info.value)
+    assert db.read_bytes() == before
+
+
+def test_foreign_sqlite_database_is_refused(db: Path) -> None:
+    db.parent.mkdir()
+    conn = raw(db)
+    conn.execute("CREATE TABLE photos (id INTEGER PRIMARY KEY)")
+    conn.close()
+    with pytest.raises(StoreError, match="not a car2mqtt state file") as info:
+        Store.open(db)
+    assert str(db) in str(info.value)
+    assert pragma(db, "user_version") == 0
+
+
+def test_database_of_another_application_is_refused(db: Path) -> None:
+    db.parent.mkdir()
+    conn = raw(db)
+    conn.execute("PRAGMA application_id = 42")
+    conn.close()
+    with pytest.raises(StoreError, match="another application") as info:
+        Store.open(db)
+    assert str(db) in str(info.value)
+
+
+def test_two_stores_opening_a_fresh_file_at_once_both_succeed(db: Path) -> None:
+    errors: list[BaseException] = []
+    stores: list[Store] = []
+    lock = threading.Lock()
+
+    def open_one() -> None:
+        try:
+            s = Store.open(db)
+        except BaseException as exc:  # reported by the assert below
+            errors.append(exc)
+        else:
+            with lock:
+                stores.append(s)
+
+    threads = [threading.Thread(target=open_one) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for s in stores:
+        s.close()
+    assert errors == []
+    assert len(stores) == 4
+    assert pragma(db, "user_version") == SCHEMA_VERSION
+
+
+# -- files that cannot be used -----------------------------------------------------------
+
+
+def test_garbage_file_gives_store_error_naming_it(db: Path) -> None:
+    db.parent.mkdir()
+    db.write_bytes(b"this is not an SQLite database, just some bytes\n" * 100)
+    with pytest.raises(StoreError) as info:
+        Store.open(db)
+    assert str(db) in str(info.value)
+    assert not isinstance(info.value, sqlite3.Error)
+    assert "not a database" in str(info.value)
+
+
+@pytest.mark.parametrize("where", ["under_a_file", "is_a_directory"])
+def test_unusable_location_gives_store_error(tmp_path: Path, where: str) -> None:
+    if where == "under_a_file":
+        blocker = tmp_path / "plain-file"
+        blocker.write_text("x")
+        db = blocker / "state.db"
+    else:
+        db = tmp_path / "a-directory"
+        db.mkdir()
+    with pytest.raises(StoreError) as info:
+        Store.open(db)
+    assert str(db) in str(info.value)
+
+
+def test_closed_store_raises_store_error(db: Path) -> None:
+    s = Store.open(db)
+    s.close()
+    s.close()  # closing twice is harmless
+    with pytest.raises(StoreError, match="closed"):
+        s.load_token("acct")
+    with pytest.raises(StoreError, match="closed"):
+        s.save_token("acct", TOKEN)
+
+
+def test_damaged_json_gives_store_error(store: Store, db: Path) -> None:
+    store.save_token("acct", TOKEN)
+    conn = raw(db)
+    conn.execute("UPDATE tokens SET token = '[1, 2'")
+    conn.close()
+    with pytest.raises(StoreError, match="damaged token") as info:
+        store.load_token("acct")
+    assert str(db) in str(info.value)
+
+
+# -- tokens ------------------------------------------------------------------------------
+
+
+def test_token_round_trips_and_survives_reopen(store: Store, db: Path) -> None:
+    assert store.load_token("acct") is None
+    store.save_token("acct", TOKEN)
+    assert store.load_token("acct") == TOKEN
+    store.close()
+    with reopened(db) as s:
+        assert s.load_token("acct") == TOKEN
+        assert s.load_token("other") is None
+
+
+def test_saving_a_token_replaces_the_previous_one(store: Store) -> None:
+    store.save_token("acct", TOKEN)
+    store.save_token("acct", {"access_token": "a2"})
+    assert store.load_token("acct") == {"access_token": "a2"}
+
+
+def test_tokens_are_per_account_and_can_be_deleted(store: Store, db: Path) -> None:
+    store.save_token("one", {"n": 1})
+    store.save_token("two", {"n": 2})
+    store.delete_token("one")
+    store.delete_token("never-saved")
+    assert store.load_token("one") is None
+    assert store.load_token("two") == {"n": 2}
+    store.close()
+    with reopened(db) as s:
+        assert s.load_token("one") is None
+        assert s.load_token("two") == {"n": 2}
+
+
+def test_loaded_token_is_a_copy(store: Store) -> None:
+    store.save_token("acct", TOKEN)
+    got = store.load_token("acct")
+    assert got is not None
+    got["access_token"] = "changed"
+    assert store.load_token("acct") == TOKEN
+
+
+def test_token_is_visible_to_a_second_store_while_the_first_stays_open(
+    store: Store, db: Path
+) -> None:
+    store.save_token("acct", TOKEN)
+    with Store.open(db) as second:
+        assert second.load_token("acct") == TOKEN
+
+
+def test_token_is_on_disk_when_save_returns_even_if_the_process_dies(db: Path) -> None:
+    # os._exit skips close() and every cleanup: only what save_token committed remains.
+    code = (
+        "import os, sys; from pathlib import Path; from car2mqtt.store import Store; "
+        "s = Store.open(Path(sys.argv[1])); "
+        "s.save_token('acct', {'access_token': 'from-child'}); os._exit(0)"
+    )
+    subprocess.run([sys.executable, "-c", code, str(db)], check=True, timeout=60)
+    with Store.open(db) as s:
+        assert s.load_token("acct") == {"access_token": "from-child"}
+
+
+def test_a_token_that_cannot_be_saved_leaves_the_old_one(store: Store) -> None:
+    store.save_token("acct", TOKEN)
+    with pytest.raises(TypeError):
+        store.save_token("acct", {"bad": object()})
+    with pytest.raises(ValueError, match="JSON"):
+        store.save_token("acct", {"bad": float("nan")})
+    assert store.load_token("acct") == TOKEN
+
+
+def test_a_write_blocked_by_another_writer_waits_then_commits(store: Store, db: Path) -> None:
+    blocker = raw(db)
+    blocker.execute("BEGIN IMMEDIATE")
+    done = threading.Event()
+
+    def write() -> None:
+        store.save_token("acct", TOKEN)
+        done.set()
+
+    t = threading.Thread(target=write)
+    t.start()
+    assert not done.wait(0.3)  # waiting on the other writer, not failing
+    blocker.execute("ROLLBACK")
+    blocker.close()
+    t.join(10)
+    assert done.is_set()
+    assert store.load_token("acct") == TOKEN
+
+
+# -- vehicles ----------------------------------------------------------------------------
+
+
+def car(vehicle_id: str, account: str = "acct", provider: str = "enode") -> VehicleRef:
+    return VehicleRef(provider=provider, account=account, vehicle_id=vehicle_id)
+
+
+def test_vehicles_round_trip_in_order_and_survive_reopen(store: Store, db: Path) -> None:
+    assert store.known_vehicles("acct") == []
+    refs = [car("v3"), car("v1"), car("v2", provider="xee")]
+    store.save_vehicles("acct", iter(refs))
+    assert store.known_vehicles("acct") == refs
+    store.close()
+    with reopened(db) as s:
+        assert s.known_vehicles("acct") == refs
+
+
+def test_save_vehicles_replaces_rather_than_appends(store: Store) -> None:
+    store.save_vehicles("acct", [car("v1"), car("v2")])
+    store.save_vehicles("acct", [car("v2"), car("v3")])
+    assert store.known_vehicles("acct") == [car("v2"), car("v3")]
+    store.save_vehicles("acct", [])
+    assert store.known_vehicles("acct") == []
+
+
+def test_vehicles_are_per_account(store: Store) -> None:
+    store.save_vehicles("a", [car("v1", account="a")])
+    store.save_vehicles("b", [car("v2", account="b")])
+    store.save_vehicles("a", [])
+    assert store.known_vehicles("a") == []
+    assert store.known_vehicles("b") == [car("v2", account="b")]
+
+
+def test_duplicate_vehicles_are_kept_once(store: Store) -> None:
+    store.save_vehicles("acct", [car("v1"), car("v2"), car("v1")])
+    assert store.known_vehicles("acct") == [car("v1"), car("v2")]
+
+
+def test_vehicle_of_another_account_is_refused_and_changes_nothing(store: Store) -> None:
+    store.save_vehicles("acct", [car("v1")])
+    with pytest.raises(ValueError, match="belongs to account 'other'"):
+        store.save_vehicles("acct", [car("v2"), car("v3", account="other")])
+    assert store.known_vehicles("acct") == [car("v1")]
+
+
+# -- published discovery -----------------------------------------------------------------
+
+
+def test_published_round_trips_and_survives_reopen(store: Store, db: Path) -> None:
+    assert store.published() == {}
+    store.record_published("homeassistant/device/car_v1/config", ["battery", "range"])
+    store.record_published("homeassistant/device/car_v2/config", iter(["odometer"]))
+    store.record_published("homeassistant/device/empty/config", [])
+    expected = {
+        "homeassistant/device/car_v1/config": frozenset({"battery", "range"}),
+        "homeassistant/device/car_v2/config": frozenset({"odometer"}),
+        "homeassistant/device/empty/config": frozenset(),
+    }
+    assert store.published() == expected
+    store.close()
+    with reopened(db) as s:
+        assert s.published() == expected
+
+
+def test_record_published_replaces_the_topic_keys(store: Store) -> None:
+    store.record_published("t", ["a", "b"])
+    store.record_published("t", ["b", "c", "c"])
+    assert store.published() == {"t": frozenset({"b", "c"})}
+
+
+def test_forget_published(store: Store, db: Path) -> None:
+    store.record_published("t1", ["a"])
+    store.record_published("t2", ["b"])
+    store.forget_published("t1")
+    store.forget_published("never")
+    assert store.published() == {"t2": frozenset({"b"})}
+    store.close()
+    with reopened(db) as s:
+        assert s.published() == {"t2": frozenset({"b"})}
+
+
+# -- last states -------------------------------------------------------------------------
+
+
+def test_states_round_trip_and_survive_reopen(store: Store, db: Path) -> None:
+    assert store.load_states() == {}
+    payload = {"battery_pct": 81.5, "charging": True, "nested": {"a": [1, None]}, "s": "é"}
+    store.save_state("enode_v1", "car2mqtt/enode_v1/state", payload)
+    store.save_state("enode_v2", "car2mqtt/enode_v2/state", {})
+    expected = {
+        "enode_v1": ("car2mqtt/enode_v1/state", payload),
+        "enode_v2": ("car2mqtt/enode_v2/state", {}),
+    }
+    assert store.load_states() == expected
+    store.close()
+    with reopened(db) as s:
+        assert s.load_states() == expected
+
+
+def test_save_state_replaces_topic_and_payload(store: Store) -> None:
+    store.save_state("k", "old/topic", {"v": 1})
+    store.save_state("k", "new/topic", {"v": 2})
+    assert store.load_states() == {"k": ("new/topic", {"v": 2})}
+
+
+def test_delete_state(store: Store, db: Path) -> None:
+    store.save_state("k1", "t1", {"v": 1})
+    store.save_state("k2", "t2", {"v": 2})
+    store.delete_state("k1")
+    store.delete_state("never")
+    assert store.load_states() == {"k2": ("t2", {"v": 2})}
+    store.close()
+    with reopened(db) as s:
+        assert s.load_states() == {"k2": ("t2", {"v": 2})}
+
+
+# -- account status ----------------------------------------------------------------------
+
+
+def test_account_status_round_trips_replaces_and_survives_reopen(store: Store, db: Path) -> None:
+    assert store.account_statuses() == {}
+    store.save_account_status("a", "ok", None)
+    store.save_account_status("b", "relink_required", "refresh token expired")
+    store.save_account_status("a", "relink_required", "consent revoked")
+    store.save_account_status("b", "ok", None)
+    expected = {"a": ("relink_required", "consent revoked"), "b": ("ok", None)}
+    assert store.account_statuses() == expected
+    store.close()
+    with reopened(db) as s:
+        assert s.account_statuses() == expected
+
+
+# -- meta --------------------------------------------------------------------------------
+
+
+def test_meta_round_trips_replaces_and_survives_reopen(store: Store, db: Path) -> None:
+    assert store.get_meta("instance_id") is None
+    store.set_meta("instance_id", "abc")
+    store.set_meta("instance_id", "def")
+    store.set_meta("other", "")
+    store.set_meta("gone", "x")
+    store.delete_meta("gone")
+    store.close()
+    with reopened(db) as s:
+        assert s.get_meta("instance_id") == "def"
+        assert s.get_meta("other") == ""
+        assert s.get_meta("gone") is None
+
+
+# -- several stores on one file ----------------------------------------------------------
+
+
+def test_concurrent_stores_see_each_others_committed_writes(db: Path) -> None:
+    with Store.open(db) as one, Store.open(db) as two:
+        one.save_token("acct", TOKEN)
+        assert two.load_token("acct") == TOKEN
+        two.save_vehicles("acct", [car("v1")])
+        assert one.known_vehicles("acct") == [car("v1")]
+        one.record_published("t", ["a"])
+        assert two.published() == {"t": frozenset({"a"})}
+        two.save_state("k", "t", {"v": 1})
+        assert one.load_states() == {"k": ("t", {"v": 1})}
+        one.save_account_status("acct", "ok", None)
+        assert two.account_statuses() == {"acct": ("ok", None)}
+        two.set_meta("m", "v")
+        assert one.get_meta("m") == "v"
+        one.delete_token("acct")
+        assert two.load_token("acct") is None
+
+
+def test_one_store_shared_by_threads(store: Store) -> None:
+    errors: list[BaseException] = []
+
+    def worker(n: int) -> None:
+        try:
+            for i in range(20):
+                store.save_state(f"k{n}", f"t{n}", {"i": i})
+                store.load_states()
+        except BaseException as exc:  # reported by the assert below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert store.load_states() == {f"k{n}": (f"t{n}", {"i": 19}) for n in range(4)}
+
+
+def test_repr_names_the_file(db: Path) -> None:
+    s = Store.open(db)
+    assert str(db) in repr(s)
+    s.close()
+    assert "closed" in repr(s)
