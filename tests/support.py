@@ -20,8 +20,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
+from car2mqtt.net import base_url, bind
 from car2mqtt.simulator.app import SimOptions, build_simulation
-from car2mqtt.simulator.server import base_url, bind, server_for
+from car2mqtt.simulator.server import server_for
 from tests.enode_spec import EnodeSpec
 
 # A fixed start time makes frozen-clock runs byte-for-byte reproducible.

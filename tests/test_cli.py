@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -108,38 +106,6 @@ def test_port_in_use_is_a_clear_error() -> None:
     assert result.returncode == 2
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
     assert "Traceback" not in result.stderr
-
-
-def test_demo_prints_instructions_that_work() -> None:
-    with started("demo", "--port", "0") as proc:
-        assert proc.stdout is not None
-        lines = []
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            lines.append(line)
-            if "Ctrl-C" in line:
-                break
-        text = "".join(lines)
-        assert "car2mqtt demo" in text
-        assert "grant_type=client_credentials" in text
-        # The printed curl command carries working credentials and URLs.
-        token_line = next(line for line in lines if line.startswith("TOKEN="))
-        creds = re.search(r"-u (\S+):(\S+) ", token_line)
-        url = re.search(r"(http://\S+/enode/oauth2/token)", token_line)
-        assert creds
-        assert url
-        r = httpx.post(
-            url.group(1),
-            data={"grant_type": "client_credentials"},
-            auth=(creds.group(1), creds.group(2)),
-        )
-        assert r.status_code == 200
-        list_line = next(line for line in lines if "/users/demo/vehicles" in line)
-        api = re.search(r"(http://\S+/users/demo/vehicles)", list_line)
-        assert api
-        headers = {"Authorization": f"Bearer {r.json()['access_token']}"}
-        assert len(httpx.get(api.group(1), headers=headers).json()["data"]) == 3
 
 
 def test_version() -> None:

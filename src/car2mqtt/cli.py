@@ -2,20 +2,40 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import io
+import signal
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
 
+import segno
 import typer
 from rich.console import Console
+from rich.table import Table
+from rich.text import Text
 
 from car2mqtt import __version__
-from car2mqtt.errors import Car2MqttError
-from car2mqtt.simulator.app import SimOptions, build_simulation
+from car2mqtt.clock import SystemClock
+from car2mqtt.config import Config, EnodeAccount, config_path, describe, load_config
+from car2mqtt.demo import DemoInfo, run_demo
+from car2mqtt.errors import Car2MqttError, ConfigError
+from car2mqtt.linking import link_enode
+from car2mqtt.logs import setup_logging
+from car2mqtt.models import VehicleState
+from car2mqtt.providers import create_provider
+from car2mqtt.providers.enode import EnodeProvider
+from car2mqtt.runtime import run_config, secrets_of
+from car2mqtt.simulator.app import SimOptions
 from car2mqtt.simulator.faults import PROFILES
-from car2mqtt.simulator.server import base_url, bind, serve, server_for
+from car2mqtt.simulator.server import serve
+from car2mqtt.store import Store
 
+T = TypeVar("T")
 app = typer.Typer(
     name="car2mqtt",
     help="Connected cars in Home Assistant over MQTT, with offline simulators of their clouds.",
@@ -23,7 +43,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 Host = Annotated[str, typer.Option(help="Address to listen on.")]
 Port = Annotated[
@@ -120,74 +140,295 @@ def simulate(
     _guard(lambda: serve(options, host, port, access_log=access_log))
 
 
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="Configuration file (default: $CAR2MQTT_CONFIG, else ./car2mqtt.yaml).",
+    ),
+]
+
+
+def _load(path: Path | None) -> Config:
+    config = load_config(path)
+    setup_logging(config.log.level, config.log.format, secrets_of(config))
+    return config
+
+
+@app.command()
+def run(config: ConfigOption = None) -> None:
+    """Run the bridge: cars from the configured clouds into MQTT and Home Assistant."""
+
+    def go() -> None:
+        cfg = _load(config)
+        _run_async(run_config(cfg))
+
+    _guard(go)
+
+
 @app.command()
 def demo(
     host: Host = "127.0.0.1",
     port: Port = 8700,
+    mqtt_host: Annotated[
+        str, typer.Option(help="Address the embedded broker listens on (0.0.0.0 for a remote HA).")
+    ] = "127.0.0.1",
+    mqtt_port: Annotated[int, typer.Option(min=1, max=65535, help="Embedded broker port.")] = 1883,
+    broker: Annotated[
+        str | None, typer.Option(help="Use this broker instead, e.g. mqtt://127.0.0.1:1883.")
+    ] = None,
     seed: Seed = 0,
     vehicles: Vehicles = 3,
     time_factor: TimeFactor = 60.0,
 ) -> None:
-    """Run the simulated clouds with demo cars and print how to explore them."""
+    """Run simulated clouds, an MQTT broker and the bridge, with no credentials at all."""
 
-    def run() -> None:
-        sock = bind(host, port)
-        options = SimOptions(seed=seed, vehicles=vehicles, time_factor=time_factor)
-        sim = build_simulation(options)
-        info = sim.describe(base_url(sock))
-        _print_demo(info)
-        server_for(sim, sock).run(sockets=[sock])
+    def go() -> None:
+        setup_logging("info", "text")
+        _run_async(
+            run_demo(
+                host=host,
+                port=port,
+                mqtt_host=mqtt_host,
+                mqtt_port=mqtt_port,
+                broker_url=broker,
+                vehicles=vehicles,
+                time_factor=time_factor,
+                seed=seed,
+                announce=_print_demo,
+            )
+        )
 
-    _guard(run)
+    _guard(go)
 
 
-def _print_demo(info: dict[str, object]) -> None:
-    out = Console()
-    enode = info["enode"]
-    assert isinstance(enode, dict)
-    users = info["users"]
-    assert isinstance(users, dict)
-    vehicle_ids = [v for ids in users.values() for v in ids]
-    first = vehicle_ids[0] if vehicle_ids else "<vehicle id>"
-    admin = info["adminUrl"]
-    out.print(f"[bold green]car2mqtt demo[/] — simulated clouds at {info['baseUrl']}")
+def _print_demo(info: DemoInfo) -> None:
+    out = Console(soft_wrap=True)
+    first = info.vehicle_ids[0] if info.vehicle_ids else "<vehicle id>"
+    broker = f"-h {info.broker_host} -p {info.broker_port}"
+    out.print(f"[bold green]car2mqtt demo[/] is running. Time runs {info.time_factor:g}x faster.")
     out.print(
-        f"Time runs {info['timeFactor']}x faster; {len(vehicle_ids)} virtual cars are linked to "
-        "user [bold]demo[/]. The MQTT bridge arrives in the next release; meanwhile, explore "
-        "the simulated Enode API with curl:\n"
+        f"  simulated Enode cloud: {info.simulator_url}/enode (admin API: {info.admin_url})\n"
+        f"  MQTT broker: mqtt://{info.broker_host}:{info.broker_port}"
+        f"{' (embedded)' if info.embedded_broker else ''}\n"
+        f"  {len(info.vehicle_ids)} virtual cars: a parked Tesla, a charging Volkswagen, an XPENG "
+        "on a trip.\n"
     )
-    token_cmd = (
-        f"TOKEN=$(curl -s -u {enode['clientId']}:{enode['clientSecret']} "
-        f"-d grant_type=client_credentials {enode['tokenUrl']} | "
-        "python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])')"
-    )
-    hdr = '-H "Authorization: Bearer $TOKEN" -H "Enode-Version: 2024-10-01"'
     lines = [
-        ("Get a token", token_cmd),
-        ("List the demo user's cars", f"curl -s {hdr} {enode['apiUrl']}/users/demo/vehicles"),
-        ("Read one car", f"curl -s {hdr} {enode['apiUrl']}/vehicles/{first}"),
+        ("Watch the cars' state", f"mosquitto_sub {broker} -t 'car2mqtt/#' -v"),
         (
-            "Start charging it",
-            f"curl -s {hdr} -H 'Content-Type: application/json' "
-            f'-d \'{{"action":"START"}}\' {enode["apiUrl"]}/vehicles/{first}/charging',
+            "See what Home Assistant would discover",
+            f"mosquitto_sub {broker} -t 'homeassistant/#' -v",
         ),
         (
-            "Plug it in (admin API)",
-            f"curl -s -X POST {admin}/enode/vehicles/{first}/plug-in",
+            "Plug the Tesla in (admin API)",
+            f"curl -s -X POST -d '{{\"startCharging\":false}}' "
+            f"{info.admin_url}/enode/vehicles/{first}/plug-in",
         ),
         (
-            "Jump an hour ahead",
-            f"curl -s -d '{{\"seconds\":3600}}' {admin}/clock/advance",
+            "Start charging it, as Home Assistant's switch would",
+            f"mosquitto_pub {broker} -t 'car2mqtt/enode/{first}/charging/set' -m ON",
         ),
-        ("Switch on flaky faults", f'curl -s -X PUT -d \'{{"profile":"flaky"}}\' {admin}/faults'),
+        ("Jump an hour ahead", f"curl -s -d '{{\"seconds\":3600}}' {info.admin_url}/clock/advance"),
     ]
     for title, cmd in lines:
         out.print(f"[bold]# {title}[/]")
         out.print(cmd, markup=False, highlight=False, soft_wrap=True)
     out.print(
-        "\nThe admin API and every endpoint are described in docs/simulator.md. Ctrl-C stops."
+        "\nTo see the cars in a real Home Assistant, add its MQTT integration pointing at this "
+        "broker (start the demo with --mqtt-host 0.0.0.0 if HA runs on another machine); the "
+        "cars appear as devices by themselves. Ctrl-C stops everything."
     )
     sys.stdout.flush()
+
+
+config_app = typer.Typer(help="Work with the configuration file.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("check")
+def config_check(
+    path: Annotated[Path | None, typer.Argument(help="The file to check.")] = None,
+) -> None:
+    """Validate a configuration file without starting anything."""
+
+    def go() -> None:
+        config = load_config(path)
+        out = Console()
+        out.print(f"[bold green]{config_path(path)} is valid.[/]")
+        for line in describe(config):
+            out.print(line, markup=False, highlight=False)
+
+    _guard(go)
+
+
+link_app = typer.Typer(help="Link cars to an account, without curl.", no_args_is_help=True)
+app.add_typer(link_app, name="link")
+
+
+@link_app.command("enode")
+def link_enode_cmd(
+    account: Annotated[str, typer.Option(help="The account name in the configuration.")],
+    config: ConfigOption = None,
+    vendor: Annotated[
+        str | None, typer.Option(help="Skip the brand page: TESLA, XPENG, ...")
+    ] = None,
+    host: Annotated[
+        str, typer.Option(help="Where the redirect receiver listens (the browser must reach it).")
+    ] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option(min=0, max=65535, help="Receiver port (0: any free one).")
+    ] = 0,
+    timeout: Annotated[float, typer.Option(min=1, help="Minutes to wait for the user.")] = 15,
+) -> None:
+    """Create an Enode Link session, show its URL and QR code, and wait until it is done."""
+
+    def go() -> None:
+        cfg = _load(config)
+        try:
+            acct = cfg.account(account)
+        except KeyError:
+            names = ", ".join(a.name for a in cfg.accounts)
+            msg = f"no account named {account!r} in the configuration; it has: {names}"
+            raise ConfigError(msg) from None
+        vehicles = _run_async(_link(cfg, acct, vendor, host, port, timeout * 60))
+        _vehicle_table(vehicles, title=f"Vehicles linked to {account}")
+
+    _guard(go)
+
+
+async def _link(
+    cfg: Config, acct: EnodeAccount, vendor: str | None, host: str, port: int, timeout_s: float
+) -> list[VehicleState]:
+    with Store.open(cfg.store) as store:
+        provider = create_provider(acct, clock=SystemClock(), persistence=store)
+        assert isinstance(provider, EnodeProvider)
+        try:
+            return await link_enode(
+                provider,
+                host=host,
+                port=port,
+                vendor=vendor,
+                show_url=_show_link,
+                timeout_s=timeout_s,
+            )
+        finally:
+            await provider.aclose()
+
+
+def _show_link(url: str) -> None:
+    out = Console(soft_wrap=True)
+    out.print("Open this link in a browser (or scan the QR code) and log in to your car's account:")
+    print(url, flush=True)
+    qr = io.StringIO()
+    segno.make(url, error="l").terminal(out=qr, compact=True)
+    out.print(qr.getvalue(), markup=False, highlight=False)
+    out.print("Waiting for you to finish linking ...")
+
+
+@app.command()
+def vehicles(config: ConfigOption = None) -> None:
+    """Ask each configured cloud for its vehicles and show them in a table."""
+
+    def go() -> None:
+        cfg = _load(config)
+        states = _run_async(_poll_all(cfg))
+        _vehicle_table(states, title="Vehicles")
+
+    _guard(go)
+
+
+async def _poll_all(cfg: Config) -> list[VehicleState]:
+    found: list[VehicleState] = []
+    with Store.open(cfg.store) as store:
+        for account in cfg.accounts:
+            provider = create_provider(account, clock=SystemClock(), persistence=store)
+            try:
+                found.extend(await provider.poll())
+            except Car2MqttError as exc:
+                err.print(Text.assemble((f"{account.name}: ", "yellow"), str(exc)))
+            finally:
+                await provider.aclose()
+    return found
+
+
+def _vehicle_table(states: list[VehicleState], *, title: str) -> None:
+    table = Table(title=title)
+    for column in ("account", "vehicle", "name", "battery", "range", "charging", "last seen"):
+        table.add_column(column)
+    for s in states:
+        table.add_row(
+            s.ref.account,
+            s.ref.vehicle_id,
+            s.info.name,
+            "-" if s.battery_pct is None else f"{s.battery_pct:.0f} %",
+            "-" if s.range_km is None else f"{s.range_km:.0f} km",
+            s.charge_state.value,
+            s.last_seen.isoformat(timespec="minutes") if s.last_seen else "-",
+        )
+    Console().print(table)
+    if not states:
+        Console().print("No vehicles. Link some with: car2mqtt link enode --account NAME")
+
+
+@app.command()
+def status(config: ConfigOption = None) -> None:
+    """Show each account's link, token and vehicles, from the bridge's state file."""
+
+    def go() -> None:
+        cfg = load_config(config)
+        out = Console()
+        with Store.open(cfg.store) as store:
+            statuses = store.account_statuses()
+            table = Table(title=f"car2mqtt status ({cfg.store})")
+            for column in ("account", "provider", "link", "token", "vehicles", "problem"):
+                table.add_column(column)
+            for account in cfg.accounts:
+                link, problem = statuses.get(account.name, ("unknown", None))
+                table.add_row(
+                    account.name,
+                    account.provider,
+                    link,
+                    _token_age(store.load_token(account.name)),
+                    str(len(store.known_vehicles(account.name))),
+                    problem or "",
+                )
+            out.print(table)
+            for account in cfg.accounts:
+                if statuses.get(account.name, ("", None))[0] == "relink_required":
+                    out.print(
+                        f"[bold red]{account.name} needs re-linking:[/] "
+                        f"car2mqtt link {account.provider} --account {account.name}"
+                    )
+
+    _guard(go)
+
+
+def _token_age(token: dict[str, object] | None) -> str:
+    if not token:
+        return "none yet"
+    expires = token.get("expires_at")
+    if not isinstance(expires, (int, float)):
+        return "unreadable"
+    left = expires - time.time()
+    return f"valid {left / 60:.0f} more min" if left > 0 else "expired (renewed on next use)"
+
+
+def _run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """Run `coro`; SIGTERM and Ctrl-C stop it cleanly (the bridge says offline on its way out)."""
+
+    async def main() -> T:
+        task = asyncio.ensure_future(coro)
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signal.SIGTERM, task.cancel)
+        return await task
+
+    try:
+        return asyncio.run(main())
+    except asyncio.CancelledError:
+        raise typer.Exit(0) from None
 
 
 def _guard(action: Callable[[], None]) -> None:
@@ -195,10 +436,14 @@ def _guard(action: Callable[[], None]) -> None:
     try:
         action()
     except Car2MqttError as exc:
-        err.print(f"[bold red]error:[/] {exc}")
+        # Text, not markup: messages quote user input such as accounts[home].
+        err.print(Text.assemble(("error: ", "bold red"), str(exc)))
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         raise typer.Exit(0) from None
+    except OSError as exc:
+        err.print(Text.assemble(("error: ", "bold red"), str(exc.strerror or exc)))
+        raise typer.Exit(2) from None
 
 
 def main() -> None:

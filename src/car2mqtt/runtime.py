@@ -11,8 +11,10 @@ from typing import Any
 
 from car2mqtt.bridge import Bridge, Publishing, Timing
 from car2mqtt.clock import Clock, SystemClock
+from car2mqtt.config import Config
 from car2mqtt.mqtt.link import BrokerSettings, MqttLink
 from car2mqtt.mqtt.topics import Topics
+from car2mqtt.providers import create_provider
 from car2mqtt.providers.base import Provider
 from car2mqtt.store import Store
 
@@ -88,3 +90,51 @@ async def running(providers: list[Provider], **options: Any) -> AsyncIterator[Ru
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+def secrets_of(config: Config) -> list[str]:
+    """Every secret in `config`, for the log redactor."""
+    found = [a.client_secret.get_secret_value() for a in config.accounts]
+    if config.mqtt.password is not None:
+        found.append(config.mqtt.password.get_secret_value())
+    return found
+
+
+def broker_settings(config: Config) -> BrokerSettings:
+    """Translate the `mqtt` section into connection settings."""
+    mqtt = config.mqtt
+    return BrokerSettings.from_url(
+        mqtt.url,
+        username=mqtt.username,
+        password=mqtt.password.get_secret_value() if mqtt.password else None,
+        ca_file=str(mqtt.ca_file) if mqtt.ca_file else None,
+        tls_insecure=mqtt.tls_insecure,
+        client_id=mqtt.client_id,
+        protocol=mqtt.protocol,
+        keepalive=mqtt.keepalive,
+    )
+
+
+async def run_config(config: Config, *, clock: Clock | None = None) -> None:
+    """Run the bridge described by `config` until cancelled."""
+    clock = clock or SystemClock()
+    store = Store.open(config.store)
+    try:
+        providers = [
+            create_provider(account, clock=clock, persistence=store) for account in config.accounts
+        ]
+        topics = Topics(
+            config.mqtt.base_topic, config.mqtt.discovery_prefix, config.mqtt.ha_status_topic
+        )
+        await serve(
+            providers,
+            store=store,
+            broker=broker_settings(config),
+            topics=topics,
+            clock=clock,
+            publishing=Publishing(config.mqtt.discovery_mode, config.expose_vin),
+            timing=Timing(heartbeat_s=config.heartbeat_s),
+            poll_intervals={a.name: float(a.poll_interval_s) for a in config.accounts},
+        )
+    finally:
+        store.close()

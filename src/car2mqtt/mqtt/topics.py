@@ -30,6 +30,8 @@ class Topics:
 
     base: str = "car2mqtt"
     discovery_prefix: str = "homeassistant"
+    # Home Assistant lets users move its birth topic; None means <discovery_prefix>/status.
+    ha_status_topic: str | None = None
 
     def __post_init__(self) -> None:
         for name, value in (("base", self.base), ("discovery_prefix", self.discovery_prefix)):
@@ -102,8 +104,8 @@ class Topics:
 
     @property
     def ha_status(self) -> str:
-        """Home Assistant's birth and will topic."""
-        return f"{self.discovery_prefix}/status"
+        """Where Home Assistant announces itself (birth `online`, will `offline`)."""
+        return self.ha_status_topic or f"{self.discovery_prefix}/status"
 
     def device_config(self, ref: VehicleRef) -> str:
         """Return the device-discovery topic of `ref`."""
