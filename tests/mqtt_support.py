@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import getpass
 import json
 import shutil
 import socket
@@ -49,6 +50,7 @@ class Mosquitto:
     workdir: Path
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    extra_config: str = ""  # e.g. TLS and password settings for this listener
 
     @property
     def url(self) -> str:
@@ -59,8 +61,12 @@ class Mosquitto:
         """Start the broker and wait until it accepts connections."""
         conf = self.workdir / "mosquitto.conf"
         conf.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+            # Run as whoever runs the tests: as root, mosquitto would otherwise switch to its
+            # own user and lose access to the test's private files (certificates, passwords).
+            f"user {getpass.getuser()}\n"
+            f"listener {self.port} 127.0.0.1\npersistence false\n"
             f"log_dest file {self.workdir / 'mosquitto.log'}\n"
+            + (self.extra_config or "allow_anonymous true\n")
         )
         self.process = subprocess.Popen(
             [mosquitto_binary(), "-c", str(conf)],

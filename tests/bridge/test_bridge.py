@@ -15,8 +15,9 @@ from car2mqtt.bridge import Publishing
 from car2mqtt.clock import SimClock
 from car2mqtt.models import VehicleRef
 from tests.bridge.conftest import TOPICS, bridge_for
+from tests.enode_spec import EnodeSpec
 from tests.mqtt_support import Mosquitto, probe, publish, retained
-from tests.support import START, Sim, running_sim
+from tests.support import START, EnodeClient, Sim, running_sim
 
 pytestmark = pytest.mark.asyncio
 
@@ -307,6 +308,24 @@ async def test_invalidated_credentials_show_relink_needed(
         await seen.wait_json(TOPICS.state(ref(tesla)), lambda s: s["relink_required"] == "ON")
     lines = [r.getMessage() for r in caplog.records]
     assert any("car2mqtt link enode --account home" in line for line in lines)
+
+
+async def test_deauthorized_user_shows_relink_needed(
+    sim: Sim, mosquitto: Mosquitto, tmp_path: Path, spec: EnodeSpec
+) -> None:
+    tesla = sim.vehicle_ids()[0]
+    async with bridge_for(sim, mosquitto, tmp_path), probe(mosquitto.port) as seen:
+        await seen.wait_json(TOPICS.state(ref(tesla)), lambda s: s["relink_required"] == "OFF")
+        client = EnodeClient(sim, spec)
+        try:
+            assert client.request("DELETE", "/users/demo/authorization").status_code == 204
+        finally:
+            client.close()
+        sim.advance(10 * 60)  # the cars' next refreshes find no credentials
+        state = await seen.wait_json(
+            TOPICS.state(ref(tesla)), lambda s: s["relink_required"] == "ON"
+        )
+        assert state["reachable"] == "OFF"
 
 
 async def test_token_renewed_before_expiry_on_an_accelerated_clock(

@@ -24,13 +24,23 @@ from car2mqtt.errors import (
 )
 from car2mqtt.models import CommandResult, CommandStatus, VehicleRef, VehicleState
 from car2mqtt.providers.base import Command, Grant, ProviderSpec
-from car2mqtt.providers.enode.wire import Action, LinkResponse, Problem, Vehicle, VehiclePage
+from car2mqtt.providers.enode.wire import (
+    Action,
+    LinkResponse,
+    Problem,
+    User,
+    Vehicle,
+    VehiclePage,
+)
 
 _LOGGER = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
 
 API_VERSION = "2024-10-01"
 PAGE_SIZE = 50
+# When every car goes dark, ask whether the user's credentials still exist, at most this often:
+# one extra call an hour, and only then, keeps steady-state polling at list calls only.
+USER_CHECK_INTERVAL_S = 3600.0
 LINK_SCOPES = ("vehicle:read:data", "vehicle:read:location", "vehicle:control:charging")
 
 SPEC = ProviderSpec(
@@ -98,6 +108,10 @@ class EnodeClient:
             if not page.pagination.after or not page.data:
                 return vehicles
             params = {"pageSize": PAGE_SIZE, "after": page.pagination.after}
+
+    async def user(self, user_id: str) -> User:
+        """Return the user and the vendor accounts they linked."""
+        return await self._get_model(f"/users/{user_id}", User)
 
     async def charge(self, vehicle_id: str, action: str) -> Action:
         """Ask Enode to START or STOP charging."""
@@ -177,6 +191,7 @@ class EnodeProvider:
         self._clock = clock
         self._closers = closers
         self.link_problem: str | None = None
+        self._user_checked_at: float | None = None
 
     @classmethod
     def create(
@@ -222,10 +237,28 @@ class EnodeProvider:
                 raise ReauthRequired(msg) from None
             raise
         blocked = sorted({v.vendor for v in vehicles if v.needs_relink})
-        self.link_problem = (
-            f"Enode reports invalid credentials for {', '.join(blocked)}" if blocked else None
-        )
+        if blocked:
+            self.link_problem = f"Enode reports invalid credentials for {', '.join(blocked)}"
+        elif vehicles and all(v.is_reachable is False for v in vehicles):
+            await self._check_user({v.vendor for v in vehicles})
+        else:
+            self.link_problem = None
         return [v.to_state(self.account) for v in vehicles]
+
+    async def _check_user(self, vendors: set[str]) -> None:
+        now = self._clock.time()
+        checked = self._user_checked_at
+        if checked is not None and now - checked < USER_CHECK_INTERVAL_S:
+            return
+        self._user_checked_at = now
+        user = await self.client.user(self.user_id)
+        valid = {lv.vendor for lv in user.linked_vendors if lv.is_valid}
+        lost = sorted(vendors - valid)
+        self.link_problem = (
+            f"Enode holds no valid credentials for {', '.join(lost)} (deauthorized or expired)"
+            if lost
+            else None
+        )
 
     async def send_command(self, ref: VehicleRef, command: Command) -> CommandResult:
         """Send a charging command or a refresh hint."""

@@ -217,6 +217,21 @@ class LinkResponse(_Wire):
     link_token: str | None = Field(None, alias="linkToken")
 
 
+class LinkedVendor(_Wire):
+    """One vendor account a user linked."""
+
+    vendor: str
+    vendor_type: str | None = Field(None, alias="vendorType")
+    is_valid: bool = Field(True, alias="isValid")
+
+
+class User(_Wire):
+    """`GET /users/{userId}`."""
+
+    id: str
+    linked_vendors: list[LinkedVendor] = Field(default_factory=list, alias="linkedVendors")
+
+
 class Problem(_Wire):
     """An RFC 7807 problem."""
 
