@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 import functools
+import math
 import secrets
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -411,8 +412,9 @@ class EnodeCloud:
         scopes: Iterable[str] = VEHICLE_SCOPES,
         display_name: str | None = None,
         home_city: int | None = None,
+        prepare: Callable[[SimCar], None] | None = None,
     ) -> EnodeVehicle:
-        """Link a new vehicle to a user and announce it."""
+        """Link a new vehicle to a user and announce it (`prepare` sets its state up first)."""
         user = self.ensure_user(user_id)
         user.vendors[model.vendor] = True
         user.authorized = True
@@ -431,6 +433,8 @@ class EnodeCloud:
         self._seqs.append(vehicle.seq)
         self._user_seqs.setdefault(user_id, []).append(vehicle.seq)
         self._by_seq[vehicle.seq] = vehicle
+        if prepare is not None:
+            prepare(vehicle.car)
         self._refresh(vehicle, now, announce=False)
         self.emit(user, "user:vehicle:discovered", {"vehicle": vehicle.snapshot})
         return vehicle
@@ -442,16 +446,22 @@ class EnodeCloud:
             # The first four cover the vendor quirks: Tesla, VW, XPENG (no odometer), Kia
             # (no charge control). The rest come from the seeded stream.
             model = CATALOG[i] if i < 4 else self.world.physics.choice(CATALOG)
-            vehicle = self.add_vehicle(user_id, model, home_city=i % 5 if i < 4 else None)
-            car = vehicle.car
-            if i % 4 == 1:
-                car.soc = min(car.soc, car.charge_limit - 25)
-                car.plug_in(start_charging=True)
-            elif i % 4 == 2:
-                car.start_drive(self.world.new_route(car), 45.0, 25.0)
-            self._refresh(vehicle, self.world.now(), announce=False)
-            out.append(vehicle)
+            out.append(
+                self.add_vehicle(
+                    user_id,
+                    model,
+                    home_city=i % 5 if i < 4 else None,
+                    prepare=functools.partial(self._demo_state, i % 4),
+                )
+            )
         return out
+
+    def _demo_state(self, kind: int, car: SimCar) -> None:
+        if kind == 1:
+            car.soc = min(car.soc, car.charge_limit - 25)
+            car.plug_in(start_charging=True)
+        elif kind == 2:
+            car.start_drive(self.world.new_route(car), 45.0, 25.0)
 
     def vehicle(self, vehicle_id: str) -> EnodeVehicle:
         """Return a known vehicle or raise a 404 problem."""
@@ -927,7 +937,7 @@ def build_vehicle_json(vehicle: EnodeVehicle, t: float, old: dict[str, Any]) -> 
             "batteryCapacity": model.capacity_kwh,
             "chargeLimit": car.charge_limit,
             "chargeRate": round(car.charge_power_kw(), 1) if charging else None,
-            "chargeTimeRemaining": round(car.minutes_to_complete()) if charging else None,
+            "chargeTimeRemaining": math.ceil(car.minutes_to_complete()) if charging else None,
             "lastUpdated": stamp,
             "maxCurrent": model.max_current_a,
             "powerDeliveryState": delivery,
