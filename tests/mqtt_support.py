@@ -164,7 +164,9 @@ class Probe:
 async def probe(port: int, pattern: str = "#") -> AsyncIterator[Probe]:
     """Subscribe to `pattern` and record every message until the block ends."""
     seen = Probe()
-    async with aiomqtt.Client("127.0.0.1", port, identifier=f"probe-{free_port()}") as client:
+    async with aiomqtt.Client(
+        "127.0.0.1", port, identifier=f"probe-{free_port()}", timeout=10
+    ) as client:
         await client.subscribe(pattern, qos=1)
 
         async def collect() -> None:
@@ -191,5 +193,7 @@ async def retained(port: int, pattern: str = "#", settle: float = 0.5) -> dict[s
 
 async def publish(port: int, topic: str, payload: bytes | str, *, retain: bool = False) -> None:
     """Publish one message as Home Assistant (or a user) would."""
-    async with aiomqtt.Client("127.0.0.1", port, identifier=f"pub-{free_port()}") as client:
+    async with aiomqtt.Client(
+        "127.0.0.1", port, identifier=f"pub-{free_port()}", timeout=10
+    ) as client:
         await client.publish(topic, payload, qos=1, retain=retain)
