@@ -5,6 +5,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -24,6 +28,8 @@ from car2mqtt.net import base_url, bind
 from car2mqtt.simulator.app import SimOptions, build_simulation
 from car2mqtt.simulator.server import server_for
 from tests.enode_spec import EnodeSpec
+
+CLI = [sys.executable, "-m", "car2mqtt"]
 
 # A fixed start time makes frozen-clock runs byte-for-byte reproducible.
 START = 1_767_225_600.0  # 2026-01-01T00:00:00Z
@@ -250,3 +256,38 @@ def running_receiver() -> Iterator[Receiver]:
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
     with serve_in_thread(uvicorn.Server(config), sock):
         yield receiver
+
+
+@contextmanager
+def started_cli(
+    *args: str, stop: signal.Signals = signal.SIGINT
+) -> Iterator[subprocess.Popen[str]]:
+    """Run `car2mqtt ARGS` as users do; stop it with `stop` (if still running) at the end."""
+    proc = subprocess.Popen(
+        [*CLI, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"},
+    )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(stop)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run `car2mqtt ARGS` to completion; the caller judges the exit code."""
+    env = {**os.environ, "COLUMNS": "200"}
+    return subprocess.run(  # noqa: PLW1510
+        [*CLI, *args], capture_output=True, text=True, timeout=timeout, env=env
+    )

@@ -4,14 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin
@@ -20,9 +15,8 @@ import httpx
 import pytest
 
 from tests.mqtt_support import Mosquitto, free_port, retained
-from tests.support import Sim
+from tests.support import Sim, run_cli, started_cli
 
-CLI = [sys.executable, "-m", "car2mqtt"]
 SECRET = "car2mqtt-sim-secret"
 
 
@@ -48,40 +42,9 @@ def write_config(tmp_path: Path, sim: Sim, broker: Mosquitto, **extra: Any) -> P
     return path
 
 
-def run(args: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "COLUMNS": "200"}
-    return subprocess.run(  # noqa: PLW1510 (tests judge the exit code)
-        [*CLI, *args], capture_output=True, text=True, timeout=60, env=env, **kw
-    )
-
-
-@contextmanager
-def started(args: list[str]) -> Iterator[subprocess.Popen[str]]:
-    proc = subprocess.Popen(
-        [*CLI, *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"},
-    )
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
-
-
 def test_config_check_valid(sim: Sim, mosquitto: Mosquitto, tmp_path: Path) -> None:
     path = write_config(tmp_path, sim, mosquitto)
-    result = run(["config", "check", str(path)])
+    result = run_cli("config", "check", str(path))
     assert result.returncode == 0, result.stderr
     assert "is valid" in result.stdout
     assert "home" in result.stdout
@@ -94,7 +57,7 @@ def test_config_check_invalid_names_the_key(tmp_path: Path) -> None:
         "mqtt:\n  url: http://broker\naccounts:\n  - name: home\n    provider: enode\n"
         "    environment: sandbx\n    client_id: x\n    client_secret: hunter22\n    user_id: u\n"
     )
-    result = run(["config", "check", str(path)])
+    result = run_cli("config", "check", str(path))
     assert result.returncode == 2
     assert "accounts[home].environment" in result.stderr
     assert "sandbx" in result.stderr
@@ -110,7 +73,7 @@ def test_run_publishes_then_says_offline_on_sigterm(
     path = write_config(tmp_path, sim, mosquitto)
     tesla = sim.vehicle_ids()[0]
     config_topic = f"homeassistant/device/car2mqtt_enode_{tesla}/config"
-    with started(["run", "--config", str(path)]) as proc:
+    with started_cli("run", "--config", str(path), stop=signal.SIGTERM) as proc:
         kept = wait_retained(mosquitto, lambda r: config_topic in r)
         assert kept["car2mqtt/bridge/availability"] == b"online"
         proc.send_signal(signal.SIGTERM)
@@ -122,7 +85,7 @@ def test_run_publishes_then_says_offline_on_sigterm(
     assert SECRET not in log
     assert "Traceback" not in log
 
-    status = run(["status", "--config", str(path)])
+    status = run_cli("status", "--config", str(path))
     assert status.returncode == 0, status.stderr
     assert "home" in status.stdout
     assert "ok" in status.stdout
@@ -133,7 +96,7 @@ def test_run_publishes_then_says_offline_on_sigterm(
 def test_run_with_unreachable_broker_keeps_trying(sim: Sim, tmp_path: Path) -> None:
     broker = Mosquitto(tmp_path)  # never started: nothing listens on its port
     path = write_config(tmp_path, sim, broker)
-    with started(["run", "--config", str(path)]) as proc:
+    with started_cli("run", "--config", str(path), stop=signal.SIGTERM) as proc:
         time.sleep(3)
         assert proc.poll() is None, "the bridge must not die when the broker is away"
         proc.send_signal(signal.SIGTERM)
@@ -146,7 +109,7 @@ def test_run_with_unreachable_broker_keeps_trying(sim: Sim, tmp_path: Path) -> N
 
 def test_vehicles_table(sim: Sim, mosquitto: Mosquitto, tmp_path: Path) -> None:
     path = write_config(tmp_path, sim, mosquitto)
-    result = run(["vehicles", "--config", str(path)])
+    result = run_cli("vehicles", "--config", str(path))
     assert result.returncode == 0, result.stderr
     for name in ("Tesla Model 3", "Volkswagen ID.4", "XPENG G6"):
         assert name in result.stdout
@@ -171,7 +134,9 @@ def test_link_enode_end_to_end(
     sim: Sim, mosquitto: Mosquitto, tmp_path: Path, complete: bool
 ) -> None:
     path = write_config(tmp_path, sim, mosquitto)
-    with started(["link", "enode", "--account", "home", "--config", str(path)]) as proc:
+    with started_cli(
+        "link", "enode", "--account", "home", "--config", str(path), stop=signal.SIGTERM
+    ) as proc:
         assert proc.stdout is not None
         url = ""
         deadline = time.monotonic() + 20
@@ -199,14 +164,16 @@ def test_link_enode_end_to_end(
 
 def test_link_unknown_account(sim: Sim, mosquitto: Mosquitto, tmp_path: Path) -> None:
     path = write_config(tmp_path, sim, mosquitto)
-    result = run(["link", "enode", "--account", "work", "--config", str(path)])
+    result = run_cli("link", "enode", "--account", "work", "--config", str(path))
     assert result.returncode == 2
     assert "no account named 'work'" in result.stderr
 
 
 def test_demo_shows_cars_with_no_credentials(tmp_path: Path) -> None:
     mqtt_port = free_port()
-    with started(["demo", "--port", "0", "--mqtt-port", str(mqtt_port)]) as proc:
+    with started_cli(
+        "demo", "--port", "0", "--mqtt-port", str(mqtt_port), stop=signal.SIGTERM
+    ) as proc:
         assert proc.stdout is not None
         text = ""
         deadline = time.monotonic() + 30
