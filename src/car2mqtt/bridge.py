@@ -340,10 +340,11 @@ class Bridge:
             _LOGGER.info("account %s: %s answers again", name, provider.spec.title)
         was_stale = account.failures >= timing.stale_after_failures
         account.failures = 0
+        # Note the link state first, so the publish below carries it with the new data at once.
         if provider.link_problem:
-            await self._set_link(account, LinkState.RELINK_REQUIRED, provider.link_problem)
-        elif account.link is not LinkState.OK:
-            await self._set_link(account, LinkState.OK, None)
+            self._note_link(account, LinkState.RELINK_REQUIRED, provider.link_problem)
+        else:
+            self._note_link(account, LinkState.OK, None)
         await self._apply(account, states, force=was_stale)
         return self._interval(account)
 
@@ -410,10 +411,11 @@ class Bridge:
                 keys |= published
         return frozenset(keys)
 
-    async def _set_link(self, account: _Account, link: LinkState, problem: str | None) -> None:
+    def _note_link(self, account: _Account, link: LinkState, problem: str | None) -> bool:
+        """Record and log a change of link state; return whether it changed."""
         name = account.provider.account
         if account.link is link and account.problem == problem:
-            return
+            return False
         account.link, account.problem = link, problem
         self._store.save_account_status(name, link.value, problem)
         if link is LinkState.RELINK_REQUIRED:
@@ -426,6 +428,11 @@ class Bridge:
             )
         else:
             _LOGGER.info("account %s: link repaired", name)
+        return True
+
+    async def _set_link(self, account: _Account, link: LinkState, problem: str | None) -> None:
+        if not self._note_link(account, link, problem):
+            return
         for vehicle in account.vehicles.values():
             if vehicle.keys:
                 await self._publish_vehicle(account, vehicle, force=False)
