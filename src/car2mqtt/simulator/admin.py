@@ -71,6 +71,13 @@ class BatteryIn(_In):
     level: float = Field(ge=0, le=100)
 
 
+class LocationIn(_In):
+    """Park a car somewhere."""
+
+    latitude: float = Field(ge=-90, le=90)
+    longitude: float = Field(ge=-180, le=180)
+
+
 class ReachableIn(_In):
     """Put a car to sleep (unreachable) or wake it."""
 
@@ -211,6 +218,10 @@ def admin_routes(sim: Simulation, prefix: str = "/admin") -> list[Route]:
     def set_smart(vehicle: EnodeVehicle, body: SmartChargingIn) -> None:
         vehicle.smart_charging = body.enabled
 
+    def set_location(vehicle: EnodeVehicle, body: LocationIn) -> None:
+        vehicle.car.park()
+        vehicle.car.lat, vehicle.car.lon = body.latitude, body.longitude
+
     car_actions: list[tuple[str, str, Handler]] = [
         (
             "plug-in",
@@ -230,6 +241,7 @@ def admin_routes(sim: Simulation, prefix: str = "/admin") -> list[Route]:
         ("battery", "PUT", car_action(BatteryIn, lambda v, b: v.car.set_soc(b.level))),
         ("reachable", "PUT", car_action(ReachableIn, set_reachable)),
         ("smart-charging", "PUT", car_action(SmartChargingIn, set_smart)),
+        ("location", "PUT", car_action(LocationIn, set_location)),
     ]
 
     async def refresh(request: Request) -> Response:

@@ -1,0 +1,247 @@
+"""A real Home Assistant reads what the bridge publishes: devices, entities, updates, control.
+
+The scenarios share one stack and run in this order; each leaves it as it found it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import pytest
+
+from car2mqtt.bridge import Publishing
+from car2mqtt.mqtt.topics import Topics
+from tests.e2e.conftest import BridgeThread, Stack, wait_until
+from tests.mqtt_support import publish, retained
+from tests.support import running_sim
+
+pytestmark = pytest.mark.e2e
+
+TESLA, VW, XPENG, KIA = "tesla_model_3", "volkswagen_id_4", "xpeng_g6", "kia_ev6"
+
+
+def ids(e2e: Stack) -> dict[str, str]:
+    tesla, vw, xpeng, kia = e2e.sim.vehicle_ids()
+    return {TESLA: tesla, VW: vw, XPENG: xpeng, KIA: kia}
+
+
+def test_one_device_per_vehicle_linked_to_the_bridge(e2e: Stack) -> None:
+    def devices() -> dict[str, dict[str, Any]] | None:
+        found = {
+            ident[1]: d
+            for d in e2e.ha.devices()
+            for ident in d["identifiers"]
+            if ident[0] == "mqtt"
+        }
+        return found if len(found) >= 5 else None
+
+    found = wait_until(devices, 60, "five devices (four cars and the bridge)")
+    bridge = found["car2mqtt_bridge"]
+    assert bridge["name"] == "car2mqtt"
+    for slug, vehicle_id in ids(e2e).items():
+        device = found[f"car2mqtt_enode_{vehicle_id}"]
+        assert device["via_device_id"] == bridge["id"]
+        expected = {
+            TESLA: ("Tesla", "Model 3"),
+            VW: ("Volkswagen", "ID.4"),
+            XPENG: ("XPENG", "G6"),
+            KIA: ("Kia", "EV6"),
+        }[slug]
+        assert (device["manufacturer"], device["model"]) == expected
+        assert device["name"] == " ".join(expected)
+
+
+EXPECTED: list[tuple[str, str | None, str | None, str | None]] = [
+    # entity suffix, device_class, unit, state_class
+    ("sensor.{}_battery", "battery", "%", "measurement"),
+    ("sensor.{}_range", "distance", "km", "measurement"),
+    ("binary_sensor.{}_charging", "battery_charging", None, None),
+    ("binary_sensor.{}_plugged_in", "plug", None, None),
+    ("sensor.{}_charge_state", "enum", None, None),
+    ("sensor.{}_charge_rate", "power", "kW", "measurement"),
+    ("sensor.{}_charge_time_remaining", "duration", "min", "measurement"),
+    ("sensor.{}_charge_limit", "battery", "%", "measurement"),
+    ("sensor.{}_battery_capacity", "energy_storage", "kWh", "measurement"),
+    ("sensor.{}_max_current", "current", "A", "measurement"),
+    ("sensor.{}_last_seen", "timestamp", None, None),
+    ("binary_sensor.{}_reachable", "connectivity", None, None),
+    ("sensor.{}_data_age", "duration", "min", "measurement"),
+    ("binary_sensor.{}_relink_required", "problem", None, None),
+    ("sensor.{}_last_command", "enum", None, None),
+]
+
+
+def test_entities_states_units_and_classes(e2e: Stack) -> None:
+    ha = e2e.ha
+    ha.wait_state(f"sensor.{TESLA}_battery", lambda s: s["state"] not in ("unknown", "unavailable"))
+    states = ha.states()
+    for pattern, device_class, unit, state_class in EXPECTED:
+        entity = pattern.format(TESLA)
+        assert entity in states, f"{entity} missing; have {sorted(k for k in states if TESLA in k)}"
+        attributes = states[entity]["attributes"]
+        assert attributes.get("device_class") == device_class, entity
+        assert attributes.get("unit_of_measurement") == unit, entity
+        assert attributes.get("state_class") == state_class, entity
+    assert float(states[f"sensor.{TESLA}_battery"]["state"]) > 0
+    assert states[f"binary_sensor.{TESLA}_plugged_in"]["state"] == "off"
+    assert states[f"sensor.{TESLA}_charge_state"]["state"] == "unplugged"
+    assert states[f"binary_sensor.{TESLA}_relink_required"]["state"] == "off"
+    odometer = states[f"sensor.{TESLA}_odometer"]
+    assert odometer["attributes"]["state_class"] == "total"
+    assert float(odometer["state"]) > 1000
+    assert states[f"switch.{TESLA}_charging_control"]["state"] == "off"
+    assert f"button.{TESLA}_refresh" in states
+    # XPENG reports no odometer; the Kia cannot be controlled.
+    assert f"sensor.{XPENG}_odometer" not in states
+    assert f"switch.{KIA}_charging_control" not in states
+    assert f"sensor.{KIA}_battery" in states
+    # The charging Volkswagen.
+    assert states[f"binary_sensor.{VW}_plugged_in"]["state"] == "on"
+
+
+def test_device_tracker_home_and_away(e2e: Stack) -> None:
+    ha, sim = e2e.ha, e2e.sim
+    tesla = ids(e2e)[TESLA]
+    tracker = ha.wait_state(
+        f"device_tracker.{TESLA}_location", lambda s: "latitude" in s["attributes"]
+    )
+    assert tracker["attributes"]["source_type"] == "gps"
+    assert tracker["state"] == "not_home"  # the car is in Oslo, Home Assistant's home in Berlin
+    sim.admin_call(
+        "PUT", f"/enode/vehicles/{tesla}/location", {"latitude": 52.52, "longitude": 13.40}
+    )
+    sim.refresh(tesla)
+    home = ha.wait_state(f"device_tracker.{TESLA}_location", lambda s: s["state"] == "home")
+    assert (home["attributes"]["latitude"], home["attributes"]["longitude"]) == (52.52, 13.4)
+    sim.admin_call(
+        "PUT", f"/enode/vehicles/{tesla}/location", {"latitude": 52.6, "longitude": 13.5}
+    )
+    sim.refresh(tesla)
+    ha.wait_state(f"device_tracker.{TESLA}_location", lambda s: s["state"] == "not_home")
+
+
+def test_simulator_changes_show_up(e2e: Stack) -> None:
+    ha, sim = e2e.ha, e2e.sim
+    tesla = ids(e2e)[TESLA]
+    sim.admin_call("PUT", f"/enode/vehicles/{tesla}/battery", {"level": 33})
+    sim.refresh(tesla)
+    ha.wait_state(f"sensor.{TESLA}_battery", lambda s: s["state"] == "33")
+    sim.admin_call("POST", f"/enode/vehicles/{tesla}/plug-in", {"startCharging": False})
+    sim.refresh(tesla)
+    ha.wait_state(f"binary_sensor.{TESLA}_plugged_in", lambda s: s["state"] == "on")
+    ha.wait_state(f"sensor.{TESLA}_charge_state", lambda s: s["state"] == "stopped")
+
+
+def test_switch_turn_on_starts_charging(e2e: Stack) -> None:
+    ha, sim = e2e.ha, e2e.sim
+    tesla = ids(e2e)[TESLA]  # plugged in, not charging (previous scenario)
+    ha.call_service("switch", "turn_on", entity_id=f"switch.{TESLA}_charging_control")
+    ha.wait_state(f"sensor.{TESLA}_last_command", lambda s: s["state"] == "pending")
+    sim.advance(130)  # the vendor acts; Enode confirms from device data
+    command = ha.wait_state(f"sensor.{TESLA}_last_command", lambda s: s["state"] == "confirmed")
+    assert command["attributes"]["command"] == "start_charging"
+    ha.wait_state(f"switch.{TESLA}_charging_control", lambda s: s["state"] == "on")
+    ha.wait_state(f"binary_sensor.{TESLA}_charging", lambda s: s["state"] == "on")
+    assert sim.live(tesla)["chargeMode"] == "CHARGING"
+
+
+def test_malformed_command_changes_nothing_and_is_reported(e2e: Stack) -> None:
+    ha, sim = e2e.ha, e2e.sim
+    tesla = ids(e2e)[TESLA]
+    before = sim.live(tesla)["chargeMode"]
+    topics = Topics()
+    asyncio.run(publish(e2e.broker.port, f"car2mqtt/enode/{tesla}/charging/set", b"PLEASE"))
+    command = ha.wait_state(f"sensor.{TESLA}_last_command", lambda s: s["state"] == "rejected")
+    assert "PLEASE" in command["attributes"]["reason"]
+    assert sim.live(tesla)["chargeMode"] == before
+    assert ha.state(f"switch.{TESLA}_charging_control")["state"] == "on"  # type: ignore[index]
+    assert topics.base == "car2mqtt"
+
+
+def test_bridge_stop_and_start(e2e: Stack) -> None:
+    ha = e2e.ha
+    entity = f"sensor.{TESLA}_battery"
+    e2e.bridge.stop()
+    ha.wait_state(entity, lambda s: s["state"] == "unavailable")
+    e2e.bridge.start()
+    ha.wait_state(entity, lambda s: s["state"] not in ("unavailable", "unknown"))
+
+
+def test_mosquitto_restart_brings_everything_back(e2e: Stack) -> None:
+    ha = e2e.ha
+    e2e.broker.stop()  # retained messages die with it: persistence is off
+    ha.wait_state(f"sensor.{TESLA}_battery", lambda s: s["state"] == "unavailable")
+    e2e.broker.start()
+    ha.wait_state(
+        f"sensor.{TESLA}_battery", lambda s: s["state"] not in ("unavailable", "unknown"), 60
+    )
+    ha.wait_state(f"switch.{TESLA}_charging_control", lambda s: s["state"] == "on", 60)
+
+
+def test_home_assistant_restart_brings_entities_back(e2e: Stack) -> None:
+    ha = e2e.ha
+    ha.stop()
+    ha.start()
+    ha.wait_state(
+        f"sensor.{TESLA}_battery", lambda s: s["state"] not in ("unavailable", "unknown"), 60
+    )
+    ha.wait_state(f"binary_sensor.{VW}_plugged_in", lambda s: s["state"] == "on", 60)
+
+
+def test_vehicle_removal_removes_its_entities(e2e: Stack) -> None:
+    ha, sim = e2e.ha, e2e.sim
+    xpeng = ids(e2e)[XPENG]
+    assert ha.state(f"sensor.{XPENG}_battery") is not None
+    assert sim.admin_call("DELETE", f"/enode/vehicles/{xpeng}").status_code == 204
+    ha.wait_gone(f"sensor.{XPENG}_battery")
+    wait_until(
+        lambda: (
+            not [
+                d
+                for d in ha.devices()
+                if ["mqtt", f"car2mqtt_enode_{xpeng}"] in [list(i) for i in d["identifiers"]]
+            ]
+        ),
+        30,
+        "the XPENG device to leave the registry",
+    )
+    kept = asyncio.run(retained(e2e.broker.port, settle=0.5))
+    assert not [t for t in kept if xpeng in t], "nothing of the removed car stays retained"
+
+
+def test_per_entity_discovery_gives_the_same_entities(e2e: Stack, tmp_path: Any) -> None:
+    ha = e2e.ha
+    with running_sim(vehicles=0, seed=9) as sim:
+        r = sim.admin_call(
+            "POST",
+            "/enode/vehicles",
+            {"userId": "demo", "vendor": "TESLA", "displayName": "Legacy Car"},
+        )
+        assert r.status_code == 201
+        legacy = BridgeThread(
+            sim,
+            e2e.broker,
+            tmp_path / "legacy.db",
+            publishing=Publishing(mode="entity"),
+            topics=Topics(base="car2mqtt_legacy"),
+        )
+        legacy.start()
+        try:
+            battery = ha.wait_state(
+                "sensor.legacy_car_battery", lambda s: s["state"] not in ("unknown", "unavailable")
+            )
+            assert battery["attributes"]["device_class"] == "battery"
+            states = ha.states()
+            for pattern, device_class, unit, _ in EXPECTED:
+                entity = pattern.format("legacy_car")
+                assert entity in states, entity
+                assert states[entity]["attributes"].get("device_class") == device_class
+                assert states[entity]["attributes"].get("unit_of_measurement") == unit
+            assert "switch.legacy_car_charging_control" in states
+            kept = asyncio.run(retained(e2e.broker.port, "homeassistant/#", settle=0.5))
+            assert any(t.startswith("homeassistant/sensor/car2mqtt_enode_") for t in kept)
+        finally:
+            legacy.stop()
+    assert httpx.get(ha.url).status_code in (200, 302, 401, 404)
