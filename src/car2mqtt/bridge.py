@@ -318,8 +318,11 @@ class Bridge:
         while True:
             delay = await self.poll_once(account)
             account.wake.clear()
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can turn a cancellation
+            # that coincides with its timeout into a TimeoutError, and the loop would go on.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(account.wake.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await account.wake.wait()
 
     async def poll_once(self, account: _Account) -> float:
         """Poll one account, publish what changed, and return how long to wait."""

@@ -61,7 +61,8 @@ async def wait_for_redirect(
     try:
         await on_ready(redirect_uri)
         try:
-            return await asyncio.wait_for(arrived, timeout_s)
+            async with asyncio.timeout(timeout_s):
+                return await arrived
         except TimeoutError:
             msg = f"nobody finished linking within {timeout_s / 60:.0f} minutes"
             raise LinkFailed(msg) from None

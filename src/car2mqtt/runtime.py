@@ -19,6 +19,7 @@ from car2mqtt.providers.base import Provider
 from car2mqtt.store import Store
 
 _LOGGER = logging.getLogger(__name__)
+STOP_TIMEOUT_S = 20.0
 
 
 @dataclass(slots=True)
@@ -88,8 +89,13 @@ async def running(providers: list[Provider], **options: Any) -> AsyncIterator[Ru
         yield Running(bridge, link, task)
     finally:
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        try:
+            async with asyncio.timeout(STOP_TIMEOUT_S):
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        except TimeoutError:
+            msg = f"the bridge did not stop within {STOP_TIMEOUT_S:.0f} s of being cancelled"
+            raise RuntimeError(msg) from None
 
 
 def secrets_of(config: Config) -> list[str]:

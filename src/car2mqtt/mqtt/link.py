@@ -159,9 +159,8 @@ class MqttLink:
     async def _say_offline(self, client: aiomqtt.Client) -> None:
         # A clean stop says so itself; the broker sends the will only for a dead connection.
         with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
-            await asyncio.wait_for(
-                client.publish(self._availability, b"offline", qos=1, retain=True), 2
-            )
+            async with asyncio.timeout(2):
+                await client.publish(self._availability, b"offline", qos=1, retain=True)
 
     async def publish(
         self, topic: str, payload: bytes | str, *, retain: bool = False, qos: int = 1

@@ -52,8 +52,10 @@ class WebhookDispatcher:
     async def run(self) -> None:
         """Deliver forever; cancel the task to stop."""
         while True:
+            # asyncio.timeout, not wait_for, which can swallow a cancellation on Python 3.11.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), _POLL_S)
+                async with asyncio.timeout(_POLL_S):
+                    await self._wake.wait()
             self._wake.clear()
             await self.flush()
 
