@@ -125,7 +125,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     ha = HomeAssistant(root / "ha", broker.port)
     ha.prepare()
     log = LogBuffer()
-    logging.getLogger("car2mqtt").addHandler(log)
+    bridge_logger = logging.getLogger("car2mqtt")
+    level = bridge_logger.level
+    bridge_logger.setLevel(logging.INFO)
+    bridge_logger.addHandler(log)
     try:
         ha.start()
         ha.bootstrap()
@@ -137,7 +140,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             finally:
                 bridge.stop()
     finally:
-        logging.getLogger("car2mqtt").removeHandler(log)
+        bridge_logger.removeHandler(log)
+        bridge_logger.setLevel(level)
         ha.stop()
         broker.stop()
 
