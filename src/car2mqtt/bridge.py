@@ -158,7 +158,14 @@ class Bridge:
         if self._tg is None:
             coro.close()
             return
-        self._tg.create_task(coro)
+        self._tg.create_task(self._guarded(coro))
+
+    async def _guarded(self, coro: Any) -> None:
+        try:
+            await coro
+        except Exception:
+            # One failing command or republish must not stop the bridge.
+            _LOGGER.exception("unexpected error while handling a message")
 
     def _restore_known(self) -> None:
         for account in self._accounts.values():
@@ -316,7 +323,15 @@ class Bridge:
 
     async def _poll_loop(self, account: _Account) -> None:
         while True:
-            delay = await self.poll_once(account)
+            try:
+                delay = await self.poll_once(account)
+            except Exception:
+                # A bug, not a cloud error: say so loudly, but keep this account (and every
+                # other one) running rather than taking the whole bridge down.
+                _LOGGER.exception(
+                    "account %s: unexpected error while polling", account.provider.account
+                )
+                delay = self._timing.backoff_max_s
             account.wake.clear()
             # asyncio.timeout, not wait_for: on Python 3.11 wait_for can turn a cancellation
             # that coincides with its timeout into a TimeoutError, and the loop would go on.

@@ -381,3 +381,29 @@ async def test_mqtt_311(sim: Sim, mosquitto: Mosquitto, tmp_path: Path) -> None:
 def sim_now(sim: Sim) -> float:
     now = sim.admin_call("GET", "/").json()["now"]
     return datetime.fromisoformat(now.replace("Z", "+00:00")).timestamp()
+
+
+async def test_a_bug_in_one_poll_does_not_stop_the_bridge(
+    sim: Sim, mosquitto: Mosquitto, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    tesla = sim.vehicle_ids()[0]
+    caplog.set_level(logging.ERROR)
+    async with bridge_for(sim, mosquitto, tmp_path) as harness, probe(mosquitto.port) as seen:
+        provider = harness.running.bridge.provider("home")
+        real_poll = provider.poll
+        calls = {"n": 0}
+
+        async def poll_with_a_bug() -> Any:
+            calls["n"] += 1
+            if calls["n"] == 1:
+                raise RuntimeError("a bug")
+            return await real_poll()
+
+        provider.poll = poll_with_a_bug  # type: ignore[method-assign]
+        harness.running.bridge.provider("home")  # still there
+        await asyncio.sleep(0.1)
+        sim.admin_call("PUT", f"/enode/vehicles/{tesla}/battery", {"level": 21})
+        sim.refresh(tesla)
+        await seen.wait_json(TOPICS.state(ref(tesla)), lambda s: s["battery"] == 21, 15)
+        assert not harness.running.task.done()
+    assert any("unexpected error while polling" in r.getMessage() for r in caplog.records)
