@@ -77,6 +77,8 @@ class Publishing:
 class _Vehicle:
     state: VehicleState
     keys: frozenset[str] = frozenset()
+    # Known from the store but not polled yet: only its availability may be published.
+    placeholder: bool = False
     last_command: CommandResult | None = None
     published: dict[str, Any] = field(default_factory=dict)  # topic -> payload sent
 
@@ -135,7 +137,7 @@ class Bridge:
 
     async def on_connect(self) -> None:
         """Republish everything retained after each (re)connect to the broker."""
-        await self.republish()
+        await self.on_connect_guarded()
 
     async def on_message(self, topic: str, payload: bytes, retained: bool) -> None:
         """Handle Home Assistant's birth message and commands."""
@@ -170,8 +172,12 @@ class Bridge:
     def _restore_known(self) -> None:
         for account in self._accounts.values():
             for ref in self._store.known_vehicles(account.provider.account):
-                # Placeholder until the first poll: lets removal and republish find them.
-                account.vehicles.setdefault(ref.key, _Vehicle(_placeholder(ref)))
+                # Placeholder until the first poll: lets removal, republish and the stale
+                # marking find the cars announced by an earlier run.
+                account.vehicles.setdefault(
+                    ref.key,
+                    _Vehicle(_placeholder(ref), self._published_keys(ref), placeholder=True),
+                )
 
     # ---- publishing --------------------------------------------------------------------------
 
@@ -204,6 +210,13 @@ class Bridge:
                         await self._publish_vehicle(account, vehicle, force=True)
             await self._publish_bridge_state()
 
+    async def on_connect_guarded(self) -> None:
+        """Republish after a (re)connect; a bug here is logged, never fatal."""
+        try:
+            await self.republish()
+        except Exception:
+            _LOGGER.exception("unexpected error while republishing")
+
     async def _republish_after_birth(self) -> None:
         # Home Assistant's docs ask for a random delay, so restarts don't storm the broker.
         await asyncio.sleep(random.uniform(0, self._timing.birth_jitter_s))
@@ -212,6 +225,13 @@ class Bridge:
 
     async def _publish_vehicle(self, account: _Account, vehicle: _Vehicle, *, force: bool) -> None:
         state, ref, t = vehicle.state, vehicle.state.ref, self._topics
+        if account.vehicles.get(ref.key) is not vehicle:
+            return  # removed meanwhile: publishing now would leave a ghost behind
+        online = account.failures < self._timing.stale_after_failures
+        if vehicle.placeholder:
+            if not online:
+                await self._send_if_changed(vehicle, t.availability(ref), "offline", force=force)
+            return
         keys = vehicle.keys | discovery.applicable_keys(state)
         config_topics: list[tuple[str, Any]]
         if self._pub.mode == "entity":
@@ -228,7 +248,6 @@ class Bridge:
             await self._send_if_changed(vehicle, topic, payload, force=force)
             self._store.record_published(topic, keys)
         vehicle.keys = keys
-        online = account.failures < self._timing.stale_after_failures
         await self._send_if_changed(
             vehicle, t.availability(ref), "online" if online else "offline", force=force
         )
@@ -323,6 +342,7 @@ class Bridge:
 
     async def _poll_loop(self, account: _Account) -> None:
         while True:
+            account.wake.clear()  # before the poll: a wake during it must not be lost
             try:
                 delay = await self.poll_once(account)
             except Exception:
@@ -332,7 +352,6 @@ class Bridge:
                     "account %s: unexpected error while polling", account.provider.account
                 )
                 delay = self._timing.backoff_max_s
-            account.wake.clear()
             # asyncio.timeout, not wait_for: on Python 3.11 wait_for can turn a cancellation
             # that coincides with its timeout into a TimeoutError, and the loop would go on.
             with contextlib.suppress(TimeoutError):
@@ -350,7 +369,9 @@ class Bridge:
             await self._set_link(account, LinkState.RELINK_REQUIRED, str(exc))
             return timing.relink_retry_s
         except AuthError as exc:
-            await self._set_link(account, LinkState.RELINK_REQUIRED, f"credentials refused: {exc}")
+            # Not the user's link but our own client credentials: the fix is in the config.
+            problem = f"client credentials refused: {exc}"
+            await self._set_link(account, LinkState.RELINK_REQUIRED, problem, config_fix=True)
             return timing.relink_retry_s
         except ProviderError as exc:
             return await self._poll_failed(account, exc)
@@ -374,7 +395,7 @@ class Bridge:
             _LOGGER.warning("account %s: %s; backing off", name, exc)
         if account.failures == timing.stale_after_failures:
             _LOGGER.warning("account %s: marking its vehicles stale until the cloud recovers", name)
-            for vehicle in account.vehicles.values():
+            for vehicle in list(account.vehicles.values()):
                 if vehicle.keys:
                     await self._publish_vehicle(account, vehicle, force=False)
             await self._publish_bridge_state()
@@ -404,7 +425,7 @@ class Bridge:
             key = state.ref.key
             seen.add(key)
             vehicle = account.vehicles.get(key)
-            if vehicle is None or vehicle.state.info.vendor == "":
+            if vehicle is None or vehicle.placeholder:
                 restored = vehicle.keys if vehicle else frozenset()
                 vehicle = _Vehicle(state, keys=restored or self._published_keys(state.ref))
                 account.vehicles[key] = vehicle
@@ -429,14 +450,22 @@ class Bridge:
                 keys |= published
         return frozenset(keys)
 
-    def _note_link(self, account: _Account, link: LinkState, problem: str | None) -> bool:
+    def _note_link(
+        self, account: _Account, link: LinkState, problem: str | None, *, config_fix: bool = False
+    ) -> bool:
         """Record and log a change of link state; return whether it changed."""
         name = account.provider.account
         if account.link is link and account.problem == problem:
             return False
         account.link, account.problem = link, problem
         self._store.save_account_status(name, link.value, problem)
-        if link is LinkState.RELINK_REQUIRED:
+        if link is LinkState.RELINK_REQUIRED and config_fix:
+            _LOGGER.error(
+                "account %s: %s. Check its client_id and client_secret in the configuration",
+                name,
+                problem,
+            )
+        elif link is LinkState.RELINK_REQUIRED:
             _LOGGER.error(
                 "account %s needs re-linking: %s. Run: car2mqtt link %s --account %s",
                 name,
@@ -448,10 +477,12 @@ class Bridge:
             _LOGGER.info("account %s: link repaired", name)
         return True
 
-    async def _set_link(self, account: _Account, link: LinkState, problem: str | None) -> None:
-        if not self._note_link(account, link, problem):
+    async def _set_link(
+        self, account: _Account, link: LinkState, problem: str | None, *, config_fix: bool = False
+    ) -> None:
+        if not self._note_link(account, link, problem, config_fix=config_fix):
             return
-        for vehicle in account.vehicles.values():
+        for vehicle in list(account.vehicles.values()):
             if vehicle.keys:
                 await self._publish_vehicle(account, vehicle, force=False)
         await self._publish_bridge_state()
@@ -459,14 +490,20 @@ class Bridge:
     async def _heartbeat_loop(self) -> None:
         while True:
             await asyncio.sleep(self._timing.heartbeat_s)
-            for account in self._accounts.values():
-                for vehicle in account.vehicles.values():
-                    if vehicle.keys:
-                        await self._publish_vehicle_state(account, vehicle)
-            await self._publish_bridge_state()
+            try:
+                for account in self._accounts.values():
+                    # A copy: the pollers add and remove cars while we wait on the broker.
+                    for vehicle in list(account.vehicles.values()):
+                        if vehicle.keys and not vehicle.placeholder:
+                            await self._publish_vehicle_state(account, vehicle)
+                await self._publish_bridge_state()
+            except Exception:
+                _LOGGER.exception("unexpected error in the heartbeat")
 
     async def _publish_vehicle_state(self, account: _Account, vehicle: _Vehicle) -> None:
         ref = vehicle.state.ref
+        if account.vehicles.get(ref.key) is not vehicle:
+            return
         payload = discovery.state_payload(
             vehicle.state,
             self._now(),
@@ -515,7 +552,7 @@ class Bridge:
             )
             try:
                 result = await provider.send_command(ref, command)
-            except ProviderError as exc:
+            except (ProviderError, AuthError) as exc:
                 status = (
                     CommandStatus.REJECTED
                     if isinstance(exc, ProviderRejected)
@@ -523,10 +560,13 @@ class Bridge:
                 )
                 result = CommandResult(command.value, status, self._now(), reason=str(exc))
             await self._record(account, vehicle, result)
+            settled_at_once = result.status.final
             await self._track(account, vehicle, result)
         finally:
             account.commands_in_flight -= 1
-        await asyncio.sleep(0)
+        if settled_at_once:
+            # The cloud refreshes its cache a little after a hint: poll once that is done.
+            await asyncio.sleep(self._timing.after_command_poll_s)
         account.wake.set()
 
     async def _track(self, account: _Account, vehicle: _Vehicle, result: CommandResult) -> None:
@@ -538,9 +578,11 @@ class Bridge:
             if not polled_early and self._clock.time() - started >= timing.after_command_poll_s:
                 polled_early = True
                 account.wake.set()  # let the cloud's refreshed data show up soon
+            if account.vehicles.get(vehicle.state.ref.key) is not vehicle:
+                return  # the car is gone: nothing left to report on
             try:
                 latest = await provider.command_status(vehicle.state.ref, result)
-            except ProviderError as exc:
+            except (ProviderError, AuthError) as exc:
                 _LOGGER.debug("command status for %s unavailable: %s", vehicle.state.ref.key, exc)
                 latest = result
             if self._clock.time() - started > timing.command_timeout_s and not latest.status.final:
@@ -560,6 +602,8 @@ class Bridge:
 
     async def _record(self, account: _Account, vehicle: _Vehicle, result: CommandResult) -> None:
         vehicle.last_command = result
+        if account.vehicles.get(vehicle.state.ref.key) is not vehicle:
+            return
         await self._send_if_changed(
             vehicle,
             self._topics.command_result(vehicle.state.ref),

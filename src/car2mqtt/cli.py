@@ -441,6 +441,14 @@ def _guard(action: Callable[[], None]) -> None:
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         raise typer.Exit(0) from None
+    except BaseExceptionGroup as group:
+        # Task groups wrap what a task raised; a user's own mistake still gets one line.
+        mine = group.subgroup(lambda e: isinstance(e, (Car2MqttError, OSError)))
+        if mine is None or mine.exceptions != group.exceptions:
+            raise
+        first = mine.exceptions[0]
+        err.print(Text.assemble(("error: ", "bold red"), str(first)))
+        raise typer.Exit(2) from None
     except OSError as exc:
         err.print(Text.assemble(("error: ", "bold red"), str(exc.strerror or exc)))
         raise typer.Exit(2) from None

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from html import escape
 
 import uvicorn
 from starlette.applications import Starlette
@@ -47,7 +48,7 @@ async def wait_for_redirect(
         if not arrived.done():
             arrived.set_result(Redirect(params))
         if "error" in params:
-            text = params.get("error_message") or params["error"]
+            text = escape(params.get("error_message") or params["error"])
             page = _DONE.format(title="Linking stopped", text=text)
         else:
             page = _DONE.format(title="Done", text="You can close this window now.")

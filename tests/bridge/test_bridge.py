@@ -407,3 +407,19 @@ async def test_a_bug_in_one_poll_does_not_stop_the_bridge(
         await seen.wait_json(TOPICS.state(ref(tesla)), lambda s: s["battery"] == 21, 15)
         assert not harness.running.task.done()
     assert any("unexpected error while polling" in r.getMessage() for r in caplog.records)
+
+
+async def test_after_a_restart_known_cars_go_stale_while_the_cloud_is_down(
+    sim: Sim, mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    tesla = sim.vehicle_ids()[0]
+    availability = TOPICS.availability(ref(tesla))
+    async with bridge_for(sim, mosquitto, tmp_path):
+        await wait_retained(mosquitto.port, lambda r: r.get(availability) == b"online")
+    sim.admin_call("PUT", "/faults", {"classes": {"read": {"unavailable": 1.0}}})
+    async with bridge_for(sim, mosquitto, tmp_path):  # same state file: the car is known
+        await wait_retained(mosquitto.port, lambda r: r.get(availability) == b"offline")
+        kept = await retained(mosquitto.port)
+        # Known from the last run, but nothing is invented while the cloud is away.
+        config = json.loads(kept[device_topic(tesla)])
+        assert config["device"]["name"] == "Tesla Model 3"

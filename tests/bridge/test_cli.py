@@ -207,3 +207,17 @@ def wait_retained(broker: Mosquitto, check: Any, timeout: float = 15.0) -> dict[
             return last
     msg = f"retained messages never satisfied the check; have {sorted(last)}"
     raise AssertionError(msg)
+
+
+def test_unusable_ca_file_is_one_clear_line(sim: Sim, tmp_path: Path) -> None:
+    bad_ca = tmp_path / "ca.pem"
+    bad_ca.write_text("not a certificate\n")
+    broker = Mosquitto(tmp_path)
+    path = write_config(tmp_path, sim, broker)
+    config = json.loads(path.read_text())
+    config["mqtt"] = {"url": f"mqtts://127.0.0.1:{broker.port}", "ca_file": str(bad_ca)}
+    path.write_text(json.dumps(config))
+    result = run_cli("run", "--config", str(path), timeout=30)
+    assert result.returncode == 2
+    assert "mqtt.ca_file" in result.stderr
+    assert "Traceback" not in result.stderr

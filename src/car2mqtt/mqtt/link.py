@@ -46,6 +46,9 @@ class BrokerSettings:
     def from_url(cls, url: str, **extra: object) -> BrokerSettings:
         """Parse `mqtt://user:pass@host:port` or `mqtts://...`."""
         parts = urlsplit(url)
+        if parts.password:
+            # Error messages quote the URL: never with its password.
+            url = url.replace(f":{parts.password}@", ":***@")
         if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
             msg = f"mqtt.url: {url!r} must start with mqtt:// or mqtts://"
             raise ConfigError(msg)
@@ -71,6 +74,20 @@ class BrokerSettings:
         return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
 
 
+def _tls_context(settings: BrokerSettings) -> ssl.SSLContext | None:
+    if not settings.tls:
+        return None
+    try:
+        context = ssl.create_default_context(cafile=settings.ca_file)
+    except (ssl.SSLError, OSError) as exc:
+        msg = f"mqtt.ca_file: cannot use {settings.ca_file!r} as a CA bundle ({exc})"
+        raise ConfigError(msg) from None
+    if settings.tls_insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
 class MqttLink:
     """A supervised MQTT connection with the bridge's availability as its last will."""
 
@@ -91,18 +108,13 @@ class MqttLink:
         self._on_message = on_message
         self._max_backoff = max_backoff_s
         self._client: aiomqtt.Client | None = None
+        self._tls = _tls_context(settings)  # up front: a bad CA file is a config error now
         self.connected = asyncio.Event()
         self.connections = 0
         self.published = 0
 
     def _make_client(self) -> aiomqtt.Client:
         s = self._settings
-        tls_context = None
-        if s.tls:
-            tls_context = ssl.create_default_context(cafile=s.ca_file)
-            if s.tls_insecure:
-                tls_context.check_hostname = False
-                tls_context.verify_mode = ssl.CERT_NONE
         protocol = MQTTProtocolVersion.MQTTv5 if s.protocol == "5" else MQTTProtocolVersion.MQTTv311
         return aiomqtt.Client(
             s.host,
@@ -112,7 +124,7 @@ class MqttLink:
             identifier=s.client_id,
             protocol=aiomqtt.ProtocolVersion(protocol),
             keepalive=s.keepalive,
-            tls_context=tls_context,
+            tls_context=self._tls,
             will=aiomqtt.Will(self._availability, b"offline", qos=1, retain=True),
             timeout=10,
         )
