@@ -70,3 +70,10 @@ def test_version() -> None:
     result = run_cli("--version")
     assert result.returncode == 0
     assert result.stdout.startswith("car2mqtt ")
+
+
+def test_cli_profile_names_match_the_simulator() -> None:
+    from car2mqtt.cli import PROFILES
+    from car2mqtt.simulator.faults import PROFILES as SIMULATOR_PROFILES
+
+    assert tuple(SIMULATOR_PROFILES) == PROFILES

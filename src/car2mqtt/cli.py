@@ -11,9 +11,8 @@ import time
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
-import segno
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -22,19 +21,16 @@ from rich.text import Text
 from car2mqtt import __version__
 from car2mqtt.clock import SystemClock
 from car2mqtt.config import Config, EnodeAccount, config_path, describe, load_config
-from car2mqtt.demo import DemoInfo, run_demo
 from car2mqtt.errors import Car2MqttError, ConfigError
-from car2mqtt.linking import link_enode
 from car2mqtt.logs import setup_logging
 from car2mqtt.models import VehicleState
-from car2mqtt.providers import create_provider
-from car2mqtt.providers.enode import EnodeProvider
-from car2mqtt.runtime import run_config, secrets_of
-from car2mqtt.simulator.app import SimOptions
-from car2mqtt.simulator.faults import PROFILES
-from car2mqtt.simulator.server import serve
-from car2mqtt.store import Store
 
+# Each command imports what it alone needs: `car2mqtt run` on a Raspberry Pi should not carry
+# the simulator, the demo's broker or the QR encoder in memory.
+if TYPE_CHECKING:
+    from car2mqtt.demo import DemoInfo
+
+PROFILES = ("none", "flaky", "rate-limited", "outage")  # kept in step with simulator.faults
 T = TypeVar("T")
 app = typer.Typer(
     name="car2mqtt",
@@ -129,6 +125,9 @@ def simulate(
     access_log: Annotated[bool, typer.Option(help="Log every request.")] = False,
 ) -> None:
     """Serve the offline Enode cloud; its first stdout line is JSON describing it."""
+    from car2mqtt.simulator.app import SimOptions
+    from car2mqtt.simulator.server import serve
+
     options = SimOptions(
         seed=seed,
         vehicles=vehicles,
@@ -151,6 +150,8 @@ ConfigOption = Annotated[
 
 
 def _load(path: Path | None) -> Config:
+    from car2mqtt.runtime import secrets_of
+
     config = load_config(path)
     setup_logging(config.log.level, config.log.format, secrets_of(config))
     return config
@@ -159,6 +160,7 @@ def _load(path: Path | None) -> Config:
 @app.command()
 def run(config: ConfigOption = None) -> None:
     """Run the bridge: cars from the configured clouds into MQTT and Home Assistant."""
+    from car2mqtt.runtime import run_config
 
     def go() -> None:
         cfg = _load(config)
@@ -183,6 +185,7 @@ def demo(
     time_factor: TimeFactor = 60.0,
 ) -> None:
     """Run simulated clouds, an MQTT broker and the bridge, with no credentials at all."""
+    from car2mqtt.demo import run_demo
 
     def go() -> None:
         setup_logging("info", "text")
@@ -301,6 +304,11 @@ def link_enode_cmd(
 async def _link(
     cfg: Config, acct: EnodeAccount, vendor: str | None, host: str, port: int, timeout_s: float
 ) -> list[VehicleState]:
+    from car2mqtt.linking import link_enode
+    from car2mqtt.providers import create_provider
+    from car2mqtt.providers.enode import EnodeProvider
+    from car2mqtt.store import Store
+
     with Store.open(cfg.store) as store:
         provider = create_provider(acct, clock=SystemClock(), persistence=store)
         assert isinstance(provider, EnodeProvider)
@@ -318,6 +326,8 @@ async def _link(
 
 
 def _show_link(url: str) -> None:
+    import segno
+
     out = Console(soft_wrap=True)
     out.print("Open this link in a browser (or scan the QR code) and log in to your car's account:")
     print(url, flush=True)
@@ -340,6 +350,9 @@ def vehicles(config: ConfigOption = None) -> None:
 
 
 async def _poll_all(cfg: Config) -> list[VehicleState]:
+    from car2mqtt.providers import create_provider
+    from car2mqtt.store import Store
+
     found: list[VehicleState] = []
     with Store.open(cfg.store) as store:
         for account in cfg.accounts:
@@ -375,6 +388,7 @@ def _vehicle_table(states: list[VehicleState], *, title: str) -> None:
 @app.command()
 def status(config: ConfigOption = None) -> None:
     """Show each account's link, token and vehicles, from the bridge's state file."""
+    from car2mqtt.store import Store
 
     def go() -> None:
         cfg = load_config(config)
