@@ -522,3 +522,23 @@ def test_repr_names_the_file(db: Path) -> None:
     assert str(db) in repr(s)
     s.close()
     assert "closed" in repr(s)
+
+
+def test_save_many_writes_everything_in_one_go(tmp_path: Path) -> None:
+    path = tmp_path / "many.db"
+    with Store.open(path) as store:
+        store.record_published("old/topic", ["a"])
+        store.save_many(
+            published={"t/1": ["x", "y"], "old/topic": ["b"]},
+            states={"k1": ("s/1", {"battery": 50}), "k2": ("s/2", {"battery": 60})},
+        )
+        store.save_many()  # nothing to write is fine
+    with Store.open(path) as again:
+        assert again.published() == {
+            "t/1": frozenset({"x", "y"}),
+            "old/topic": frozenset({"b"}),
+        }
+        assert again.load_states() == {
+            "k1": ("s/1", {"battery": 50}),
+            "k2": ("s/2", {"battery": 60}),
+        }

@@ -118,6 +118,11 @@ class Bridge:
         self._publish_fn: Any = None
         self._tg: asyncio.TaskGroup | None = None
         self._republish_lock = asyncio.Lock()
+        # Writes gathered while publishing and saved together (one transaction, one disk sync)
+        # by _flush_store: per-car transactions would mean thousands of syncs per poll.
+        self._pending_published: dict[str, frozenset[str]] = {}
+        self._pending_states: dict[str, tuple[str, dict[str, Any]]] = {}
+        self._known_published: dict[str, frozenset[str]] = {}
         self.polls = 0
         self._restore_known()
 
@@ -208,6 +213,7 @@ class Bridge:
                 for vehicle in list(account.vehicles.values()):
                     if vehicle.keys:
                         await self._publish_vehicle(account, vehicle, force=True)
+            self._flush_store()
             await self._publish_bridge_state()
 
     async def on_connect_guarded(self) -> None:
@@ -246,7 +252,8 @@ class Bridge:
             ]
         for topic, payload in config_topics:
             await self._send_if_changed(vehicle, topic, payload, force=force)
-            self._store.record_published(topic, keys)
+            if self._known_published.get(topic) != keys:
+                self._pending_published[topic] = keys
         vehicle.keys = keys
         await self._send_if_changed(
             vehicle, t.availability(ref), "online" if online else "offline", force=force
@@ -262,7 +269,7 @@ class Bridge:
         if force or vehicle.published.get(t.state(ref)) != compare:
             vehicle.published[t.state(ref)] = compare
             await self._publish(t.state(ref), payload)
-            self._store.save_state(ref.key, t.state(ref), payload)
+            self._pending_states[ref.key] = (t.state(ref), payload)
         location = discovery.location_payload(state)
         if location is not None:
             await self._send_if_changed(vehicle, t.location(ref), location, force=force)
@@ -273,6 +280,15 @@ class Bridge:
                 discovery.command_payload(vehicle.last_command),
                 force=force,
             )
+
+    def _flush_store(self) -> None:
+        """Save what publishing gathered, in one transaction."""
+        if not self._pending_published and not self._pending_states:
+            return
+        published, states = self._pending_published, self._pending_states
+        self._pending_published, self._pending_states = {}, {}
+        self._store.save_many(published=published, states=states)
+        self._known_published.update(published)
 
     async def _send_if_changed(
         self, vehicle: _Vehicle, topic: str, payload: Any, *, force: bool
@@ -294,6 +310,9 @@ class Bridge:
         for topic, payload in discovery.removal(t, ref, keys, self._pub.mode):
             await self._publish(topic, payload)
             self._store.forget_published(topic)
+            self._known_published.pop(topic, None)
+            self._pending_published.pop(topic, None)
+        self._pending_states.pop(key, None)
         for topic in (t.state(ref), t.availability(ref), t.location(ref), t.command_result(ref)):
             await self._publish(topic, b"")
         self._store.delete_state(key)
@@ -398,6 +417,7 @@ class Bridge:
             for vehicle in list(account.vehicles.values()):
                 if vehicle.keys:
                     await self._publish_vehicle(account, vehicle, force=False)
+            self._flush_store()
             await self._publish_bridge_state()
         delay = min(timing.backoff_max_s, timing.backoff_base_s * 2.0 ** (account.failures - 1))
         delay *= random.uniform(0.8, 1.2)
@@ -435,6 +455,7 @@ class Bridge:
             else:
                 vehicle.state = merge_newer(vehicle.state, state)
             await self._publish_vehicle(account, vehicle, force=force)
+        self._flush_store()
         for key in [k for k in account.vehicles if k not in seen]:
             await self._remove_vehicle(account, key)
         self._store.save_vehicles(
@@ -485,6 +506,7 @@ class Bridge:
         for vehicle in list(account.vehicles.values()):
             if vehicle.keys:
                 await self._publish_vehicle(account, vehicle, force=False)
+        self._flush_store()
         await self._publish_bridge_state()
 
     async def _heartbeat_loop(self) -> None:

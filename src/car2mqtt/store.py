@@ -404,6 +404,34 @@ class Store:
                 (key, topic, text),
             )
 
+    def save_many(
+        self,
+        *,
+        published: Mapping[str, Iterable[str]] | None = None,
+        states: Mapping[str, tuple[str, Mapping[str, Any]]] | None = None,
+    ) -> None:
+        """Record many published topics and states in one transaction: one disk sync per poll."""
+        published_rows = [
+            (topic, _dump(sorted(set(keys)))) for topic, keys in (published or {}).items()
+        ]
+        state_rows = [
+            (key, topic, _dump(payload)) for key, (topic, payload) in (states or {}).items()
+        ]
+        if not published_rows and not state_rows:
+            return
+        with self._write("write") as conn:
+            conn.executemany(
+                "INSERT INTO published (topic, keys) VALUES (?, ?)"
+                " ON CONFLICT (topic) DO UPDATE SET keys = excluded.keys",
+                published_rows,
+            )
+            conn.executemany(
+                "INSERT INTO states (key, topic, payload) VALUES (?, ?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET topic = excluded.topic,"
+                " payload = excluded.payload",
+                state_rows,
+            )
+
     def load_states(self) -> dict[str, tuple[str, dict[str, Any]]]:
         """Return every saved state: key -> (topic, payload)."""
         rows = self._rows("read", "SELECT key, topic, payload FROM states")
