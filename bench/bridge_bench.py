@@ -51,6 +51,7 @@ import argparse
 import asyncio
 import bisect
 import contextlib
+import functools
 import json
 import logging
 import math
@@ -66,7 +67,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -126,6 +127,12 @@ STOP_TIMEOUT_S = 10.0
 HTTP_TIMEOUT_S = 60.0
 LOG_TAIL_CHARS = 4_000
 LATENCY_POLL_S = 1.0
+IN_PROCESS_LIMIT_S = 1_800.0  # for one in-process measurement, startup included
+STOP_GRACE_S = 60.0  # for the in-process bridge to stop once cancelled
+
+
+class TeardownHang(RuntimeError):
+    """The in-process bridge did not stop when cancelled; its results are still valid."""
 
 
 def say(message: str) -> None:
@@ -1026,6 +1033,41 @@ def percentile(sorted_values: list[float], pct: float) -> float:
     return sorted_values[rank - 1]
 
 
+def run_guarded(factory: Callable[[threading.Event], Coroutine[Any, Any, None]], what: str) -> None:
+    """Run an in-process measurement on its own event loop in a daemon thread.
+
+    If the bridge does not stop within STOP_GRACE_S once the measurement is done (a task that
+    swallows its cancellation keeps `running()` waiting for ever), the thread is abandoned
+    and the results measured so far are kept, so one hang cannot stall the whole benchmark.
+    """
+    measured = threading.Event()
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            asyncio.run(factory(measured))
+        except BaseException as exc:  # handed to the calling thread
+            failure.append(exc)
+
+    thread = threading.Thread(target=target, name=what, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + IN_PROCESS_LIMIT_S
+    while thread.is_alive() and not measured.is_set() and time.monotonic() < deadline:
+        thread.join(0.5)
+    if thread.is_alive() and not measured.is_set():
+        msg = f"{what}: not done after {IN_PROCESS_LIMIT_S:.0f} s"
+        raise RuntimeError(msg)
+    thread.join(STOP_GRACE_S)
+    if thread.is_alive():
+        msg = (
+            f"{what}: the in-process bridge did not stop within {STOP_GRACE_S:.0f} s of being "
+            "cancelled (results kept; thread abandoned)"
+        )
+        raise TeardownHang(msg)
+    if failure:
+        raise failure[0]
+
+
 def run_in_process(
     latency_scales: list[int], throughput_vehicles: int | None, plan: Plan
 ) -> tuple[list[LatencyResult], ThroughputResult | None]:
@@ -1056,7 +1098,10 @@ def run_in_process(
                     capture.lines.clear()
                     lat = LatencyResult(vehicles, 0, 0, 0)
                     try:
-                        asyncio.run(measure_latency(lat, sim, broker, workdir, plan))
+                        run_guarded(
+                            functools.partial(measure_latency, lat, sim, broker, workdir, plan),
+                            f"latency at {vehicles:,} vehicles",
+                        )
                     except Exception as exc:
                         lat.error = f"{type(exc).__name__}: {exc}"
                         say(f"latency at {vehicles:,} vehicles: ERROR {lat.error}")
@@ -1065,7 +1110,10 @@ def run_in_process(
                 if vehicles == throughput_vehicles:
                     throughput = ThroughputResult(vehicles, plan.throughput_rounds)
                     try:
-                        asyncio.run(measure_throughput(throughput, sim, broker, workdir))
+                        run_guarded(
+                            functools.partial(measure_throughput, throughput, sim, broker, workdir),
+                            f"throughput at {vehicles:,} vehicles",
+                        )
                     except Exception as exc:
                         throughput.error = f"{type(exc).__name__}: {exc}"
                         say(f"throughput at {vehicles:,} vehicles: ERROR {throughput.error}")
@@ -1075,7 +1123,12 @@ def run_in_process(
 
 
 async def measure_latency(
-    result: LatencyResult, sim: Simulator, broker: Mosquitto, workdir: Path, plan: Plan
+    result: LatencyResult,
+    sim: Simulator,
+    broker: Mosquitto,
+    workdir: Path,
+    plan: Plan,
+    measured: threading.Event,
 ) -> None:
     """Change battery levels through the admin API; time poll return -> state message."""
     vehicles = result.vehicles
@@ -1164,11 +1217,27 @@ async def measure_latency(
                     b - a for a, b in zip(provider.returns, provider.returns[1:], strict=False)
                 ]
                 walls = sorted(provider.walls[1:]) or sorted(provider.walls)
+                result.changes, result.received, result.lost = changes, len(latencies), lost
+                summarize_latency(result, latencies, since_change, walls, cycles)
+                measured.set()  # what follows is teardown
         finally:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-    result.changes, result.received, result.lost = changes, len(latencies), lost
+    say(
+        f"latency at {vehicles:,} vehicles: {len(latencies)} of {changes} changes, "
+        f"p50 {result.p50_ms} ms, p99 {result.p99_ms} ms"
+    )
+
+
+def summarize_latency(
+    result: LatencyResult,
+    latencies: list[float],
+    since_change: list[float],
+    walls: list[float],
+    cycles: list[float],
+) -> None:
+    """Reduce the timings (seconds) to the reported figures (ms)."""
     if latencies:
         ms = sorted(x * 1000 for x in latencies)
         result.p50_ms = round(statistics.median(ms), 2)
@@ -1182,14 +1251,14 @@ async def measure_latency(
         result.poll_wall_p50_ms = round(statistics.median(walls) * 1000, 1)
     if cycles:
         result.cycle_p50_ms = round(statistics.median(cycles) * 1000, 1)
-    say(
-        f"latency at {vehicles:,} vehicles: {len(latencies)} of {changes} changes, "
-        f"p50 {result.p50_ms} ms, p99 {result.p99_ms} ms"
-    )
 
 
 async def measure_throughput(
-    result: ThroughputResult, sim: Simulator, broker: Mosquitto, workdir: Path
+    result: ThroughputResult,
+    sim: Simulator,
+    broker: Mosquitto,
+    workdir: Path,
+    measured: threading.Event,
 ) -> None:
     """Alternate `bridge.republish()` and a bare loop publishing the same messages."""
     # No polls or heartbeats during the measurement: only the first poll, at startup.
@@ -1249,7 +1318,8 @@ async def measure_throughput(
                 wall, cpu = time.perf_counter() - t0, time.process_time() - c0
                 result.bare_msgs_per_s.append(round(len(sent) / wall, 1))
                 result.bare_cpu_ms_per_msg.append(round(cpu / max(1, len(sent)) * 1000, 4))
-    result.summarize()
+        result.summarize()
+        measured.set()  # what follows is teardown
     say(
         f"throughput at {result.vehicles:,} vehicles: bridge {result.bridge_median} msg/s, "
         f"bare {result.bare_median} msg/s, ratio {result.ratio}"
