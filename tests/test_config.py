@@ -11,6 +11,7 @@ from car2mqtt.config import (
     ENODE_ENVIRONMENTS,
     Config,
     EnodeAccount,
+    XeeAccount,
     config_path,
     describe,
     load_config,
@@ -163,6 +164,7 @@ accounts:
 
 def test_simulator_form_takes_explicit_urls(tmp_path: Path) -> None:
     (account,) = load_config(write(tmp_path, SIMULATOR), {}).accounts
+    assert isinstance(account, EnodeAccount)
     assert account.environment is None
     assert account.api_url == "http://127.0.0.1:8765/enode"  # trailing slash dropped
     assert account.token_url == "http://127.0.0.1:8765/enode/oauth2/token"
@@ -199,7 +201,9 @@ def test_default_path_comes_from_car2mqtt_config(tmp_path: Path) -> None:
     assert config_path(None, {"CAR2MQTT_CONFIG": str(path)}) == path
     assert config_path(None, {}) == Path("car2mqtt.yaml")
     assert config_path(tmp_path / "x.yaml", {"CAR2MQTT_CONFIG": str(path)}) == tmp_path / "x.yaml"
-    assert load_config(None, {"CAR2MQTT_CONFIG": str(path)}).account("home").user_id == "user-1"
+    account = load_config(None, {"CAR2MQTT_CONFIG": str(path)}).account("home")
+    assert isinstance(account, EnodeAccount)
+    assert account.user_id == "user-1"
 
 
 def test_unreadable_file_is_one_line(tmp_path: Path) -> None:
@@ -286,7 +290,11 @@ accounts:
     client_secret: {SECRET}
     user_id: u
   - name: other
+    provider: tesla
+  - name: nosecret
     provider: xee
+    client_id: c
+    username: me
   - name: third
 """
     lines = problems(error_of(write(tmp_path, text)))
@@ -305,8 +313,10 @@ accounts:
         "accounts[home].client_id: got 42; expected a string (quote it in YAML)",
         "accounts[home].user_id: got ''; expected a non-empty value",
         "accounts[1].name: got 'Bad Name'; expected 1 to 32 lowercase letters, digits, '_' or '-'",
-        "accounts[other].provider: got 'xee'; expected one of: enode",
-        "accounts[third].provider: required key is missing; expected one of: enode",
+        "accounts[other].provider: got 'tesla'; expected one of: enode, xee",
+        "accounts[nosecret].client_secret: required: set client_secret or client_secret_file",
+        "accounts[nosecret].password: required with username (the password grant)",
+        "accounts[third].provider: required key is missing; expected one of: enode, xee",
     ]
     for want in expected:
         assert any(line.startswith(want) for line in lines), (want, lines)
@@ -533,6 +543,7 @@ def test_env_reaches_accounts_with_dashes_and_replaces_the_other_form(tmp_path: 
     assert config.mqtt.password_file is None
     assert config.mqtt.username is None
     account = config.account("my-car")
+    assert isinstance(account, EnodeAccount)
     assert account.environment is None  # the file's environment gave way to explicit URLs
     assert account.api_url == "http://127.0.0.1:1/enode"
 
@@ -582,3 +593,53 @@ def test_direct_construction_checks_the_same_rules() -> None:
         }
     )
     assert account.api_url == "https://enode-api.production.enode.io"
+
+
+XEE = """\
+accounts:
+  - name: car
+    provider: xee
+    client_id: xee-client
+    client_secret_file: secret.txt
+    redirect_uri: https://localhost/
+"""
+
+
+def test_xee_account_defaults_and_secret_file(tmp_path: Path) -> None:
+    (tmp_path / "secret.txt").write_text(f"{SECRET}\n")
+    (account,) = load_config(write(tmp_path, XEE), {}).accounts
+    assert isinstance(account, XeeAccount)
+    assert account.client_secret.get_secret_value() == SECRET
+    assert account.api_url == "https://api.xee.com/v4"
+    assert account.token_url == "https://api.xee.com/v4/oauth/token"
+    assert account.authorize_url == "https://api.xee.com/v4/oauth/authorize"
+    assert account.redirect_uri == "https://localhost/"  # as registered, trailing slash kept
+    assert "account.read" in account.scopes
+    assert account.username is None
+
+
+def test_xee_password_grant_from_environment_is_never_shown(tmp_path: Path) -> None:
+    env = {
+        "CAR2MQTT__ACCOUNTS__CAR__USERNAME": "me@example.com",
+        "CAR2MQTT__ACCOUNTS__CAR__PASSWORD": "hunter2-password",
+    }
+    (tmp_path / "secret.txt").write_text(SECRET)
+    config = load_config(write(tmp_path, XEE), env)
+    account = config.account("car")
+    assert isinstance(account, XeeAccount)
+    assert account.password is not None
+    assert account.password.get_secret_value() == "hunter2-password"
+    text = "\n".join(describe(config))
+    assert "password grant as me@example.com" in text
+    assert "hunter2" not in text
+    assert SECRET not in text
+
+
+def test_xee_account_explains_its_mistakes(tmp_path: Path) -> None:
+    text = XEE.replace("client_secret_file: secret.txt", "client_secret: s") + (
+        "    password: p\n    api_url: ftp://xee\n    scopes: []\n"
+    )
+    lines = problems(error_of(write(tmp_path, text)))
+    assert any(line.startswith("accounts[car].username: required with password") for line in lines)
+    assert any(line.startswith("accounts[car].api_url: got 'ftp://xee'") for line in lines)
+    assert any(line.startswith("accounts[car].scopes:") for line in lines), lines

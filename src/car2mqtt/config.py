@@ -6,8 +6,8 @@ variable when one set it), with the bad value (never a secret's) and what is exp
 pydantic message or traceback ever reaches the user.
 
 Relative paths (`store`, `ca_file`, `*_file`) are resolved against the config file's directory.
-Adding a provider (Xee) is one `AccountBase` subclass with a `provider: Literal[...]` field,
-added to the `Account` union.
+Each provider is one `AccountBase` subclass with a `provider: Literal[...]` field, in the
+`Account` union.
 """
 
 from __future__ import annotations
@@ -44,6 +44,8 @@ __all__ = [
     "DEFAULT_CONFIG_PATH",
     "ENODE_ENVIRONMENTS",
     "ENV_PREFIX",
+    "XEE_API_URL",
+    "XEE_SCOPES",
     "Account",
     "AccountBase",
     "Config",
@@ -56,6 +58,7 @@ __all__ = [
     "LogSettings",
     "MqttProtocol",
     "MqttSettings",
+    "XeeAccount",
     "config_path",
     "describe",
     "load_config",
@@ -91,6 +94,16 @@ ENODE_ENVIRONMENTS: Final[Mapping[str, EnodeUrls]] = MappingProxyType(
         ),
     }
 )
+
+XEE_API_URL: Final = "https://api.xee.com/v4"
+# What a status bridge needs (reference/xee.md §3); account.read guards users/me.
+XEE_SCOPES: Final = (
+    "account.read",
+    "vehicles.read",
+    "vehicles.signals.read",
+    "vehicles.locations.read",
+)
+XEE_REDIRECT_URI: Final = "http://127.0.0.1:8765/callback"
 
 # Setting one side of a pair from the environment drops the other side read from the file, so
 # CAR2MQTT__MQTT__PASSWORD replaces a file's password_file instead of clashing with it.
@@ -161,7 +174,7 @@ def _topic(value: str) -> str:
     return value
 
 
-def _http_url(value: str) -> str:
+def _http_url(value: str, *, keep_slash: bool = False) -> str:
     value = value.strip()
     parts = urlsplit(value)
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
@@ -172,7 +185,7 @@ def _http_url(value: str) -> str:
         _ = parts.port
     except ValueError:
         raise _invalid("expected a URL with a port between 0 and 65535") from None
-    return value.rstrip("/")
+    return value if keep_slash else value.rstrip("/")
 
 
 @cache
@@ -479,8 +492,72 @@ class EnodeAccount(AccountBase):
         )
 
 
+class XeeAccount(AccountBase):
+    """A Xee v4 OAuth client, and the Xee user who consented (or whose password is given)."""
+
+    provider: Literal["xee"]
+    api_url: str = XEE_API_URL
+    explicit_authorize_url: str | None = Field(None, alias="authorize_url")
+    explicit_token_url: str | None = Field(None, alias="token_url")
+    client_id: str = Field(min_length=1)
+    client_secret: SecretStr = Field(min_length=1)
+    client_secret_file: ConfigPath | None = None
+    redirect_uri: str = XEE_REDIRECT_URI
+    scopes: tuple[str, ...] = Field(XEE_SCOPES, min_length=1)
+    # The password grant, for those who prefer it to a browser consent.
+    username: str | None = Field(None, min_length=1)
+    password: SecretStr | None = Field(None, min_length=1)
+    password_file: ConfigPath | None = None
+
+    @field_validator("api_url", "explicit_authorize_url", "explicit_token_url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        return None if value is None else _http_url(value)
+
+    @field_validator("redirect_uri")
+    @classmethod
+    def _check_redirect(cls, value: str) -> str:
+        # Compared character for character with the one registered at Xee: keep it as written.
+        return _http_url(value, keep_slash=True)
+
+    @classmethod
+    def _cross_check(cls, data: dict[str, Any]) -> list[InitErrorDetails]:
+        has_user = data.get("username") is not None
+        has_password = data.get("password") is not None or data.get("password_file") is not None
+        if has_user and not has_password:
+            return [_problem(("password",), "required with username (the password grant)")]
+        if has_password and not has_user:
+            return [_problem(("username",), "required with password (the password grant)")]
+        return []
+
+    @property
+    def authorize_url(self) -> str:
+        """Where the user consents: `<api_url>/oauth/authorize` unless set."""
+        return self.explicit_authorize_url or f"{self.api_url}/oauth/authorize"
+
+    @property
+    def token_url(self) -> str:
+        """The OAuth token endpoint: `<api_url>/oauth/token` unless set."""
+        return self.explicit_token_url or f"{self.api_url}/oauth/token"
+
+    def summary(self) -> str:
+        """One line about this account, secrets shown as ***."""
+        secret = _secret_text(self.client_secret, self.client_secret_file)
+        grant = (
+            f"password grant as {self.username}, password "
+            f"{_secret_text(self.password, self.password_file)}"
+            if self.username
+            else f"authorization code via {self.redirect_uri}"
+        )
+        return (
+            f"account {self.name}: xee, api {self.api_url}, token {self.token_url}, "
+            f"client_id {self.client_id}, client_secret {secret}, {grant}, "
+            f"poll every {self.poll_interval_s} s"
+        )
+
+
 # One class per provider; the `provider` key picks it.
-Account = Annotated[EnodeAccount, Field(discriminator="provider")]
+Account = Annotated[EnodeAccount | XeeAccount, Field(discriminator="provider")]
 
 
 class Config(_Model):

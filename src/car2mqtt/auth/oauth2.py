@@ -21,7 +21,7 @@ from car2mqtt.errors import AuthError, ProviderUnavailable, RateLimited, ReauthR
 
 # Errors that mean the grant itself is dead (revoked refresh token, wrong password): only the
 # user can fix them. invalid_client is the operator's configuration instead.
-_RELINK_ERRORS = frozenset({"invalid_grant", "unauthorized_client", "access_denied"})
+RELINK_ERRORS = frozenset({"invalid_grant", "unauthorized_client", "access_denied"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +32,9 @@ class TokenEndpoint:
     client_id: str
     client_secret: str
     auth_method: str = "client_secret_basic"
+    # Clouds word a dead grant differently (Xee answers a used refresh token with
+    # invalid_request), so which errors mean "only the user can fix this" is the cloud's data.
+    relink_errors: frozenset[str] = RELINK_ERRORS
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,10 +93,10 @@ async def request_token(
         msg = f"token endpoint unreachable: {type(exc).__name__}"
         raise ProviderUnavailable(msg) from None
     if response.status_code == 429:
-        raise RateLimited("token endpoint rate limited", _retry_after(response))
+        raise RateLimited("token endpoint rate limited", retry_after(response))
     if response.status_code >= 500:
         msg = f"token endpoint answered {response.status_code}"
-        raise ProviderUnavailable(msg, _retry_after(response))
+        raise ProviderUnavailable(msg, retry_after(response))
     try:
         data = response.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
@@ -106,7 +109,7 @@ async def request_token(
         error = str(data.get("error", f"http_{response.status_code}"))
         detail = str(data.get("error_description", "")).strip()
         text = f"{error}: {detail}" if detail else error
-        if error in _RELINK_ERRORS:
+        if error in endpoint.relink_errors:
             raise ReauthRequired(text)
         raise AuthError(text)
     try:
@@ -121,9 +124,10 @@ async def request_token(
         raise ProviderUnavailable(msg) from None
 
 
-def _retry_after(response: httpx.Response) -> float | None:
+def retry_after(response: httpx.Response) -> float | None:
+    """Return the response's Retry-After in seconds, if it gives a usable number."""
     value = response.headers.get("retry-after")
     try:
-        return max(0.0, float(value)) if value is not None else None
+        return max(0.0, float(value)) if value else None
     except ValueError:
         return None

@@ -11,7 +11,7 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from car2mqtt import __version__
-from car2mqtt.auth.oauth2 import Token, TokenEndpoint, request_token
+from car2mqtt.auth.oauth2 import Token, TokenEndpoint, request_token, retry_after
 from car2mqtt.auth.tokens import BearerAuth, TokenManager, TokenPersistence
 from car2mqtt.clock import Clock
 from car2mqtt.errors import (
@@ -87,10 +87,10 @@ class EnodeClient:
             msg = f"Enode rejected a fresh access token on {path}: {problem}"
             raise AuthError(msg)
         if status == 429:
-            raise RateLimited(f"Enode rate limited {path}: {problem}", _retry_after(response))
+            raise RateLimited(f"Enode rate limited {path}: {problem}", retry_after(response))
         if status >= 500:
             msg = f"Enode answered {status} on {path}: {problem}"
-            raise ProviderUnavailable(msg, _retry_after(response))
+            raise ProviderUnavailable(msg, retry_after(response))
         raise ProviderRejected(f"Enode refused {method} {path}: {problem}", status, problem)
 
     async def _get_model(self, path: str, model: type[M], **params: Any) -> M:
@@ -160,14 +160,6 @@ def _problem(response: httpx.Response) -> str:
     except ValidationError:
         return f"HTTP {response.status_code}"
     return problem.detail or problem.title or f"HTTP {response.status_code}"
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    try:
-        return max(0.0, float(value)) if value else None
-    except ValueError:
-        return None
 
 
 class EnodeProvider:
