@@ -48,20 +48,39 @@ class TokenManager:
         self._persistence = persistence
         self._leeway = leeway_s
         self._lock = asyncio.Lock()
-        self._token: Token | None = None
+        self._token: Token | None = self._saved()
         self.renewals = 0
-        if persistence is not None:
-            saved = persistence.load_token(account)
-            if saved:
-                try:
-                    self._token = Token.from_dict(saved)
-                except (KeyError, TypeError, ValueError):
-                    _LOGGER.warning("ignoring an unreadable saved token for account %s", account)
 
     @property
     def token(self) -> Token | None:
         """The current token, if any (never log it)."""
         return self._token
+
+    def _saved(self) -> Token | None:
+        if self._persistence is None:
+            return None
+        saved = self._persistence.load_token(self.account)
+        if not saved:
+            return None
+        try:
+            return Token.from_dict(saved)
+        except (KeyError, TypeError, ValueError):
+            _LOGGER.warning("ignoring an unreadable saved token for account %s", self.account)
+            return None
+
+    def reload(self) -> bool:
+        """Adopt a token that another process (`car2mqtt link`) saved; return whether it did."""
+        saved = self._saved()
+        if saved is None or saved == self._token:
+            return False
+        self._token = saved
+        return True
+
+    def adopt(self, token: Token) -> None:
+        """Make `token` the account's (a fresh grant from linking), saved before use."""
+        if self._persistence is not None:
+            self._persistence.save_token(self.account, token.as_dict())
+        self._token = token
 
     async def access_token(self) -> str:
         """Return a token that lives at least the leeway longer, renewing it if needed."""
@@ -83,6 +102,12 @@ class TokenManager:
             return token.access_token
 
     async def _renew(self, old: Token | None) -> Token:
+        # A re-link run while we are up saved a new grant: use it rather than the dead one.
+        saved = self._saved()
+        if saved is not None and saved != old:
+            self._token = old = saved
+            if not saved.expires_within(self._leeway, self._clock.time()):
+                return saved
         token = await self._fetch(old)
         # Saved before anyone uses it: a crash right after must not lose a rotated grant.
         if self._persistence is not None:

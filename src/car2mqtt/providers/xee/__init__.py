@@ -1,0 +1,318 @@
+"""Xee (API v4): OBD dongles in any car; authorization code or password grant, rotating tokens."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import httpx
+from authlib.oauth2.rfc6749 import parameters
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from car2mqtt import __version__
+from car2mqtt.auth.oauth2 import RELINK_ERRORS, Token, TokenEndpoint, request_token, retry_after
+from car2mqtt.auth.tokens import BearerAuth, TokenManager, TokenPersistence
+from car2mqtt.clock import Clock
+from car2mqtt.errors import (
+    AuthError,
+    BadCloudResponse,
+    ProviderRejected,
+    ProviderUnavailable,
+    RateLimited,
+    ReauthRequired,
+)
+from car2mqtt.models import CommandResult, CommandStatus, VehicleRef, VehicleState
+from car2mqtt.providers.base import Command, Grant, ProviderSpec
+from car2mqtt.providers.xee.wire import ErrorBody, Status, User, Vehicle, to_state
+
+_LOGGER = logging.getLogger(__name__)
+M = TypeVar("M", bound=BaseModel)
+
+SPEC = ProviderSpec(
+    name="xee",
+    title="Xee",
+    grant=Grant.AUTHORIZATION_CODE,
+    # The dongle reports while the car is on; parked cars change little (reference/xee.md §7).
+    poll_interval_s=300.0,
+    active_poll_interval_s=60.0,
+    min_poll_interval_s=60.0,
+    commands=frozenset(),
+    refresh_after_command=False,
+)
+# Users saw a used or dying refresh token answered with invalid_request (xee.md §6.1).
+XEE_RELINK_ERRORS = RELINK_ERRORS | {"invalid_request"}
+# Status is one call per car; a few at a time keeps a large account quick but polite.
+STATUS_CONCURRENCY = 4
+_VEHICLES = TypeAdapter(list[Any])
+
+
+class XeeClient:
+    """A thin typed client: one method per endpoint, cloud errors translated to ours."""
+
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self._http = http
+        self.calls = 0
+
+    async def _get(self, path: str) -> httpx.Response:
+        self.calls += 1
+        try:
+            response = await self._http.get(path)
+        except httpx.HTTPError as exc:
+            msg = f"Xee unreachable ({type(exc).__name__}) on GET {path}"
+            raise ProviderUnavailable(msg) from None
+        status = response.status_code
+        if status < 400:
+            return response
+        error, text = _error(response)
+        if status == 401:
+            msg = f"Xee rejected a fresh access token on {path}: {text}"
+            raise AuthError(msg)
+        if status == 429:
+            raise RateLimited(f"Xee rate limited {path}: {text}", retry_after(response))
+        if status >= 500:
+            msg = f"Xee answered {status} on {path}: {text}"
+            raise ProviderUnavailable(msg, retry_after(response))
+        if error == "account_suspended":
+            msg = f"Xee suspended the account ({text}); sort it out with Xee, then re-link"
+            raise ReauthRequired(msg)
+        raise ProviderRejected(f"Xee refused GET {path}: {text}", status, text)
+
+    async def user(self) -> User:
+        """Return the user who consented."""
+        return _parse(await self._get("/users/me"), User)
+
+    async def vehicles(self) -> list[Vehicle]:
+        """Return the user's vehicles; an unreadable entry is skipped, not fatal."""
+        response = await self._get("/users/me/vehicles")
+        try:
+            items = _VEHICLES.validate_json(response.content)
+        except ValidationError:
+            msg = "Xee sent a vehicle list that is not a JSON array"
+            raise BadCloudResponse(msg) from None
+        vehicles = []
+        for item in items:
+            try:
+                vehicles.append(Vehicle.model_validate(item))
+            except ValidationError:
+                _LOGGER.warning("skipping a Xee vehicle without a usable id")
+        return vehicles
+
+    async def status(self, vehicle_id: str) -> Status:
+        """Return a vehicle's latest signals and position."""
+        return _parse(await self._get(f"/vehicles/{vehicle_id}/status"), Status)
+
+
+def _parse(response: httpx.Response, model: type[M]) -> M:
+    try:
+        return model.model_validate_json(response.content)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        msg = f"Xee sent an unreadable {model.__name__} ({where}: {first['msg']})"
+        raise BadCloudResponse(msg) from None
+
+
+def _error(response: httpx.Response) -> tuple[str | None, str]:
+    """Read a v4 `{error, error_description}` or a v3 `[{type, message}]` body."""
+    try:
+        data = json.loads(response.content)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None, f"HTTP {response.status_code}"
+    if isinstance(data, list) and data and isinstance(data[0], dict):
+        message = data[0].get("message")
+        return None, str(message) if message else f"HTTP {response.status_code}"
+    try:
+        body = ErrorBody.model_validate(data)
+    except ValidationError:
+        return None, f"HTTP {response.status_code}"
+    text = body.error_description or body.error or f"HTTP {response.status_code}"
+    return body.error, text
+
+
+class XeeProvider:
+    """One Xee account: the user who consented, and the cars on their dongles."""
+
+    spec = SPEC
+
+    def __init__(
+        self,
+        account: str,
+        client: XeeClient,
+        tokens: TokenManager,
+        endpoint: TokenEndpoint,
+        token_http: httpx.AsyncClient,
+        clock: Clock,
+        closers: Sequence[httpx.AsyncClient] = (),
+    ) -> None:
+        self.account = account
+        self.client = client
+        self.tokens = tokens
+        self.endpoint = endpoint
+        self._token_http = token_http
+        self._clock = clock
+        self._closers = closers
+        self.link_problem: str | None = None
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        account: str,
+        api_url: str,
+        token_url: str,
+        client_id: str,
+        client_secret: str,
+        clock: Clock,
+        username: str | None = None,
+        password: str | None = None,
+        scopes: Sequence[str] = (),
+        persistence: TokenPersistence | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        timeout_s: float = 30.0,
+    ) -> XeeProvider:
+        """Wire an account: a token client, a token owner and an authorised API client."""
+        headers = {"User-Agent": f"car2mqtt/{__version__}"}
+        token_http = httpx.AsyncClient(transport=transport, timeout=timeout_s, headers=headers)
+        endpoint = TokenEndpoint(
+            token_url, client_id, client_secret, relink_errors=XEE_RELINK_ERRORS
+        )
+        scope = " ".join(scopes)
+
+        async def fetch(old: Token | None) -> Token:
+            if old is not None and old.refresh_token:
+                try:
+                    token = await request_token(
+                        token_http,
+                        endpoint,
+                        clock,
+                        "refresh_token",
+                        refresh_token=old.refresh_token,
+                    )
+                except ReauthRequired:
+                    if password is None:
+                        raise
+                    _LOGGER.info("account %s: refresh token refused; using the password", account)
+                else:
+                    # Some servers do not rotate: then the old refresh token stays good.
+                    if token.refresh_token is None:
+                        token = replace(token, refresh_token=old.refresh_token)
+                    return token
+            if username is not None and password is not None:
+                extra = {"scope": scope} if scope else {}
+                return await request_token(
+                    token_http,
+                    endpoint,
+                    clock,
+                    "password",
+                    username=username,
+                    password=password,
+                    **extra,
+                )
+            msg = "not linked to Xee yet"
+            raise ReauthRequired(msg)
+
+        tokens = TokenManager(account, fetch, clock, persistence)
+        api_http = httpx.AsyncClient(
+            base_url=api_url.rstrip("/"),
+            auth=BearerAuth(tokens),
+            transport=transport,
+            timeout=timeout_s,
+            headers={**headers, "Accept": "application/json"},
+        )
+        closers = (token_http, api_http)
+        return cls(account, XeeClient(api_http), tokens, endpoint, token_http, clock, closers)
+
+    def authorization_url(
+        self, authorize_url: str, redirect_uri: str, scopes: Sequence[str], state: str
+    ) -> str:
+        """Return the consent page's URL for this client (Authlib builds the query)."""
+        return str(
+            parameters.prepare_grant_uri(
+                authorize_url,
+                self.endpoint.client_id,
+                "code",
+                redirect_uri=redirect_uri,
+                scope=" ".join(scopes),
+                state=state,
+            )
+        )
+
+    async def exchange_code(self, code: str, redirect_uri: str) -> Token:
+        """Trade an authorization code for tokens and make them the account's, saved first."""
+        token = await request_token(
+            self._token_http,
+            self.endpoint,
+            self._clock,
+            "authorization_code",
+            code=code,
+            redirect_uri=redirect_uri,
+        )
+        self.tokens.adopt(token)
+        return token
+
+    def reload_credentials(self) -> bool:
+        """Pick up tokens a `car2mqtt link xee` run saved; return whether there were new ones."""
+        return self.tokens.reload()
+
+    async def poll(self) -> list[VehicleState]:
+        """Return every car of the account: one list call, then one status call per car."""
+        vehicles = await self.client.vehicles()
+        self.link_problem = None
+        states = await self._statuses(vehicles)
+        gone = {v.stable_id for v in vehicles} - states.keys()
+        if gone:
+            # Re-paired between the list and its status (new vehicle id, same dongle): list
+            # again so the car keeps its Home Assistant device instead of vanishing for a poll.
+            again = [v for v in await self.client.vehicles() if v.stable_id in gone]
+            states.update(await self._statuses(again))
+        return list(states.values())
+
+    async def _statuses(self, vehicles: Sequence[Vehicle]) -> dict[str, VehicleState]:
+        limit = asyncio.Semaphore(STATUS_CONCURRENCY)
+
+        async def one(vehicle: Vehicle) -> VehicleState | None:
+            async with limit:
+                try:
+                    status = await self.client.status(vehicle.id)
+                except ProviderRejected as exc:
+                    if exc.status not in (403, 404):
+                        raise
+                    _LOGGER.info("Xee vehicle %s went away mid-poll (%s)", vehicle.id, exc.status)
+                    return None
+            return to_state(self.account, vehicle, status)
+
+        states: dict[str, VehicleState] = {}
+        for state in await asyncio.gather(*(one(v) for v in vehicles)):
+            if state is None:
+                continue
+            # Two vehicle ids on one dongle (the cloud still lists the old pairing): keep the
+            # one heard from last.
+            seen = states.get(state.ref.vehicle_id)
+            if seen is None or (state.last_seen or _EPOCH) >= (seen.last_seen or _EPOCH):
+                states[state.ref.vehicle_id] = state
+        return states
+
+    async def send_command(self, ref: VehicleRef, command: Command) -> CommandResult:
+        """Xee is read-only: every command is refused."""
+        now = datetime.fromtimestamp(self._clock.time(), UTC)
+        reason = f"Xee cannot {command.value.replace('_', ' ')}"
+        return CommandResult(command.value, CommandStatus.REJECTED, now, reason=reason)
+
+    async def command_status(self, ref: VehicleRef, result: CommandResult) -> CommandResult:
+        """Commands settle at once: return `result`."""
+        return result
+
+    async def aclose(self) -> None:
+        """Close the HTTP clients."""
+        for http in self._closers:
+            await http.aclose()
+
+
+_EPOCH = datetime.fromtimestamp(0, UTC)
+
+__all__ = ["SPEC", "XeeClient", "XeeProvider"]
