@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 import httpx
+import pytest
 
 from car2mqtt.auth.oauth2 import Token
 from car2mqtt.auth.tokens import BearerAuth, TokenManager
@@ -98,3 +99,48 @@ async def test_bearer_auth_retries_a_401_exactly_once() -> None:
 def test_token_repr_hides_secrets() -> None:
     token = Token("very-secret-access", 10.0, refresh_token="very-secret-refresh")
     assert "very-secret" not in repr(token)
+
+
+async def test_a_token_saved_by_another_process_is_picked_up_without_restart() -> None:
+    clock, store = SimClock(0.0, 0.0), MemoryStore()
+    bridge = manager(clock, store)
+    assert await bridge.access_token() == "token-1"
+    assert bridge.reload() is False  # nothing new
+    # `car2mqtt link` in another process saves a fresh grant.
+    store.save_token("home", Token("linked", clock.time() + 3599, "refresh-2").as_dict())
+    assert bridge.reload() is True
+    assert await bridge.access_token() == "linked"
+    assert bridge.renewals == 1  # only the first token was fetched
+
+
+async def test_renewal_prefers_a_fresh_saved_grant_over_the_dead_one() -> None:
+    clock, store = SimClock(0.0, 0.0), MemoryStore()
+    bridge = manager(clock, store)
+    rejected = await bridge.access_token()
+    store.save_token("home", Token("linked", clock.time() + 3599, "refresh-2").as_dict())
+    # The cloud refused our token; the one just saved by a re-link is used, not fetched anew.
+    assert await bridge.force_renew(rejected) == "linked"
+    assert bridge.renewals == 1
+
+
+async def test_adopt_saves_before_use() -> None:
+    clock, store = SimClock(0.0, 0.0), MemoryStore()
+    tokens = manager(clock, store)
+    tokens.adopt(Token("from-code", 3599.0, "refresh-1"))
+    assert store.saved["home"]["refresh_token"] == "refresh-1"
+    assert await tokens.access_token() == "from-code"
+
+
+async def test_a_failed_renewal_keeps_the_old_tokens() -> None:
+    clock, store = SimClock(0.0, 0.0), MemoryStore()
+    old = Token("old", 100.0, "refresh-old")
+    store.save_token("home", old.as_dict())
+
+    async def fetch(_old: Token | None) -> Token:
+        raise OSError("cloud down")
+
+    tokens = TokenManager("home", fetch, clock, store)
+    with pytest.raises(OSError, match="cloud down"):
+        await tokens.access_token()
+    assert tokens.token == old
+    assert store.saved["home"] == old.as_dict()
