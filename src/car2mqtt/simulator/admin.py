@@ -19,12 +19,14 @@ from car2mqtt.clock import isoformat
 from car2mqtt.errors import SimulatorError
 from car2mqtt.simulator.catalog import VEHICLE_VENDORS, model_for_vendor
 from car2mqtt.simulator.enode.cloud import ApiProblem, EnodeVehicle
-from car2mqtt.simulator.faults import faults_from_json
+from car2mqtt.simulator.faults import Faults, faults_from_json
+from car2mqtt.simulator.xee.auth import XeeError
 
 if TYPE_CHECKING:
     from car2mqtt.simulator.app import Simulation
 
 M = TypeVar("M", bound=BaseModel)
+V = TypeVar("V")
 Handler = Callable[[Request], Awaitable[Response]]
 
 
@@ -100,36 +102,77 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
+def admin_endpoint(sim: Simulation, handler: Handler) -> Handler:
+    """Wrap an admin handler: sync the world first, answer errors as `{"error"}` JSON."""
+
+    async def endpoint(request: Request) -> Response:
+        sim.world.sync()
+        try:
+            response = await handler(request)
+        except ApiProblem as exc:
+            return _error(exc.status, exc.detail)
+        except XeeError as exc:
+            return _error(exc.status, exc.description)
+        except SimulatorError as exc:
+            return _error(409, str(exc))
+        sim.dispatcher.wake()
+        return response
+
+    return endpoint
+
+
+async def parse_body(request: Request, model: type[M]) -> M:
+    """Read and validate a JSON body (empty means `{}`), or raise a 400."""
+    raw = await request.body()
+    try:
+        return model.model_validate(json.loads(raw) if raw else {})
+    except json.JSONDecodeError as exc:
+        msg = f"body is not valid JSON: {exc.msg}"
+        raise ApiProblem(400, "bad-request", "Bad Request", msg) from None
+    except ValidationError as exc:
+        msg = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()
+        )
+        raise ApiProblem(400, "bad-request", "Bad Request", msg) from None
+
+
+async def parse_faults(request: Request, current: Faults) -> Faults:
+    """Read new fault switches from an admin request, or raise a 400."""
+    raw = await request.body()
+    try:
+        data: Any = json.loads(raw) if raw else {}
+    except json.JSONDecodeError as exc:
+        msg = f"body is not valid JSON: {exc.msg}"
+        raise ApiProblem(400, "bad-request", "Bad Request", msg) from None
+    try:
+        return faults_from_json(data, current)
+    except SimulatorError as exc:
+        raise ApiProblem(400, "bad-request", "Bad Request", str(exc)) from None
+
+
+def car_action(
+    model: type[M],
+    find: Callable[[Request], V],
+    act: Callable[[V, M], None],
+    show: Callable[[V], dict[str, Any]],
+) -> Handler:
+    """Return a handler that validates the body, finds the car, changes it and shows it."""
+
+    async def handler(request: Request) -> Response:
+        body = await parse_body(request, model)
+        vehicle = find(request)
+        act(vehicle, body)
+        return JSONResponse(show(vehicle))
+
+    return handler
+
+
 def admin_routes(sim: Simulation, prefix: str = "/admin") -> list[Route]:
     """Return the admin API's routes under `prefix`."""
     world, enode = sim.world, sim.enode
 
     def admin(handler: Handler) -> Handler:
-        async def endpoint(request: Request) -> Response:
-            world.sync()
-            try:
-                response = await handler(request)
-            except ApiProblem as exc:
-                return _error(exc.status, exc.detail)
-            except SimulatorError as exc:
-                return _error(409, str(exc))
-            sim.dispatcher.wake()
-            return response
-
-        return endpoint
-
-    async def parse(request: Request, model: type[M]) -> M:
-        raw = await request.body()
-        try:
-            return model.model_validate(json.loads(raw) if raw else {})
-        except json.JSONDecodeError as exc:
-            msg = f"body is not valid JSON: {exc.msg}"
-            raise ApiProblem(400, "bad-request", "Bad Request", msg) from None
-        except ValidationError as exc:
-            msg = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()
-            )
-            raise ApiProblem(400, "bad-request", "Bad Request", msg) from None
+        return admin_endpoint(sim, handler)
 
     def car_of(request: Request) -> EnodeVehicle:
         vehicle = enode.vehicle(request.path_params["vehicleId"])
@@ -147,19 +190,22 @@ def admin_routes(sim: Simulation, prefix: str = "/admin") -> list[Route]:
                 "seed": world.seed,
                 "vehicles": len(enode.vehicles),
                 "enodeUsers": users,
+                "xeeUsers": {
+                    uid: list(user.vehicle_ids) for uid, user in sim.xee.auth.users.items()
+                },
                 "faults": enode.faults.as_json(),
-                "apiCalls": {"enode": enode.api_calls},
+                "apiCalls": {"enode": enode.api_calls, "xee": sim.xee.api_calls},
             }
         )
 
     async def advance(request: Request) -> Response:
-        body = await parse(request, AdvanceIn)
+        body = await parse_body(request, AdvanceIn)
         now = world.advance(body.seconds)
         await sim.dispatcher.flush()
         return JSONResponse({"now": isoformat(now)})
 
     async def set_clock(request: Request) -> Response:
-        body = await parse(request, ClockIn)
+        body = await parse_body(request, ClockIn)
         world.clock.set_factor(body.timeFactor)
         return JSONResponse({"now": isoformat(world.now()), "timeFactor": body.timeFactor})
 
@@ -167,15 +213,7 @@ def admin_routes(sim: Simulation, prefix: str = "/admin") -> list[Route]:
         return JSONResponse(enode.faults.as_json())
 
     async def put_faults(request: Request) -> Response:
-        raw = await request.body()
-        try:
-            data: Any = json.loads(raw) if raw else {}
-        except json.JSONDecodeError as exc:
-            return _error(400, f"body is not valid JSON: {exc.msg}")
-        try:
-            enode.faults = faults_from_json(data, enode.faults)
-        except SimulatorError as exc:
-            return _error(400, str(exc))
+        enode.faults = await parse_faults(request, enode.faults)
         for vehicle in enode.vehicles.values():  # an outage shows at the next refresh
             vehicle.car.advance(world.now())
         return JSONResponse(enode.faults.as_json())
@@ -184,12 +222,12 @@ def admin_routes(sim: Simulation, prefix: str = "/admin") -> list[Route]:
         return JSONResponse({"revoked": enode.revoke_tokens()})
 
     async def invalidate(request: Request) -> Response:
-        body = await parse(request, InvalidateIn)
+        body = await parse_body(request, InvalidateIn)
         vendors = enode.invalidate_credentials(request.path_params["userId"], body.vendor)
         return JSONResponse({"invalidated": vendors})
 
     async def add_vehicle(request: Request) -> Response:
-        body = await parse(request, AddVehicleIn)
+        body = await parse_body(request, AddVehicleIn)
         if body.vendor not in VEHICLE_VENDORS:
             return _error(400, f"unknown vendor {body.vendor!r}")
         model = model_for_vendor(body.vendor, world.physics.randrange(8))
@@ -203,14 +241,8 @@ def admin_routes(sim: Simulation, prefix: str = "/admin") -> list[Route]:
     async def get_vehicle(request: Request) -> Response:
         return JSONResponse(live(car_of(request)))
 
-    def car_action(model: type[M], act: Callable[[EnodeVehicle, M], None]) -> Handler:
-        async def handler(request: Request) -> Response:
-            body = await parse(request, model)
-            vehicle = car_of(request)
-            act(vehicle, body)
-            return JSONResponse(live(vehicle))
-
-        return handler
+    def enode_action(model: type[M], act: Callable[[EnodeVehicle, M], None]) -> Handler:
+        return car_action(model, car_of, act, live)
 
     def set_reachable(vehicle: EnodeVehicle, body: ReachableIn) -> None:
         vehicle.car.reachable = body.reachable
@@ -226,22 +258,22 @@ def admin_routes(sim: Simulation, prefix: str = "/admin") -> list[Route]:
         (
             "plug-in",
             "POST",
-            car_action(PlugIn, lambda v, b: v.car.plug_in(start_charging=b.startCharging)),
+            enode_action(PlugIn, lambda v, b: v.car.plug_in(start_charging=b.startCharging)),
         ),
-        ("unplug", "POST", car_action(_In, lambda v, _: v.car.unplug())),
+        ("unplug", "POST", enode_action(_In, lambda v, _: v.car.unplug())),
         (
             "drive",
             "POST",
-            car_action(
+            enode_action(
                 DriveIn,
                 lambda v, b: v.car.start_drive(world.new_route(v.car), b.speedKmh, b.distanceKm),
             ),
         ),
-        ("park", "POST", car_action(_In, lambda v, _: v.car.park())),
-        ("battery", "PUT", car_action(BatteryIn, lambda v, b: v.car.set_soc(b.level))),
-        ("reachable", "PUT", car_action(ReachableIn, set_reachable)),
-        ("smart-charging", "PUT", car_action(SmartChargingIn, set_smart)),
-        ("location", "PUT", car_action(LocationIn, set_location)),
+        ("park", "POST", enode_action(_In, lambda v, _: v.car.park())),
+        ("battery", "PUT", enode_action(BatteryIn, lambda v, b: v.car.set_soc(b.level))),
+        ("reachable", "PUT", enode_action(ReachableIn, set_reachable)),
+        ("smart-charging", "PUT", enode_action(SmartChargingIn, set_smart)),
+        ("location", "PUT", enode_action(LocationIn, set_location)),
     ]
 
     async def refresh(request: Request) -> Response:

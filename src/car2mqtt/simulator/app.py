@@ -21,6 +21,10 @@ from car2mqtt.simulator.enode.cloud import API_VERSION, HEARTBEAT_S, EnodeCloud
 from car2mqtt.simulator.enode.webhooks import WebhookDispatcher
 from car2mqtt.simulator.faults import load_profile
 from car2mqtt.simulator.world import World
+from car2mqtt.simulator.xee.admin import xee_admin_routes
+from car2mqtt.simulator.xee.api import create_xee_app
+from car2mqtt.simulator.xee.auth import XeeSettings
+from car2mqtt.simulator.xee.cloud import XeeCloud
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +41,15 @@ class SimOptions:
     client_secret: str = "car2mqtt-sim-secret"  # noqa: S105 (a fake cloud's published test secret)
     heartbeat_s: float = HEARTBEAT_S
     tick_s: float = 0.5
+    xee_client_id: str = "car2mqtt-xee-client"
+    xee_client_secret: str = "car2mqtt-xee-secret"  # noqa: S105 (a fake cloud's test secret)
+    xee_username: str = "demo@xee.example"
+    xee_password: str = "demo-password"  # noqa: S105
+    xee_vehicles: int = 2
+    xee_token_ttl_s: float = 3600.0
+    xee_early_expiry_s: float = 0.0
+    xee_refresh_grace_s: float = 60.0
+    xee_refresh_ttl_s: float = 30 * 86_400.0
 
 
 @dataclass(slots=True)
@@ -48,6 +61,7 @@ class Simulation:
     enode: EnodeCloud
     dispatcher: WebhookDispatcher
     http: httpx.AsyncClient
+    xee: XeeCloud
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def describe(self, base_url: str) -> dict[str, Any]:
@@ -74,6 +88,23 @@ class Simulation:
             "seed": self.options.seed,
             "timeFactor": self.world.clock.factor,
             "faults": self.enode.faults.profile,
+            "xee": self._describe_xee(base_url),
+        }
+
+    def _describe_xee(self, base_url: str) -> dict[str, Any]:
+        api = f"{base_url}/xee/v4"
+        settings = self.xee.auth.settings
+        return {
+            "apiUrl": api,
+            "authorizeUrl": f"{api}/oauth/authorize",
+            "tokenUrl": f"{api}/oauth/token",
+            "clientId": settings.client_id,
+            "clientSecret": settings.client_secret,
+            "username": self.options.xee_username,
+            "password": self.options.xee_password,
+            "users": {uid: list(u.vehicle_ids) for uid, u in self.xee.auth.users.items()},
+            "tokenTtlS": settings.token_ttl_s,
+            "faults": self.xee.faults.profile,
         }
 
 
@@ -90,7 +121,25 @@ def build_simulation(options: SimOptions, http: httpx.AsyncClient | None = None)
     if options.vehicles:
         enode.add_demo_vehicles(options.user, options.vehicles)
     client = http or httpx.AsyncClient(timeout=httpx.Timeout(5.0))
-    return Simulation(options, world, enode, WebhookDispatcher(enode, client), client)
+    dispatcher = WebhookDispatcher(enode, client)
+    return Simulation(options, world, enode, dispatcher, client, build_xee(world, options))
+
+
+def build_xee(world: World, options: SimOptions) -> XeeCloud:
+    """Create the Xee cloud with its demo account and cars."""
+    settings = XeeSettings(
+        client_id=options.xee_client_id,
+        client_secret=options.xee_client_secret,
+        token_ttl_s=options.xee_token_ttl_s,
+        early_expiry_s=options.xee_early_expiry_s,
+        refresh_grace_s=options.xee_refresh_grace_s,
+        refresh_ttl_s=options.xee_refresh_ttl_s,
+    )
+    xee = XeeCloud(world, settings, load_profile(options.faults))
+    demo = xee.auth.add_user(options.xee_username, options.xee_password, "Demo", "Driver")
+    xee.demo_user_id = demo.id
+    xee.add_demo_vehicles(demo.id, options.xee_vehicles)
+    return xee
 
 
 async def _tick(sim: Simulation) -> None:
@@ -126,7 +175,9 @@ def create_app(sim: Simulation) -> Starlette:
         routes=[
             Route("/", root, methods=["GET"]),
             Mount("/enode", app=create_enode_app(sim.enode, sim.dispatcher)),
+            Mount("/xee", app=create_xee_app(sim.xee)),
             *admin_routes(sim),
+            *xee_admin_routes(sim),
         ],
         lifespan=lifespan,
     )

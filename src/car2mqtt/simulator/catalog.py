@@ -21,6 +21,25 @@ class CarModel:
     # XPENG only reports a new position once the car is parked (see reference/enode.md, pitfalls).
     location_while_driving: bool = True
     controllable: bool = True
+    # Combustion models (only the Xee cloud has them) carry fuel, not charge: their "state of
+    # charge" is the tank's fill level in percent.
+    tank_l: float = 0.0
+    fuel_l_per_100km: float = 0.0
+
+    @property
+    def combustion(self) -> bool:
+        """Whether the car burns fuel rather than charging a battery."""
+        return self.tank_l > 0
+
+    @property
+    def store(self) -> float:
+        """Size of the energy store: the tank in litres, or the battery in kWh."""
+        return self.tank_l if self.combustion else self.capacity_kwh
+
+    @property
+    def store_per_km(self) -> float:
+        """Energy store used per km: litres, or kWh."""
+        return self.fuel_l_per_100km / 100 if self.combustion else self.consumption_kwh_per_km
 
 
 CATALOG: tuple[CarModel, ...] = (
@@ -44,6 +63,37 @@ CATALOG: tuple[CarModel, ...] = (
     CarModel("RENAULT", "Renault", "Megane E-Tech", 2023, 60.0, 22.0, 0.16, 32, controllable=False),
     CarModel("BMW", "BMW", "i4 eDrive40", 2023, 80.7, 11.0, 0.17, 16),
 )
+
+
+def _combustion(
+    vendor: str, brand: str, model: str, year: int, tank: float, l_100: float
+) -> CarModel:
+    return CarModel(
+        vendor, brand, model, year, 0.0, 0.0, 0.0, 0.0, tank_l=tank, fuel_l_per_100km=l_100
+    )
+
+
+# Cars with a Xee dongle in the OBD port: mostly French petrol and diesel cars, some EVs.
+# Kept apart from CATALOG so that Enode's seeded choices never change.
+XEE_COMBUSTION: tuple[CarModel, ...] = (
+    _combustion("PEUGEOT", "Peugeot", "208 1.2 PureTech", 2019, 44.0, 5.4),
+    _combustion("RENAULT", "Renault", "Clio IV 1.5 dCi", 2017, 45.0, 4.1),
+    _combustion("CITROEN", "Citroën", "C3 1.2 PureTech", 2018, 45.0, 5.2),
+    _combustion("VOLKSWAGEN", "Volkswagen", "Golf VII 1.4 TSI", 2016, 50.0, 5.8),
+)
+XEE_ELECTRIC: tuple[CarModel, ...] = (
+    CarModel("RENAULT", "Renault", "Zoe R110", 2020, 52.0, 22.0, 0.17, 32),
+    CarModel("NISSAN", "Nissan", "Leaf", 2019, 40.0, 6.6, 0.17, 16),
+)
+# TecDoc kTypes, as Xee reports them.
+KTYPES: dict[str, int] = {
+    "208 1.2 PureTech": 123801,
+    "Clio IV 1.5 dCi": 108345,
+    "C3 1.2 PureTech": 125013,
+    "Golf VII 1.4 TSI": 110283,
+    "Zoe R110": 130755,
+    "Leaf": 128612,
+}
 
 VENDORS: dict[str, tuple[CarModel, ...]] = {}
 for _car in CATALOG:

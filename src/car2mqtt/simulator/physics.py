@@ -130,16 +130,29 @@ class SimCar:
         assert drive is not None
         kmh = drive.speed_kmh
         # Distance is limited by the trip length and by the energy left in the battery.
-        km_per_pct = self.model.capacity_kwh / 100 / self.model.consumption_kwh_per_km
-        max_km = drive.start_soc * km_per_pct
-        if drive.limit_km is not None:
-            max_km = min(max_km, drive.limit_km)
+        km_per_pct = self._km_per_pct()
+        max_km = self._trip_max_km(drive)
         km = min((t - drive.started_at) / 3600 * kmh, max_km)
         self.odometer_km = drive.start_odometer_km + km
         self.soc = max(0.0, drive.start_soc - km / km_per_pct)
         self.lat, self.lon = drive.route.position(km)
         if km >= max_km:
             self.drive = None
+
+    def _km_per_pct(self) -> float:
+        return self.model.store / 100 / self.model.store_per_km
+
+    def _trip_max_km(self, drive: Drive) -> float:
+        # A trip ends at its set length or when the energy runs out, whichever comes first.
+        max_km = drive.start_soc * self._km_per_pct()
+        return max_km if drive.limit_km is None else min(max_km, drive.limit_km)
+
+    def drive_ends_at(self) -> float | None:
+        """When the trip in progress reaches its end or runs dry; None when parked."""
+        drive = self.drive
+        if drive is None:
+            return None
+        return drive.started_at + self._trip_max_km(drive) / drive.speed_kmh * 3600
 
     def _advance_charge(self, t: float) -> None:
         assert self.charge_started_at is not None
@@ -165,7 +178,7 @@ class SimCar:
     @property
     def range_km(self) -> float:
         """Estimated range from the energy left."""
-        return self.soc / 100 * self.model.capacity_kwh / self.model.consumption_kwh_per_km
+        return self.soc / 100 * self.model.store / self.model.store_per_km
 
     def charge_mode(self) -> ChargeMode:
         """Return where the car is in its charging life, at its current time."""
@@ -199,6 +212,9 @@ class SimCar:
 
     def plug_in(self, *, start_charging: bool) -> None:
         """Connect a charger; most cars start charging at once."""
+        if self.model.combustion:
+            msg = "the car burns fuel; it has no charging port"
+            raise SimulatorError(msg)
         if self.driving:
             msg = "the car is driving; park it before plugging it in"
             raise SimulatorError(msg)

@@ -111,13 +111,13 @@ class World:
 
     # ---- seeded factories ------------------------------------------------------------------
 
-    def new_uuid(self) -> str:
-        """Return a random UUID4 string from the seeded id stream."""
-        return str(uuid.UUID(int=self.ids.getrandbits(128), version=4))
+    def new_uuid(self, rng: random.Random | None = None) -> str:
+        """Return a random UUID4 string from the seeded id stream (or `rng`)."""
+        return str(uuid.UUID(int=(rng or self.ids).getrandbits(128), version=4))
 
-    def new_token(self, nbytes: int = 24) -> str:
-        """Return an opaque URL-safe token from the seeded id stream."""
-        return self.ids.randbytes(nbytes).hex()
+    def new_token(self, nbytes: int = 24, rng: random.Random | None = None) -> str:
+        """Return an opaque URL-safe token from the seeded id stream (or `rng`)."""
+        return (rng or self.ids).randbytes(nbytes).hex()
 
     def new_vin(self, vendor: str) -> str:
         """Return a plausible 17-character VIN."""
@@ -126,9 +126,11 @@ class World:
             self.ids.choice(alphabet) for _ in range(14)
         )
 
-    def new_car(self, model: CarModel, *, home_city: int | None = None) -> SimCar:
-        """Create a parked car with a plausible history and home."""
-        rng = self.physics
+    def new_car(
+        self, model: CarModel, *, home_city: int | None = None, rng: random.Random | None = None
+    ) -> SimCar:
+        """Create a parked car with a plausible history and home (drawn from `rng` if given)."""
+        rng = rng or self.physics
         _, lat, lon = CITIES[home_city if home_city is not None else rng.randrange(len(CITIES))]
         lat += rng.uniform(-0.05, 0.05)
         lon += rng.uniform(-0.05, 0.05)
@@ -144,9 +146,9 @@ class World:
         )
         return car
 
-    def new_route(self, car: SimCar) -> Route:
+    def new_route(self, car: SimCar, rng: random.Random | None = None) -> Route:
         """Return a round trip of a few kilometres starting where `car` stands."""
-        rng = self.physics
+        rng = rng or self.physics
         start = rng.uniform(0, 360)
         bearings = [start + i * rng.uniform(70, 130) for i in range(3)]
         radii = [rng.uniform(2, 8) for _ in bearings]
