@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +15,9 @@ from car2mqtt.clock import Clock, SystemClock
 from car2mqtt.models import VehicleRef
 from car2mqtt.mqtt.link import BrokerSettings
 from car2mqtt.mqtt.topics import Topics
+from car2mqtt.providers.base import Provider
 from car2mqtt.providers.enode import EnodeProvider
+from car2mqtt.providers.xee import XeeProvider
 from car2mqtt.runtime import Running, running
 from car2mqtt.store import Store
 from tests.mqtt_support import Mosquitto, running_mosquitto
@@ -65,6 +67,29 @@ def enode_provider(
     )
 
 
+def xee_provider(
+    sim: Sim,
+    store: Store,
+    *,
+    account: str = "car",
+    password: bool = True,
+    clock: Clock | None = None,
+) -> XeeProvider:
+    """A Xee provider pointed at the simulator: password grant, or linked tokens only."""
+    xee = sim.info["xee"]
+    return XeeProvider.create(
+        account=account,
+        api_url=xee["apiUrl"],
+        token_url=xee["tokenUrl"],
+        client_id=xee["clientId"],
+        client_secret=xee["clientSecret"],
+        username=xee["username"] if password else None,
+        password=xee["password"] if password else None,
+        clock=clock or SystemClock(),
+        persistence=store,
+    )
+
+
 @dataclass
 class Harness:
     """A running bridge and what it talks to."""
@@ -92,14 +117,19 @@ async def bridge_for(
     publishing: Publishing | None = None,
     clock: Clock | None = None,
     protocol: str = "5",
+    providers: Callable[[Store], Sequence[Provider]] | None = None,
 ) -> AsyncIterator[Harness]:
-    """Run a bridge against `sim` and `broker`."""
+    """Run a bridge against `sim` and `broker`: Enode `accounts`, or the given `providers`."""
     store = Store.open(tmp_path / "state" / "car2mqtt.db")
-    providers = [enode_provider(sim, store, clock=clock, **spec) for spec in (accounts or [{}])]
+    chosen = (
+        providers(store)
+        if providers is not None
+        else [enode_provider(sim, store, clock=clock, **spec) for spec in (accounts or [{}])]
+    )
     settings = BrokerSettings.from_url(broker.url, protocol=protocol, client_id="car2mqtt-test")
     try:
         async with running(
-            list(providers),
+            list(chosen),
             store=store,
             broker=settings,
             topics=TOPICS,

@@ -1,0 +1,280 @@
+"""Xee cars through the bridge: the real simulator over HTTP, a real mosquitto, in process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from car2mqtt.clock import SimClock
+from car2mqtt.models import LinkState, VehicleRef
+from car2mqtt.store import Store
+from tests.bridge.conftest import FAST, TOPICS, bridge_for, enode_provider, xee_provider
+from tests.mqtt_support import Mosquitto, probe, retained
+from tests.support import START, Sim, running_sim
+
+pytestmark = pytest.mark.asyncio
+XEE_DEVICE_PREFIX = "homeassistant/device/car2mqtt_xee_"
+
+
+def xee_configs(kept: dict[str, bytes]) -> dict[str, dict[str, Any]]:
+    """The retained Xee device configs, by topic (empty payloads are removals)."""
+    return {
+        topic: json.loads(payload)
+        for topic, payload in kept.items()
+        if topic.startswith(XEE_DEVICE_PREFIX) and payload
+    }
+
+
+async def wait_retained(
+    port: int, check: Any, *, timeout: float = 15.0, pattern: str = "#"
+) -> dict[str, bytes]:
+    """Poll the broker's retained set until `check(retained)` holds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    last: dict[str, bytes] = {}
+    while loop.time() < deadline:
+        last = await retained(port, pattern, settle=0.2)
+        if check(last):
+            return last
+    msg = f"retained messages never satisfied the check; have {sorted(last)}"
+    raise AssertionError(msg)
+
+
+def dongles(sim: Sim) -> dict[str, str]:
+    """Vehicle id -> dongle id for every car of the demo Xee user, from the cloud itself."""
+    found = {}
+    for vehicle_id in sim.info["xee"]["users"][xee_user(sim)]:
+        car = sim.admin_call("GET", f"/xee/vehicles/{vehicle_id}").json()
+        found[vehicle_id] = car["device"]["id"]
+    return found
+
+
+def sim_now(sim: Sim) -> float:
+    now = sim.admin_call("GET", "/").json()["now"]
+    return datetime.fromisoformat(now.replace("Z", "+00:00")).timestamp()
+
+
+def xee_calls(sim: Sim) -> int:
+    return int(sim.admin_call("GET", "/").json()["apiCalls"]["xee"])
+
+
+def xee_user(sim: Sim) -> str:
+    users: dict[str, list[str]] = sim.info["xee"]["users"]
+    return next(iter(users))
+
+
+def token_grant(sim: Sim, **form: str) -> httpx.Response:
+    xee = sim.info["xee"]
+    return httpx.post(
+        xee["tokenUrl"], data=form, auth=(xee["clientId"], xee["clientSecret"]), timeout=10
+    )
+
+
+def password_tokens(sim: Sim) -> dict[str, Any]:
+    xee = sim.info["xee"]
+    response = token_grant(
+        sim, grant_type="password", username=xee["username"], password=xee["password"]
+    )
+    assert response.status_code == 200, response.text
+    data: dict[str, Any] = response.json()
+    return data
+
+
+def save_linked(path: Path, tokens: dict[str, Any], account: str = "car") -> None:
+    """Save tokens the way `car2mqtt link xee` does: another process, the same state file."""
+    with Store.open(path) as other:
+        other.save_token(
+            account,
+            {
+                "access_token": tokens["access_token"],
+                "refresh_token": tokens["refresh_token"],
+                "expires_at": START + 10 * 86_400.0,  # the bridge's clock decides; far ahead
+                "scope": tokens.get("scope"),
+            },
+        )
+
+
+async def test_combustion_and_electric_cars_in_discovery(
+    sim: Sim, mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    ids = dongles(sim)
+    async with bridge_for(
+        sim, mosquitto, tmp_path, providers=lambda store: [xee_provider(sim, store)]
+    ):
+        kept = await wait_retained(mosquitto.port, lambda r: len(xee_configs(r)) == len(ids))
+    configs = xee_configs(kept)
+    assert set(configs) == {f"{XEE_DEVICE_PREFIX}{d}/config" for d in ids.values()}
+    kinds = {}
+    for config in configs.values():
+        components = config["components"]
+        # Read-only: Xee has no commands, so no switch and no refresh button.
+        assert not {c["platform"] for c in components.values()} & {"switch", "button"}
+        for key in ("speed", "battery_voltage", "lock", "ignition", "odometer", "location"):
+            assert key in components, (key, sorted(components))
+        assert components["lock"]["device_class"] == "lock"
+        assert components["speed"]["unit_of_measurement"] == "km/h"
+        assert components["relink_required"]["device_class"] == "problem"
+        fuel, battery = "fuel_level" in components, "battery" in components
+        assert fuel != battery, sorted(components)  # a car burns one or the other
+        if fuel:
+            assert components["fuel_level"]["unit_of_measurement"] == "L"
+        else:
+            assert components["range"]["unit_of_measurement"] == "km"
+        kinds[config["device"]["identifiers"][0]] = "combustion" if fuel else "electric"
+    assert sorted(kinds.values()) == ["combustion", "electric"]
+
+
+async def test_signal_values_reach_mqtt_by_name(
+    sim: Sim, mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    ids = dongles(sim)
+    vehicle_id, dongle = next(iter(ids.items()))
+    ref = VehicleRef("xee", "car", dongle)
+    async with (
+        bridge_for(sim, mosquitto, tmp_path, providers=lambda store: [xee_provider(sim, store)]),
+        probe(mosquitto.port) as seen,
+    ):
+        first = await seen.wait_json(TOPICS.state(ref), lambda s: "odometer" in s, 15)
+        sim.admin_call("PUT", f"/xee/vehicles/{vehicle_id}/fuel", {"litres": 12.5})
+        truth = sim.admin_call("GET", f"/xee/vehicles/{vehicle_id}").json()["signals"]
+        state = await seen.wait_json(
+            TOPICS.state(ref), lambda s: s.get("fuel_level") == truth["ComputedFuelLevel"], 15
+        )
+    assert truth["ComputedFuelLevel"] == pytest.approx(12.5, abs=1.0)
+    assert first["odometer"] == truth["Odometer"]
+    assert state["battery_voltage"] == truth["BatteryVoltage"]
+    assert state["lock"] == ("OFF" if truth["LockSts"] else "ON")  # HA's lock: on = unlocked
+    assert state["ignition"] == ("ON" if truth["IgnitionSts"] else "OFF")
+
+
+async def test_a_changed_vehicle_id_keeps_the_same_device(
+    sim: Sim, mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    ids = dongles(sim)
+    vehicle_id, dongle = next(iter(ids.items()))
+    ref = VehicleRef("xee", "car", dongle)
+    async with (
+        bridge_for(sim, mosquitto, tmp_path, providers=lambda store: [xee_provider(sim, store)]),
+        probe(mosquitto.port) as seen,
+    ):
+        await seen.wait_json(TOPICS.state(ref), lambda s: "odometer" in s, 15)
+        repaired = sim.admin_call("POST", f"/xee/vehicles/{vehicle_id}/repair").json()
+        assert repaired["id"] != vehicle_id
+        assert repaired["device"]["id"] == dongle
+        sim.admin_call("PUT", f"/xee/vehicles/{repaired['id']}/fuel", {"litres": 7.0})
+        await seen.wait_json(TOPICS.state(ref), lambda s: abs(s.get("fuel_level", 0) - 7) < 1, 15)
+        kept = await retained(mosquitto.port)
+        # Never removed and re-created (that would give HA a `_2` entity id).
+        removals = [t for t, payload, _ in seen.messages if t.startswith(XEE_DEVICE_PREFIX)]
+        assert all(seen.last(t) for t in removals)
+        assert not [
+            t for t, payload, _ in seen.messages if t.startswith("car2mqtt/") and not payload
+        ]
+    assert len(xee_configs(kept)) == len(ids)
+
+
+async def test_rotation_across_many_refreshes_on_an_accelerated_clock(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    # Half a simulated hour per real second on both sides: an hour-long token lives 2 s.
+    with running_sim(time_factor=1800.0) as sim:
+        clock = SimClock(START, 1800.0)
+        clock.advance(max(0.0, sim_now(sim) - clock.time()))
+        first_refresh: list[str] = []
+
+        def providers(store: Store) -> list[Any]:
+            return [xee_provider(sim, store, clock=clock)]
+
+        async with bridge_for(sim, mosquitto, tmp_path, providers=providers) as harness:
+            provider = harness.running.bridge.provider("car")
+            tokens = provider.tokens  # type: ignore[attr-defined]
+            seen_refresh: set[str] = set()
+            for _ in range(60):
+                await asyncio.sleep(0.1)
+                if tokens.token is not None and tokens.token.refresh_token:
+                    seen_refresh.add(tokens.token.refresh_token)
+                    if not first_refresh:
+                        first_refresh.append(tokens.token.refresh_token)
+            failures = harness.running.bridge.failures("car")
+            bridge_state = json.loads((await retained(mosquitto.port))[TOPICS.bridge_state])
+            saved = harness.store.load_token("car")
+        assert len(seen_refresh) >= 3, "every refresh handed out a new refresh token"
+        assert failures == 0
+        assert bridge_state["accounts"]["car"]["link"] == LinkState.OK.value
+        assert saved is not None
+        assert saved["refresh_token"] == tokens.token.refresh_token  # stored before use
+        # The first refresh token was used long ago and its successors too: it is dead.
+        dead = token_grant(sim, grant_type="refresh_token", refresh_token=first_refresh[0])
+        assert dead.status_code == 400
+        assert dead.json()["error"] == "invalid_request"
+
+
+async def test_revoked_token_needs_relink_then_relinks_without_restart(
+    sim: Sim, mosquitto: Mosquitto, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    state_file = tmp_path / "state" / "car2mqtt.db"
+    state_file.parent.mkdir(parents=True, exist_ok=True)
+    save_linked(state_file, password_tokens(sim))
+    dongle = next(iter(dongles(sim).values()))
+    ref = VehicleRef("xee", "car", dongle)
+    tesla = sim.vehicle_ids()[0]
+
+    def providers(store: Store) -> list[Any]:
+        return [xee_provider(sim, store, password=False), enode_provider(sim, store)]
+
+    async with (
+        bridge_for(sim, mosquitto, tmp_path, providers=providers) as harness,
+        probe(mosquitto.port) as seen,
+    ):
+        await seen.wait_json(TOPICS.state(ref), lambda s: s["relink_required"] == "OFF", 15)
+        revoked = sim.admin_call("POST", "/xee/tokens/revoke")
+        assert revoked.status_code == 200, revoked.text
+        await seen.wait_json(TOPICS.state(ref), lambda s: s["relink_required"] == "ON", 15)
+        bridge = await seen.wait_json(TOPICS.bridge_state, lambda s: s["problem"] == "ON", 15)
+        assert bridge["accounts"]["car"]["link"] == "relink_required"
+        assert harness.store.account_statuses()["car"][0] == "relink_required"
+        # The other account goes on: a change on the Enode side still arrives.
+        enode_ref = VehicleRef("enode", "home", tesla)
+        sim.admin_call("PUT", f"/enode/vehicles/{tesla}/battery", {"level": 23})
+        sim.refresh(tesla)
+        await seen.wait_json(TOPICS.state(enode_ref), lambda s: s["battery"] == 23, 15)
+        calls_while_dead = xee_calls(sim)
+        await asyncio.sleep(2.0)
+        # No retry storm: one attempt (a call and a refused refresh) per relink_retry_s.
+        attempts = 2.0 / FAST.relink_retry_s + 1
+        assert xee_calls(sim) - calls_while_dead <= 2 * attempts
+
+        save_linked(state_file, password_tokens(sim))  # `car2mqtt link xee` in another process
+        await seen.wait_json(TOPICS.state(ref), lambda s: s["relink_required"] == "OFF", 15)
+        await seen.wait_json(TOPICS.bridge_state, lambda s: s["problem"] == "OFF", 15)
+    relink_lines = [r.getMessage() for r in caplog.records if "needs re-linking" in r.getMessage()]
+    assert len(relink_lines) == 1, relink_lines
+    assert "car2mqtt link xee --account car" in relink_lines[0]
+    assert "link repaired" in caplog.text
+    assert "Traceback" not in caplog.text
+
+
+async def test_xee_rate_limits_back_off_and_recover(
+    sim: Sim, mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    dongle = next(iter(dongles(sim).values()))
+    ref = VehicleRef("xee", "car", dongle)
+    async with (
+        bridge_for(sim, mosquitto, tmp_path, providers=lambda store: [xee_provider(sim, store)]),
+        probe(mosquitto.port) as seen,
+    ):
+        await seen.wait_json(TOPICS.state(ref), lambda s: "odometer" in s, 15)
+        sim.admin_call(
+            "PUT", "/xee/faults", {"classes": {"read": {"rateLimit": 1.0, "retryAfter": 1}}}
+        )
+        await seen.wait_for(lambda p: p.last(TOPICS.availability(ref)) == b"offline", 15)
+        sim.admin_call("PUT", "/xee/faults", {"profile": "none"})
+        await seen.wait_for(lambda p: p.last(TOPICS.availability(ref)) == b"online", 15)
