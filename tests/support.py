@@ -260,11 +260,16 @@ def running_receiver() -> Iterator[Receiver]:
 
 @contextmanager
 def started_cli(
-    *args: str, stop: signal.Signals = signal.SIGINT
+    *args: str, stop: signal.Signals = signal.SIGINT, stdin: bool = False
 ) -> Iterator[subprocess.Popen[str]]:
-    """Run `car2mqtt ARGS` as users do; stop it with `stop` (if still running) at the end."""
+    """Run `car2mqtt ARGS` as users do; stop it with `stop` (if still running) at the end.
+
+    With `stdin`, the test types into the command through `proc.stdin`; otherwise it reads
+    from /dev/null.
+    """
     proc = subprocess.Popen(
         [*CLI, *args],
+        stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -280,7 +285,7 @@ def started_cli(
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        for stream in (proc.stdout, proc.stderr):
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
             if stream is not None:
                 stream.close()
 

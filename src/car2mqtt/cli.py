@@ -20,7 +20,7 @@ from rich.text import Text
 
 from car2mqtt import __version__
 from car2mqtt.clock import SystemClock
-from car2mqtt.config import Config, EnodeAccount, config_path, describe, load_config
+from car2mqtt.config import Account, Config, config_path, describe, load_config
 from car2mqtt.errors import Car2MqttError, ConfigError
 from car2mqtt.logs import setup_logging
 from car2mqtt.models import VehicleState
@@ -270,9 +270,29 @@ link_app = typer.Typer(help="Link cars to an account, without curl.", no_args_is
 app.add_typer(link_app, name="link")
 
 
+AccountName = Annotated[str, typer.Option(help="The account name in the configuration.")]
+LinkTimeout = Annotated[float, typer.Option(min=1, help="Minutes to wait for the user.")]
+
+
+def _account_for(cfg: Config, name: str, provider: str) -> Account:
+    try:
+        acct = cfg.account(name)
+    except KeyError:
+        names = ", ".join(a.name for a in cfg.accounts)
+        msg = f"no account named {name!r} in the configuration; it has: {names}"
+        raise ConfigError(msg) from None
+    if acct.provider != provider:
+        msg = (
+            f"account {name!r} is a {acct.provider} account: "
+            f"use car2mqtt link {acct.provider} --account {name}"
+        )
+        raise ConfigError(msg)
+    return acct
+
+
 @link_app.command("enode")
 def link_enode_cmd(
-    account: Annotated[str, typer.Option(help="The account name in the configuration.")],
+    account: AccountName,
     config: ConfigOption = None,
     vendor: Annotated[
         str | None, typer.Option(help="Skip the brand page: TESLA, XPENG, ...")
@@ -283,18 +303,13 @@ def link_enode_cmd(
     port: Annotated[
         int, typer.Option(min=0, max=65535, help="Receiver port (0: any free one).")
     ] = 0,
-    timeout: Annotated[float, typer.Option(min=1, help="Minutes to wait for the user.")] = 15,
+    timeout: LinkTimeout = 15,
 ) -> None:
     """Create an Enode Link session, show its URL and QR code, and wait until it is done."""
 
     def go() -> None:
         cfg = _load(config)
-        try:
-            acct = cfg.account(account)
-        except KeyError:
-            names = ", ".join(a.name for a in cfg.accounts)
-            msg = f"no account named {account!r} in the configuration; it has: {names}"
-            raise ConfigError(msg) from None
+        acct = _account_for(cfg, account, "enode")
         vehicles = _run_async(_link(cfg, acct, vendor, host, port, timeout * 60))
         _vehicle_table(vehicles, title=f"Vehicles linked to {account}")
 
@@ -302,7 +317,7 @@ def link_enode_cmd(
 
 
 async def _link(
-    cfg: Config, acct: EnodeAccount, vendor: str | None, host: str, port: int, timeout_s: float
+    cfg: Config, acct: Account, vendor: str | None, host: str, port: int, timeout_s: float
 ) -> list[VehicleState]:
     from car2mqtt.linking import link_enode
     from car2mqtt.providers import create_provider
@@ -323,6 +338,96 @@ async def _link(
             )
         finally:
             await provider.aclose()
+
+
+@link_app.command("xee")
+def link_xee_cmd(
+    account: AccountName,
+    config: ConfigOption = None,
+    timeout: LinkTimeout = 15,
+) -> None:
+    """Authorize car2mqtt at Xee in a browser; receive or paste back the redirect."""
+
+    def go() -> None:
+        cfg = _load(config)
+        acct = _account_for(cfg, account, "xee")
+        vehicles = _run_async(_link_xee(cfg, acct, timeout * 60))
+        Console().print(
+            "[bold green]Linked.[/] A running bridge picks the new tokens up by itself; "
+            "no restart needed."
+        )
+        _vehicle_table(vehicles, title=f"Vehicles of {account}")
+
+    _guard(go)
+
+
+async def _link_xee(cfg: Config, acct: Account, timeout_s: float) -> list[VehicleState]:
+    from car2mqtt.config import XeeAccount
+    from car2mqtt.linking import link_xee
+    from car2mqtt.providers import create_provider
+    from car2mqtt.providers.xee import XeeProvider
+    from car2mqtt.store import Store
+
+    assert isinstance(acct, XeeAccount)
+    with Store.open(cfg.store) as store:
+        provider = create_provider(acct, clock=SystemClock(), persistence=store)
+        assert isinstance(provider, XeeProvider)
+        try:
+            vehicles = await link_xee(
+                provider,
+                authorize_url=acct.authorize_url,
+                redirect_uri=acct.redirect_uri,
+                scopes=acct.scopes,
+                show_url=lambda url, listening: _show_consent(url, acct.redirect_uri, listening),
+                read_paste=_stdin_reader(),
+                timeout_s=timeout_s,
+            )
+        finally:
+            await provider.aclose()
+        store.save_account_status(acct.name, "ok", None)
+        return vehicles
+
+
+def _stdin_reader() -> Callable[[], Coroutine[Any, Any, str]]:
+    """Lines typed on stdin, read by a daemon thread so waiting never blocks the loop or exit."""
+    import threading
+
+    loop = asyncio.get_running_loop()
+    lines: asyncio.Queue[str | None] = asyncio.Queue()
+
+    def pump() -> None:
+        for line in sys.stdin:
+            loop.call_soon_threadsafe(lines.put_nowait, line)
+        loop.call_soon_threadsafe(lines.put_nowait, None)
+
+    threading.Thread(target=pump, name="stdin", daemon=True).start()
+
+    async def read() -> str:
+        line = await lines.get()
+        if line is None:  # stdin closed: only the redirect can finish the link now
+            await asyncio.Event().wait()
+        return line or ""
+
+    return read
+
+
+def _show_consent(url: str, redirect_uri: str, listening: bool) -> None:
+    out = Console(soft_wrap=True)
+    out.print("Open this address in a browser, log in to Xee and approve car2mqtt:")
+    print(url, flush=True)
+    if listening:
+        out.print(
+            f"Waiting for Xee to send the browser back to {redirect_uri} ... If that page "
+            "cannot reach this machine, paste its full address (or just the code) here:",
+            markup=False,
+        )
+    else:
+        out.print(
+            f"After you approve, the browser goes to {redirect_uri}, which may show an error "
+            "page. Copy the full address from the address bar and paste it here:",
+            markup=False,
+        )
+    sys.stdout.flush()
 
 
 def _show_link(url: str) -> None:

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+import hmac
+import logging
+import secrets
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from html import escape
+from typing import TypeVar
+from urllib.parse import parse_qsl, urlsplit
 
 import uvicorn
 from starlette.applications import Starlette
@@ -14,10 +20,14 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from car2mqtt.errors import Car2MqttError
+from car2mqtt.errors import Car2MqttError, ConfigError
 from car2mqtt.models import VehicleState
 from car2mqtt.net import base_url, bind
 from car2mqtt.providers.enode import EnodeProvider
+from car2mqtt.providers.xee import XeeProvider
+
+_LOGGER = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _DONE = (
     "<!doctype html><meta charset='utf-8'><title>car2mqtt</title>"
@@ -36,10 +46,11 @@ class Redirect:
     params: dict[str, str]
 
 
-async def wait_for_redirect(
-    host: str, port: int, on_ready: Callable[[str], Awaitable[None]], timeout_s: float
-) -> Redirect:
-    """Serve `/callback` on host:port, await `on_ready(redirect_uri)`, return the redirect."""
+@contextlib.asynccontextmanager
+async def redirect_receiver(
+    sock: socket.socket, path: str = "/callback"
+) -> AsyncIterator[asyncio.Future[Redirect]]:
+    """Serve `path` on a bound socket; yield a future that the first redirect completes."""
     loop = asyncio.get_running_loop()
     arrived: asyncio.Future[Redirect] = loop.create_future()
 
@@ -54,24 +65,36 @@ async def wait_for_redirect(
             page = _DONE.format(title="Done", text="You can close this window now.")
         return HTMLResponse(page)
 
-    sock = bind(host, port)
-    redirect_uri = f"{base_url(sock)}/callback"
-    app = Starlette(routes=[Route("/callback", callback, methods=["GET"])])
+    app = Starlette(routes=[Route(path or "/", callback, methods=["GET"])])
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
-        await on_ready(redirect_uri)
-        try:
-            async with asyncio.timeout(timeout_s):
-                return await arrived
-        except TimeoutError:
-            msg = f"nobody finished linking within {timeout_s / 60:.0f} minutes"
-            raise LinkFailed(msg) from None
+        yield arrived
     finally:
         server.should_exit = True
         with contextlib.suppress(asyncio.CancelledError):
             await task
         sock.close()
+
+
+async def _within(awaitable: Awaitable[T], timeout_s: float) -> T:
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await awaitable
+    except TimeoutError:
+        msg = f"nobody finished linking within {timeout_s / 60:.0f} minutes"
+        raise LinkFailed(msg) from None
+
+
+async def wait_for_redirect(
+    host: str, port: int, on_ready: Callable[[str], Awaitable[None]], timeout_s: float
+) -> Redirect:
+    """Serve `/callback` on host:port, await `on_ready(redirect_uri)`, return the redirect."""
+    sock = bind(host, port)
+    redirect_uri = f"{base_url(sock)}/callback"
+    async with redirect_receiver(sock) as arrived:
+        await on_ready(redirect_uri)
+        return await _within(arrived, timeout_s)
 
 
 async def link_enode(
@@ -95,3 +118,95 @@ async def link_enode(
         msg = f"linking stopped: {detail} ({redirect.params['error']})"
         raise LinkFailed(msg)
     return await provider.poll()
+
+
+def _listen_for(redirect_uri: str) -> tuple[socket.socket, str] | None:
+    """Bind where `redirect_uri` points, when that is a plain-http address on this machine."""
+    parts = urlsplit(redirect_uri)
+    host = parts.hostname or ""
+    if parts.scheme != "http" or host not in ("127.0.0.1", "localhost", "::1"):
+        return None
+    try:
+        sock = bind("127.0.0.1" if host == "localhost" else host, parts.port or 80)
+    except ConfigError as exc:
+        _LOGGER.warning("cannot receive the redirect here (%s); paste it instead", exc)
+        return None
+    return sock, parts.path or "/"
+
+
+def redirect_params(text: str) -> dict[str, str]:
+    """Read what the user pasted: the whole redirect URL, its query, or the bare code."""
+    text = text.strip()
+    if "=" not in text:
+        return {"code": text} if text else {}
+    query = urlsplit(text).query if "://" in text or text.startswith("/") else text
+    return dict(parse_qsl(query.lstrip("?")))
+
+
+def check_redirect(params: dict[str, str], state: str) -> str:
+    """Return the code of a redirect that carries our `state`; raise LinkFailed otherwise."""
+    if "error" in params:
+        detail = params.get("error_description") or params["error"]
+        msg = f"Xee did not grant access: {detail} ({params['error']})"
+        raise LinkFailed(msg)
+    code = params.get("code")
+    if not code:
+        msg = "the redirect carried no authorization code"
+        raise LinkFailed(msg)
+    received = params.get("state")
+    # A pasted bare code has no state to check: the user typed it, nobody forged it.
+    if received is not None and not hmac.compare_digest(received.encode(), state.encode()):
+        msg = (
+            "the redirect's state does not match this link attempt (an old tab, or a forged "
+            "link); nothing was saved. Start again with the new URL"
+        )
+        raise LinkFailed(msg)
+    return code
+
+
+async def link_xee(
+    provider: XeeProvider,
+    *,
+    authorize_url: str,
+    redirect_uri: str,
+    scopes: Sequence[str],
+    show_url: Callable[[str, bool], None],
+    read_paste: Callable[[], Awaitable[str]] | None = None,
+    timeout_s: float = 900.0,
+) -> list[VehicleState]:
+    """Run Xee's authorization-code flow, save the tokens and return the account's cars.
+
+    The redirect is received on this machine when `redirect_uri` points here; either way the
+    user may paste the redirect URL (or just the code) instead, via `read_paste`.
+    """
+    state = secrets.token_urlsafe(32)
+    url = provider.authorization_url(authorize_url, redirect_uri, scopes, state)
+    listener = _listen_for(redirect_uri)
+    if listener is None and read_paste is None:
+        msg = f"cannot receive redirects at {redirect_uri} here, and nothing can be pasted"
+        raise LinkFailed(msg)
+    async with contextlib.AsyncExitStack() as stack:
+        waiting: set[asyncio.Future[Redirect]] = set()
+        if listener is not None:
+            waiting.add(await stack.enter_async_context(redirect_receiver(*listener)))
+        if read_paste is not None:
+            waiting.add(asyncio.ensure_future(_pasted(read_paste)))
+        show_url(url, listener is not None)
+        try:
+            done, _ = await _within(
+                asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED), timeout_s
+            )
+        finally:
+            for future in waiting:
+                future.cancel()
+        redirect = done.pop().result()
+    code = check_redirect(redirect.params, state)
+    await provider.exchange_code(code, redirect_uri)
+    return await provider.poll()
+
+
+async def _pasted(read: Callable[[], Awaitable[str]]) -> Redirect:
+    while True:
+        params = redirect_params(await read())
+        if params:
+            return Redirect(params)

@@ -1,0 +1,186 @@
+"""`car2mqtt link xee`: the authorization-code flow through the simulator's real consent pages."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urljoin, urlsplit
+
+import httpx
+import pytest
+
+from car2mqtt.store import Store
+from tests.mqtt_support import free_port
+from tests.support import Sim, run_cli, started_cli
+
+URL_LINE = re.compile(r"http://\S+/xee/v4/oauth/authorize\?\S+")
+
+
+def write_config(tmp_path: Path, sim: Sim, redirect_uri: str) -> Path:
+    xee = sim.info["xee"]
+    config = {
+        "store": str(tmp_path / "car2mqtt.db"),
+        "accounts": [
+            {
+                "name": "car",
+                "provider": "xee",
+                "api_url": xee["apiUrl"],
+                "client_id": xee["clientId"],
+                "client_secret": xee["clientSecret"],
+                "redirect_uri": redirect_uri,
+            }
+        ],
+    }
+    path = tmp_path / "car2mqtt.yaml"
+    path.write_text(json.dumps(config))
+    return path
+
+
+def consent(sim: Sim, url: str, decision: str = "approve", password: str | None = None) -> str:
+    """Log in and answer Xee's consent page like a person; return where it redirects to."""
+    xee = sim.info["xee"]
+    with httpx.Client(follow_redirects=False, timeout=10) as browser:
+        page = browser.get(url)
+        assert page.status_code == 200, page.text
+        action = re.search(r"<form method='post' action='([^']+)'", page.text)
+        assert action, "the consent page has a form"
+        hidden = dict(re.findall(r"<input type='hidden' name='(\w+)' value='([^']*)'>", page.text))
+        answer = browser.post(
+            urljoin(url, action.group(1).replace("&amp;", "&")),
+            data={
+                **hidden,
+                "email": xee["username"],
+                "password": password or xee["password"],
+                "decision": decision,
+            },
+        )
+        assert answer.status_code == 302, answer.text
+        return answer.headers["location"]
+
+
+def authorize_url(proc: subprocess.Popen[str]) -> str:
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline().strip()
+        if URL_LINE.fullmatch(line):
+            return line
+    msg = "the authorization URL is printed on a line of its own"
+    raise AssertionError(msg)
+
+
+def finish(proc: subprocess.Popen[str]) -> tuple[int, str, str]:
+    code = proc.wait(timeout=20)
+    assert proc.stdout is not None
+    assert proc.stderr is not None
+    return code, proc.stdout.read(), proc.stderr.read()
+
+
+def saved_token(tmp_path: Path) -> dict[str, Any] | None:
+    with Store.open(tmp_path / "car2mqtt.db") as store:
+        return store.load_token("car")
+
+
+def test_consent_approved_links_and_lists_the_cars(sim: Sim, tmp_path: Path) -> None:
+    redirect_uri = f"http://127.0.0.1:{free_port()}/callback"
+    path = write_config(tmp_path, sim, redirect_uri)
+    with started_cli("link", "xee", "--account", "car", "--config", str(path)) as proc:
+        url = authorize_url(proc)
+        query = parse_qs(urlsplit(url).query)
+        assert query["redirect_uri"] == [redirect_uri]
+        assert len(query["state"][0]) >= 32  # random, unguessable
+        location = consent(sim, url)
+        assert location.startswith(redirect_uri)
+        landing = httpx.get(location, timeout=10)  # the browser follows the redirect
+        code, out, err = finish(proc)
+    assert code == 0, err
+    assert "Done" in landing.text
+    assert "Volkswagen Golf" in out  # the demo user's combustion car
+    assert "no restart needed" in out
+    token = saved_token(tmp_path)
+    assert token is not None
+    assert token["refresh_token"]
+    assert sim.info["xee"]["clientSecret"] not in out + err
+    assert token["access_token"] not in out + err
+    status = run_cli("status", "--config", str(path))
+    assert status.returncode == 0, status.stderr
+    assert "ok" in status.stdout
+
+
+def test_consent_denied(sim: Sim, tmp_path: Path) -> None:
+    redirect_uri = f"http://127.0.0.1:{free_port()}/callback"
+    path = write_config(tmp_path, sim, redirect_uri)
+    with started_cli("link", "xee", "--account", "car", "--config", str(path)) as proc:
+        location = consent(sim, authorize_url(proc), decision="deny")
+        assert "error=access_denied" in location
+        landing = httpx.get(location, timeout=10)
+        code, _, err = finish(proc)
+    assert code == 2
+    assert "Linking stopped" in landing.text
+    assert "access_denied" in err
+    assert "Traceback" not in err
+    assert saved_token(tmp_path) is None
+
+
+def test_a_redirect_with_the_wrong_state_is_refused(sim: Sim, tmp_path: Path) -> None:
+    redirect_uri = f"http://127.0.0.1:{free_port()}/callback"
+    path = write_config(tmp_path, sim, redirect_uri)
+    with started_cli("link", "xee", "--account", "car", "--config", str(path)) as proc:
+        location = consent(sim, authorize_url(proc))
+        forged = re.sub(r"state=[^&]+", "state=forged-by-someone-else", location)
+        httpx.get(forged, timeout=10)
+        code, _, err = finish(proc)
+    assert code == 2
+    assert "state does not match" in err
+    assert "Traceback" not in err
+    assert saved_token(tmp_path) is None  # a forged redirect never gets its code redeemed
+
+
+@pytest.mark.parametrize("what", ["url", "code"])
+def test_paste_back_when_the_redirect_cannot_reach_us(sim: Sim, tmp_path: Path, what: str) -> None:
+    # https://localhost/ is what many register at Xee: nothing can listen there.
+    path = write_config(tmp_path, sim, "https://localhost/")
+    with started_cli(
+        "link", "xee", "--account", "car", "--config", str(path), stdin=True, stop=signal.SIGTERM
+    ) as proc:
+        location = consent(sim, authorize_url(proc))
+        assert location.startswith("https://localhost/?")
+        pasted = location if what == "url" else parse_qs(urlsplit(location).query)["code"][0]
+        assert proc.stdin is not None
+        proc.stdin.write("\n" + pasted + "\n")  # a stray empty line first is ignored
+        proc.stdin.flush()
+        code, out, err = finish(proc)
+    assert code == 0, err
+    assert "paste" in out
+    assert "Volkswagen Golf" in out
+    assert saved_token(tmp_path) is not None
+
+
+def test_link_xee_refuses_an_enode_account(sim: Sim, tmp_path: Path) -> None:
+    path = tmp_path / "car2mqtt.yaml"
+    enode = sim.info["enode"]
+    path.write_text(
+        json.dumps(
+            {
+                "accounts": [
+                    {
+                        "name": "home",
+                        "provider": "enode",
+                        "api_url": enode["apiUrl"],
+                        "token_url": enode["tokenUrl"],
+                        "client_id": enode["clientId"],
+                        "client_secret": enode["clientSecret"],
+                        "user_id": "demo",
+                    }
+                ]
+            }
+        )
+    )
+    result = run_cli("link", "xee", "--account", "home", "--config", str(path))
+    assert result.returncode == 2
+    assert "use car2mqtt link enode --account home" in result.stderr
