@@ -11,9 +11,36 @@ from tests.support import run_cli, started_cli
 
 
 def test_simulate_announces_itself_on_the_first_line() -> None:
-    with started_cli("simulate", "--port", "0", "--vehicles", "2", "--seed", "5") as proc:
+    with started_cli(
+        "simulate",
+        "--port",
+        "0",
+        "--vehicles",
+        "2",
+        "--seed",
+        "5",
+        "--xee-vehicles",
+        "3",
+        "--xee-token-ttl",
+        "600",
+    ) as proc:
         assert proc.stdout is not None
         info = json.loads(proc.stdout.readline())
+        xee = info["xee"]
+        assert xee["tokenUrl"].endswith("/xee/v4/oauth/token")
+        assert xee["authorizeUrl"].endswith("/xee/v4/oauth/authorize")
+        assert [len(cars) for cars in xee["users"].values()] == [3]
+        grant = httpx.post(
+            xee["tokenUrl"],
+            data={
+                "grant_type": "password",
+                "username": xee["username"],
+                "password": xee["password"],
+            },
+            auth=(xee["clientId"], xee["clientSecret"]),
+        )
+        assert grant.status_code == 200, grant.text
+        assert grant.json()["expires_in"] == 600
         assert info["enode"]["apiVersion"] == "2024-10-01"
         assert info["enode"]["tokenUrl"].endswith("/enode/oauth2/token")
         assert len(info["users"]["demo"]) == 2

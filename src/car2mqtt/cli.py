@@ -122,9 +122,25 @@ def simulate(
     time_factor: TimeFactor = 1.0,
     faults: Faults = "none",
     start: Start = None,
+    xee_vehicles: Annotated[
+        int, typer.Option(min=0, max=100_000, help="Cars on the Xee demo user's dongles.")
+    ] = 2,
+    xee_token_ttl: Annotated[
+        float, typer.Option(min=1, help="Xee access token lifetime (expires_in), seconds.")
+    ] = 3600.0,
+    xee_early_expiry: Annotated[
+        float,
+        typer.Option(min=0, help="Xee tokens really die this many seconds before expires_in."),
+    ] = 0.0,
+    xee_refresh_grace: Annotated[
+        float,
+        typer.Option(
+            min=0, help="Seconds a used Xee refresh token may be replayed (0: single use)."
+        ),
+    ] = 60.0,
     access_log: Annotated[bool, typer.Option(help="Log every request.")] = False,
 ) -> None:
-    """Serve the offline Enode cloud; its first stdout line is JSON describing it."""
+    """Serve the offline Enode and Xee clouds; the first stdout line is JSON describing them."""
     from car2mqtt.simulator.app import SimOptions
     from car2mqtt.simulator.server import serve
 
@@ -135,6 +151,10 @@ def simulate(
         time_factor=time_factor,
         faults=faults,
         start=datetime.fromisoformat(start).timestamp() if start else None,
+        xee_vehicles=xee_vehicles,
+        xee_token_ttl_s=xee_token_ttl,
+        xee_early_expiry_s=xee_early_expiry,
+        xee_refresh_grace_s=xee_refresh_grace,
     )
     _guard(lambda: serve(options, host, port, access_log=access_log))
 
@@ -209,14 +229,17 @@ def demo(
 def _print_demo(info: DemoInfo) -> None:
     out = Console(soft_wrap=True)
     first = info.vehicle_ids[0] if info.vehicle_ids else "<vehicle id>"
+    xee_first = info.xee_vehicle_ids[0] if info.xee_vehicle_ids else "<vehicle id>"
     broker = f"-h {info.broker_host} -p {info.broker_port}"
     out.print(f"[bold green]car2mqtt demo[/] is running. Time runs {info.time_factor:g}x faster.")
     out.print(
         f"  simulated Enode cloud: {info.simulator_url}/enode (admin API: {info.admin_url})\n"
+        f"  simulated Xee cloud: {info.simulator_url}/xee/v4\n"
         f"  MQTT broker: mqtt://{info.broker_host}:{info.broker_port}"
         f"{' (embedded)' if info.embedded_broker else ''}\n"
-        f"  {len(info.vehicle_ids)} virtual cars: a parked Tesla, a charging Volkswagen, an XPENG "
-        "on a trip.\n"
+        f"  {len(info.vehicle_ids)} Enode cars: a parked Tesla, a charging Volkswagen, an XPENG "
+        f"on a trip;\n  {len(info.xee_vehicle_ids)} cars with Xee dongles: a petrol Golf and an "
+        "electric Renault Zoe.\n"
     )
     lines = [
         ("Watch the cars' state", f"mosquitto_sub {broker} -t 'car2mqtt/#' -v"),
@@ -232,6 +255,11 @@ def _print_demo(info: DemoInfo) -> None:
         (
             "Start charging it, as Home Assistant's switch would",
             f"mosquitto_pub {broker} -t 'car2mqtt/enode/{first}/charging/set' -m ON",
+        ),
+        (
+            "Send the Xee petrol car on a drive",
+            f"curl -s -X POST -d '{{\"speedKmh\":50}}' "
+            f"{info.admin_url}/xee/vehicles/{xee_first}/drive",
         ),
         ("Jump an hour ahead", f"curl -s -d '{{\"seconds\":3600}}' {info.admin_url}/clock/advance"),
     ]

@@ -18,6 +18,7 @@ from car2mqtt.mqtt.link import BrokerSettings
 from car2mqtt.mqtt.topics import Topics
 from car2mqtt.net import base_url, bind
 from car2mqtt.providers.enode import EnodeProvider
+from car2mqtt.providers.xee import XeeProvider
 from car2mqtt.runtime import serve
 from car2mqtt.simulator.app import SimOptions, build_simulation
 from car2mqtt.simulator.server import server_for
@@ -34,6 +35,7 @@ class DemoInfo:
     broker_port: int
     embedded_broker: bool
     vehicle_ids: list[str]
+    xee_vehicle_ids: list[str]
     time_factor: float
 
 
@@ -96,6 +98,19 @@ async def run_demo(
             clock=sim.world.clock,
             persistence=store,
         )
+        xee = info["xee"]
+        dongles = XeeProvider.create(
+            account="demo-xee",
+            api_url=xee["apiUrl"],
+            token_url=xee["tokenUrl"],
+            client_id=xee["clientId"],
+            client_secret=xee["clientSecret"],
+            # The password grant: no browser needed for a demo.
+            username=xee["username"],
+            password=xee["password"],
+            clock=sim.world.clock,
+            persistence=store,
+        )
         # Enode's cadence in simulated minutes becomes seconds here: poll to match.
         scale = max(time_factor, 1.0)
         timing = Timing(
@@ -109,7 +124,7 @@ async def run_demo(
             tg.create_task(server.serve(sockets=[sock]))
             tg.create_task(
                 serve(
-                    [provider],
+                    [provider, dongles],
                     store=store,
                     broker=settings,
                     topics=Topics(),
@@ -125,6 +140,7 @@ async def run_demo(
                     broker_port=settings.port,
                     embedded_broker=broker_url is None,
                     vehicle_ids=info["users"].get("demo", []),
+                    xee_vehicle_ids=[v for vs in xee["users"].values() for v in vs],
                     time_factor=time_factor,
                 )
             )

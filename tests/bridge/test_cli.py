@@ -180,12 +180,14 @@ def test_demo_shows_cars_with_no_credentials(tmp_path: Path) -> None:
         while time.monotonic() < deadline and "Ctrl-C" not in text:
             text += proc.stdout.readline()
         assert f"-p {mqtt_port}" in text
+        assert "/xee/v4" in text
         broker = Mosquitto(tmp_path, port=mqtt_port)
 
         def ready(r: dict[str, bytes]) -> bool:
             configs = [t for t in r if t.startswith("homeassistant/device/car2mqtt_enode")]
+            dongles = [t for t in r if t.startswith("homeassistant/device/car2mqtt_xee")]
             charging = [t for t, v in r.items() if t.endswith("/state") and b'"charging":"ON"' in v]
-            return len(configs) == 3 and bool(charging)
+            return len(configs) == 3 and len(dongles) == 2 and bool(charging)
 
         kept = wait_retained(broker, ready, timeout=20)
         assert kept["car2mqtt/bridge/availability"] == b"online"
