@@ -376,7 +376,8 @@ class XeeCloud:
                 vehicle.history.append((name, value, t))
                 vehicle.updated_at = t
         car, fix = vehicle.car, vehicle.fix
-        if (car.lat, car.lon) != (fix.lat, fix.lon) or periodic:
+        waking = car.driving and vehicle.trip is None  # a trip starts with a fresh GPS fix
+        if (car.lat, car.lon) != (fix.lat, fix.lon) or periodic or waking:
             heading = fix.heading
             if haversine_km(fix.lat, fix.lon, car.lat, car.lon) > 0.001:
                 heading = _bearing(fix.lat, fix.lon, car.lat, car.lon)
@@ -495,7 +496,7 @@ class XeeCloud:
         car = vehicle.car
         if change == "drive":
             speed, distance = args
-            if car.soc <= 0:
+            if car.soc < 1e-6:  # a trip that ran dry leaves rounding dust
                 what = "tank" if car.model.combustion else "battery"
                 raise XeeError(409, "conflict", f"the {what} is empty")
             car.park()
