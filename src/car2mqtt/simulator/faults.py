@@ -34,6 +34,9 @@ class FaultRule:
     slow_seconds: float = 2.0
     drop: float = 0.0
     malformed: float = 0.0
+    # Handled, then held back for slow_seconds before the answer leaves: the request took
+    # effect (a refresh token rotated) but the client may never hear of it.
+    late: float = 0.0
 
 
 @dataclass(slots=True)
@@ -113,6 +116,7 @@ class _RuleIn(BaseModel):
     slowSeconds: float = Field(2.0, ge=0, le=120)  # noqa: N815
     drop: float = Field(0.0, ge=0, le=1)
     malformed: float = Field(0.0, ge=0, le=1)
+    late: float = Field(0.0, ge=0, le=1)
 
 
 class FaultsIn(BaseModel):
@@ -143,6 +147,7 @@ def faults_from_json(body: Any, current: Faults) -> Faults:
             rule.slowSeconds,
             rule.drop,
             rule.malformed,
+            rule.late,
         )
     if spec.classes and spec.profile is None:
         faults.profile = "custom"
@@ -227,6 +232,9 @@ class FaultMiddleware:
         if rule.malformed and rng.random() < rule.malformed:
             await self.app(scope, receive, _truncating(send))
             return
+        if rule.late and rng.random() < rule.late:
+            await self.app(scope, receive, _held_back(send, rule.slow_seconds))
+            return
         await self.app(scope, receive, send)
 
     async def _error(self, send: Send, status: int, kind: str, retry_after: int | None) -> None:
@@ -242,6 +250,17 @@ class FaultMiddleware:
 
 
 _LONG_BODY = [(b"content-type", b"application/json"), (b"content-length", b"4096")]
+
+
+def _held_back(send: Send, seconds: float) -> Send:
+    """Wrap `send` so the response starts only `seconds` after the app has answered."""
+
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            await asyncio.sleep(seconds)
+        await send(message)
+
+    return wrapped
 
 
 def _truncating(send: Send) -> Send:

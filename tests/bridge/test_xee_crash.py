@@ -1,0 +1,124 @@
+"""Killing the bridge around Xee token refreshes never costs the user their link.
+
+A token lives 123 s and the bridge renews 120 s before expiry, so every run starts with a
+refresh and refreshes again every 3 s; the token endpoint is made slow some of the time so
+kills also land while a rotation is in flight, including after the cloud rotated the refresh
+token but before the answer arrived. Only the cloud can make that window safe: the simulator,
+like Auth0 or Okta, lets the used refresh token be replayed for a short grace until the new pair
+is used, and hands back the same pair. What the bridge must do is keep its last saved pair intact
+and never use a pair it has not saved. The bridge runs as users run it (`car2mqtt run`,
+a subprocess) and dies by SIGKILL: no cleanup, no last chance to save anything.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import time
+from pathlib import Path
+
+import httpx
+
+from car2mqtt.store import Store
+from tests.bridge.test_cli import wait_retained
+from tests.mqtt_support import Mosquitto
+from tests.support import running_sim, started_cli
+
+KILLS = 12
+TOKEN_TTL_S = 123.0
+
+
+def test_sigkill_at_many_points_around_refreshes_keeps_the_link(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    with running_sim(time_factor=1.0, xee_token_ttl_s=TOKEN_TTL_S) as sim:
+        xee = sim.info["xee"]
+        grant = httpx.post(
+            xee["tokenUrl"],
+            data={
+                "grant_type": "password",
+                "username": xee["username"],
+                "password": xee["password"],
+            },
+            auth=(xee["clientId"], xee["clientSecret"]),
+            timeout=10,
+        ).json()
+        state_file = tmp_path / "car2mqtt.db"
+        with Store.open(state_file) as store:  # as `car2mqtt link xee` leaves it
+            store.save_token(
+                "car",
+                {
+                    "access_token": grant["access_token"],
+                    "refresh_token": grant["refresh_token"],
+                    "expires_at": time.time() + TOKEN_TTL_S,
+                    "scope": grant.get("scope"),
+                },
+            )
+        config = tmp_path / "car2mqtt.yaml"
+        config.write_text(
+            json.dumps(
+                {
+                    "mqtt": {"url": mosquitto.url},
+                    "store": str(state_file),
+                    "log": {"level": "debug"},
+                    "accounts": [
+                        {
+                            "name": "car",
+                            "provider": "xee",
+                            "api_url": xee["apiUrl"],
+                            "client_id": xee["clientId"],
+                            "client_secret": xee["clientSecret"],
+                            "poll_interval_s": 60,
+                        }
+                    ],
+                }
+            )
+        )
+        # Token requests are often slow, before the cloud acts or after it rotated the refresh
+        # token but before the answer leaves: kills land in both windows.
+        slow = {"classes": {"auth": {"slow": 0.3, "late": 0.6, "slowSeconds": 0.5}}}
+        assert sim.admin_call("PUT", "/xee/faults", slow).status_code == 200
+        rng = random.Random(20261122)
+        logs = []
+        rotations = set()
+        for _ in range(KILLS):
+            with started_cli("run", "--config", str(config)) as proc:
+                time.sleep(rng.uniform(0.3, 4.0))
+                proc.send_signal(signal.SIGKILL)
+                proc.wait(timeout=10)
+                assert proc.stderr is not None
+                logs.append(proc.stderr.read())
+            with Store.open(state_file) as store:
+                saved = store.load_token("car")
+            assert saved is not None, "a kill never leaves the store without a token"
+            rotations.add(saved["refresh_token"])
+
+        # After all that, a normal run still reads the cars and says the link is fine.
+        electric = next(
+            v
+            for v in next(iter(xee["users"].values()))
+            if sim.admin_call("GET", f"/xee/vehicles/{v}").json()["kind"] == "electric"
+        )
+        assert sim.admin_call("PUT", f"/xee/vehicles/{electric}/battery", {"level": 33}).is_success
+        with started_cli("run", "--config", str(config), stop=signal.SIGTERM) as proc:
+            kept = wait_retained(
+                mosquitto, lambda r: any(b'"battery":33' in v for t, v in r.items() if "xee" in t)
+            )
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=15)
+            assert proc.stderr is not None
+            logs.append(proc.stderr.read())
+        bridge = json.loads(kept["car2mqtt/bridge/state"])
+        with Store.open(state_file) as store:
+            statuses = store.account_statuses()
+            vehicles = store.known_vehicles("car")
+
+    everything = "\n".join(logs)
+    assert "needs re-linking" not in everything, everything[-3000:]
+    assert "Traceback" not in everything
+    assert grant["refresh_token"] not in everything
+    assert statuses.get("car", ("ok", None))[0] == "ok"
+    assert bridge["accounts"]["car"]["link"] == "ok"
+    assert len(vehicles) == 2
+    assert len(rotations) >= KILLS // 2, "the runs really did rotate the refresh token"
