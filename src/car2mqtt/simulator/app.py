@@ -23,7 +23,6 @@ from car2mqtt.simulator.faults import load_profile
 from car2mqtt.simulator.world import World
 from car2mqtt.simulator.xee.admin import xee_admin_routes
 from car2mqtt.simulator.xee.api import create_xee_app
-from car2mqtt.simulator.xee.auth import XeeSettings
 from car2mqtt.simulator.xee.cloud import XeeCloud
 
 
@@ -93,17 +92,16 @@ class Simulation:
 
     def _describe_xee(self, base_url: str) -> dict[str, Any]:
         api = f"{base_url}/xee/v4"
-        settings = self.xee.auth.settings
         return {
             "apiUrl": api,
             "authorizeUrl": f"{api}/oauth/authorize",
             "tokenUrl": f"{api}/oauth/token",
-            "clientId": settings.client_id,
-            "clientSecret": settings.client_secret,
+            "clientId": self.options.xee_client_id,
+            "clientSecret": self.options.xee_client_secret,
             "username": self.options.xee_username,
             "password": self.options.xee_password,
             "users": {uid: list(u.vehicle_ids) for uid, u in self.xee.auth.users.items()},
-            "tokenTtlS": settings.token_ttl_s,
+            "tokenTtlS": self.options.xee_token_ttl_s,
             "faults": self.xee.faults.profile,
         }
 
@@ -127,15 +125,7 @@ def build_simulation(options: SimOptions, http: httpx.AsyncClient | None = None)
 
 def build_xee(world: World, options: SimOptions) -> XeeCloud:
     """Create the Xee cloud with its demo account and cars."""
-    settings = XeeSettings(
-        client_id=options.xee_client_id,
-        client_secret=options.xee_client_secret,
-        token_ttl_s=options.xee_token_ttl_s,
-        early_expiry_s=options.xee_early_expiry_s,
-        refresh_grace_s=options.xee_refresh_grace_s,
-        refresh_ttl_s=options.xee_refresh_ttl_s,
-    )
-    xee = XeeCloud(world, settings, load_profile(options.faults))
+    xee = XeeCloud(world, options, load_profile(options.faults))
     demo = xee.auth.add_user(options.xee_username, options.xee_password, "Demo", "Driver")
     xee.demo_user_id = demo.id
     xee.add_demo_vehicles(demo.id, options.xee_vehicles)

@@ -19,6 +19,7 @@ from car2mqtt.simulator.xee.auth import XeeError, XeeUser
 from car2mqtt.simulator.xee.cloud import XeeCloud, XeeVehicle, window
 from car2mqtt.simulator.xee.consent import ConsentPages
 
+Handler = Callable[[Request], Awaitable[Response]]
 UserHandler = Callable[[Request, XeeUser], Awaitable[Response]]
 
 
@@ -100,54 +101,50 @@ def create_xee_app(cloud: XeeCloud) -> ASGIApp:
     auth = cloud.auth
     consent = ConsentPages(auth)
 
-    def api(handler: UserHandler) -> Callable[[Request], Awaitable[Response]]:
+    def counted(handler: Handler) -> Handler:
         async def endpoint(request: Request) -> Response:
             cloud.world.sync()
             cloud.api_calls += 1
             try:
-                return await handler(request, auth.authenticate(_bearer(request)))
+                return await handler(request)
             except XeeError as exc:
                 return error_response(exc)
 
         return endpoint
 
+    def api(handler: UserHandler) -> Handler:
+        async def endpoint(request: Request) -> Response:
+            return await handler(request, auth.authenticate(_bearer(request)))
+
+        return counted(endpoint)
+
     async def token(request: Request) -> Response:
-        cloud.world.sync()
-        cloud.api_calls += 1
+        client_id, secret = _client(request)
+        if not auth.client_ok(client_id, secret):
+            raise XeeError(401, "invalid_client", "Client authentication failed")
         try:
-            client_id, secret = _client(request)
-            if not auth.client_ok(client_id, secret):
-                raise XeeError(401, "invalid_client", "Client authentication failed")
-            try:
-                form = await request.form()
-            except Exception:
-                raise XeeError(400, "invalid_request", "Malformed form body") from None
-            grant = _field(form, "grant_type")
-            if grant == "authorization_code":
-                body = auth.exchange_code(_field(form, "code"), _field(form, "redirect_uri"))
-            elif grant == "refresh_token":
-                body = auth.refresh_grant(_field(form, "refresh_token"))
-            elif grant == "password":
-                scope = form.get("scope")
-                body = auth.password_grant(
-                    _field(form, "username"),
-                    _field(form, "password"),
-                    scope if isinstance(scope, str) else "",
-                )
-            else:
-                msg = f"Grant type {grant!r} is not supported"
-                raise XeeError(400, "unsupported_grant_type", msg)
-        except XeeError as exc:
-            return error_response(exc)
+            form = await request.form()
+        except Exception:
+            raise XeeError(400, "invalid_request", "Malformed form body") from None
+        grant = _field(form, "grant_type")
+        if grant == "authorization_code":
+            body = auth.exchange_code(_field(form, "code"), _field(form, "redirect_uri"))
+        elif grant == "refresh_token":
+            body = auth.refresh_grant(_field(form, "refresh_token"))
+        elif grant == "password":
+            scope = form.get("scope")
+            body = auth.password_grant(
+                _field(form, "username"),
+                _field(form, "password"),
+                scope if isinstance(scope, str) else "",
+            )
+        else:
+            msg = f"Grant type {grant!r} is not supported"
+            raise XeeError(400, "unsupported_grant_type", msg)
         return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
     async def revoke(request: Request) -> Response:
-        cloud.world.sync()
-        cloud.api_calls += 1
-        try:
-            auth.revoke(_bearer(request))
-        except XeeError as exc:
-            return error_response(exc)
+        auth.revoke(_bearer(request))
         return Response(status_code=204)
 
     async def me(request: Request, user: XeeUser) -> Response:
@@ -195,15 +192,20 @@ def create_xee_app(cloud: XeeCloud) -> ASGIApp:
     routes = [
         Route(f"{v4}/oauth/authorize", consent.show, methods=["GET"]),
         Route(f"{v4}/oauth/authorize", consent.answer, methods=["POST"]),
-        Route(f"{v4}/oauth/token", token, methods=["POST"]),
-        Route(f"{v4}/oauth/revoke", revoke, methods=["POST"]),
+        Route(f"{v4}/oauth/token", counted(token), methods=["POST"]),
+        Route(f"{v4}/oauth/revoke", counted(revoke), methods=["POST"]),
         Route(f"{v4}/users/me", api(me), methods=["GET"]),
         Route(f"{v4}/users/{{userId}}/vehicles", api(my_vehicles), methods=["GET"]),
-        Route(f"{v4}/vehicles/{{vehicleId}}", api(vehicle), methods=["GET"]),
-        Route(f"{v4}/vehicles/{{vehicleId}}/status", api(status), methods=["GET"]),
-        Route(f"{v4}/vehicles/{{vehicleId}}/signals", api(signals), methods=["GET"]),
-        Route(f"{v4}/vehicles/{{vehicleId}}/locations", api(locations), methods=["GET"]),
-        Route(f"{v4}/vehicles/{{vehicleId}}/trips", api(trips), methods=["GET"]),
+        *(
+            Route(f"{v4}/vehicles/{{vehicleId}}{suffix}", api(handler), methods=["GET"])
+            for suffix, handler in (
+                ("", vehicle),
+                ("/status", status),
+                ("/signals", signals),
+                ("/locations", locations),
+                ("/trips", trips),
+            )
+        ),
     ]
     app = Starlette(routes=routes, exception_handlers={404: not_found, 405: method_not_allowed})
     return FaultMiddleware(

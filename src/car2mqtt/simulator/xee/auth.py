@@ -11,12 +11,15 @@ from __future__ import annotations
 import random
 import secrets
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from car2mqtt.clock import isoformat
 from car2mqtt.errors import SimulatorError
 from car2mqtt.simulator.world import World
+
+if TYPE_CHECKING:
+    from car2mqtt.simulator.app import SimOptions
 
 CODE_TTL_S = 600.0
 DEFAULT_SCOPE = (
@@ -57,18 +60,6 @@ def redirect_allowed(uri: str) -> bool:
         and "@" not in parts.netloc
         and not parts.fragment
     )
-
-
-@dataclass(frozen=True, slots=True)
-class XeeSettings:
-    """The knobs of Xee's OAuth server."""
-
-    client_id: str
-    client_secret: str
-    token_ttl_s: float = 3600.0
-    early_expiry_s: float = 0.0
-    refresh_grace_s: float = 60.0
-    refresh_ttl_s: float = 30 * 86_400.0
 
 
 @dataclass(slots=True)
@@ -135,9 +126,9 @@ class RefreshToken:
 class XeeAuth:
     """Everything the simulated Xee OAuth server knows."""
 
-    def __init__(self, world: World, settings: XeeSettings, rng: random.Random) -> None:
+    def __init__(self, world: World, options: SimOptions, rng: random.Random) -> None:
         self.world = world
-        self.settings = settings
+        self.options = options
         self._rng = rng
         self.users: dict[str, XeeUser] = {}
         self.codes: dict[str, AuthCode] = {}
@@ -149,9 +140,9 @@ class XeeAuth:
 
     def client_ok(self, client_id: str, client_secret: str) -> bool:
         """Whether the pair names the registered client."""
-        id_ok = secrets.compare_digest(client_id.encode(), self.settings.client_id.encode())
+        id_ok = secrets.compare_digest(client_id.encode(), self.options.xee_client_id.encode())
         secret_ok = secrets.compare_digest(
-            client_secret.encode(), self.settings.client_secret.encode()
+            client_secret.encode(), self.options.xee_client_secret.encode()
         )
         return id_ok and secret_ok
 
@@ -218,7 +209,7 @@ class XeeAuth:
         record = self.refresh.get(token)
         if record is not None and record.successor is not None and not record.dead:
             assert record.rotated_at is not None
-            if now - record.rotated_at >= self.settings.refresh_grace_s:
+            if now - record.rotated_at >= self.options.xee_refresh_grace_s:
                 record.dead = True
         if record is None or record.dead or record.expires_at <= now:
             raise XeeError(400, "invalid_request", "The refresh token is invalid or expired")
@@ -242,20 +233,19 @@ class XeeAuth:
             old.dead = True
 
     def _issue(self, user: XeeUser, scope: str, *, parent: str | None) -> dict[str, Any]:
-        now, s = self.world.now(), self.settings
+        now, o = self.world.now(), self.options
         self._issued += 1
         if self._issued % _PRUNE_EVERY == 0:
             self._prune(now)
         access = self.world.new_token(32, self._rng)
         refresh = self.world.new_token(32, self._rng)
-        self.access[access] = AccessToken(
-            user.id, scope, now + s.token_ttl_s - s.early_expiry_s, refresh
-        )
-        self.refresh[refresh] = RefreshToken(user.id, scope, now + s.refresh_ttl_s, parent)
+        dies_at = now + o.xee_token_ttl_s - o.xee_early_expiry_s
+        self.access[access] = AccessToken(user.id, scope, dies_at, refresh)
+        self.refresh[refresh] = RefreshToken(user.id, scope, now + o.xee_refresh_ttl_s, parent)
         return {
             "access_token": access,
             "refresh_token": refresh,
-            "expires_in": int(s.token_ttl_s),
+            "expires_in": int(o.xee_token_ttl_s),
             "scope": scope,
             "token_type": "bearer",
         }

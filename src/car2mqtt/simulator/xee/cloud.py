@@ -18,14 +18,17 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from car2mqtt.clock import isoformat
 from car2mqtt.simulator.catalog import KTYPES, XEE_COMBUSTION, XEE_ELECTRIC
 from car2mqtt.simulator.faults import Faults
 from car2mqtt.simulator.physics import ChargeMode, Drive, SimCar, haversine_km
 from car2mqtt.simulator.world import World
-from car2mqtt.simulator.xee.auth import XeeAuth, XeeError, XeeSettings, XeeUser
+from car2mqtt.simulator.xee.auth import XeeAuth, XeeError, XeeUser
+
+if TYPE_CHECKING:
+    from car2mqtt.simulator.app import SimOptions
 
 Kind = Literal["combustion", "electric"]
 
@@ -194,7 +197,7 @@ class XeeVehicle:
 class XeeCloud:
     """Everything the simulated Xee knows, and the rules it plays by."""
 
-    def __init__(self, world: World, settings: XeeSettings, faults: Faults | None = None) -> None:
+    def __init__(self, world: World, options: SimOptions, faults: Faults | None = None) -> None:
         self.world = world
         seed = world.seed
         # Streams of their own, so Xee traffic never shifts Enode's ids, physics or faults.
@@ -202,7 +205,7 @@ class XeeCloud:
         self.physics = random.Random(f"{seed}:xee:physics")
         self.order = random.Random(f"{seed}:xee:order")
         self.fault_rng = random.Random(f"{seed}:xee:faults")
-        self.auth = XeeAuth(world, settings, self.ids)
+        self.auth = XeeAuth(world, options, self.ids)
         self.faults = faults or Faults()
         self.vehicles: dict[str, XeeVehicle] = {}
         self.demo_user_id: str | None = None

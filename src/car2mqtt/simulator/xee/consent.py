@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from html import escape
-from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from starlette.datastructures import FormData, QueryParams
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from car2mqtt.simulator.enode.linkui import _with_query
 from car2mqtt.simulator.xee.auth import DEFAULT_SCOPE, XeeAuth, redirect_allowed
 
 _STYLE = """
@@ -22,20 +22,17 @@ box-sizing:border-box} .error{color:#b00} .note{color:#666;font-size:.85rem}
 _PASSED_ON = ("client_id", "response_type", "scope", "redirect_uri", "state")
 
 
+_TEMPLATE = (
+    "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+    "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+    "<title>{title} · Xee (simulated)</title><style>{style}</style></head>"
+    "<body><h1>{title}</h1>{body}</body></html>"
+)
+
+
 def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
-    html = (
-        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
-        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-        f"<title>{escape(title)} · Xee (simulated)</title><style>{_STYLE}</style></head>"
-        f"<body><h1>{escape(title)}</h1>{body}</body></html>"
-    )
+    html = _TEMPLATE.format(title=escape(title), style=_STYLE, body=body)
     return HTMLResponse(html, status_code=status)
-
-
-def _redirect(uri: str, params: dict[str, str]) -> RedirectResponse:
-    parts = urlsplit(uri)
-    query = "&".join(filter(None, [parts.query, urlencode(params)]))
-    return RedirectResponse(urlunsplit(parts._replace(query=query)), status_code=302)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +64,7 @@ class _Ask:
         """Redirect to the client with `params` and the state, verbatim."""
         if self.state is not None:
             params["state"] = self.state
-        return _redirect(self.redirect_uri, params)
+        return RedirectResponse(_with_query(self.redirect_uri, params), status_code=302)
 
 
 class ConsentPages:
@@ -78,7 +75,7 @@ class ConsentPages:
 
     def _check(self, ask: _Ask) -> Response | None:
         """Return the answer to a request that must not reach the form, if it is one."""
-        if not ask.client_id or ask.client_id != self.auth.settings.client_id:
+        if not ask.client_id or ask.client_id != self.auth.options.xee_client_id:
             return _page("Unknown application", "<p class='error'>Unknown client_id.</p>", 400)
         if not redirect_allowed(ask.redirect_uri):
             # Never send the user on to an address the client did not register.
