@@ -22,9 +22,10 @@ import pytest
 from car2mqtt.bridge import Publishing, Timing
 from car2mqtt.mqtt.link import BrokerSettings
 from car2mqtt.mqtt.topics import Topics
+from car2mqtt.providers.base import Provider
 from car2mqtt.runtime import serve
 from car2mqtt.store import Store
-from tests.bridge.conftest import enode_provider
+from tests.bridge.conftest import enode_provider, xee_provider
 from tests.e2e.ha import HomeAssistant
 from tests.e2e.install_ha import install
 from tests.mqtt_support import Mosquitto, retained
@@ -62,6 +63,7 @@ class BridgeThread:
     store_path: Path
     publishing: Publishing = field(default_factory=Publishing)
     topics: Topics = field(default_factory=Topics)
+    xee: bool = True  # also bridge the simulator's Xee dongle cars
     _thread: threading.Thread | None = None
     _loop: asyncio.AbstractEventLoop | None = None
     _task: asyncio.Task[None] | None = None
@@ -77,8 +79,11 @@ class BridgeThread:
                 self._task = asyncio.current_task()
                 ready.set()
                 try:
+                    providers: list[Provider] = [enode_provider(self.sim, store)]
+                    if self.xee:
+                        providers.append(xee_provider(self.sim, store))
                     await serve(
-                        [enode_provider(self.sim, store)],
+                        providers,
                         store=store,
                         broker=BrokerSettings.from_url(self.broker.url, client_id="car2mqtt-e2e"),
                         topics=self.topics,

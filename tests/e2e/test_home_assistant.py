@@ -134,6 +134,79 @@ def test_simulator_changes_show_up(e2e: Stack) -> None:
     ha.wait_state(f"sensor.{TESLA}_charge_state", lambda s: s["state"] == "stopped")
 
 
+XEE_EXPECTED: list[tuple[str, str | None, str | None]] = [
+    # entity, device_class, unit
+    ("sensor.{}_speed", "speed", "km/h"),
+    ("sensor.{}_battery_voltage", "voltage", "V"),
+    ("binary_sensor.{}_lock", "lock", None),
+    ("binary_sensor.{}_ignition", "running", None),
+    ("sensor.{}_odometer", "distance", "km"),
+    ("device_tracker.{}_location", None, None),
+    ("binary_sensor.{}_relink_required", "problem", None),
+]
+GOLF, ZOE = "volkswagen_golf", "renault_zoe"  # the simulator's Xee cars for seed 0
+
+
+def xee_cars(e2e: Stack) -> dict[str, str]:
+    """Xee vehicle id by entity slug, from the simulator."""
+    found = {}
+    for vehicle_id in next(iter(e2e.sim.info["xee"]["users"].values())):
+        car = e2e.sim.admin_call("GET", f"/xee/vehicles/{vehicle_id}").json()
+        found[GOLF if car["kind"] == "combustion" else ZOE] = vehicle_id
+    return found
+
+
+def test_xee_cars_have_their_entities(e2e: Stack) -> None:
+    ha = e2e.ha
+    ha.wait_state(
+        f"sensor.{GOLF}_fuel_level", lambda s: s["state"] not in ("unknown", "unavailable")
+    )
+    ha.wait_state(f"sensor.{ZOE}_battery", lambda s: s["state"] not in ("unknown", "unavailable"))
+    states = ha.states()
+    for slug in (GOLF, ZOE):
+        for pattern, device_class, unit in XEE_EXPECTED:
+            entity = pattern.format(slug)
+            assert entity in states, (
+                f"{entity} missing; have {sorted(k for k in states if slug in k)}"
+            )
+            attributes = states[entity]["attributes"]
+            assert attributes.get("device_class") == device_class, entity
+            assert attributes.get("unit_of_measurement") == unit, entity
+        # Xee cannot be controlled: no switch, no refresh button.
+        assert f"switch.{slug}_charging_control" not in states
+        assert f"button.{slug}_refresh" not in states
+    fuel = states[f"sensor.{GOLF}_fuel_level"]
+    assert fuel["attributes"]["unit_of_measurement"] == "L"
+    assert fuel["attributes"]["device_class"] == "volume_storage"
+    assert f"sensor.{ZOE}_fuel_level" not in states
+    assert f"sensor.{GOLF}_battery" not in states
+    assert states[f"sensor.{ZOE}_range"]["attributes"]["unit_of_measurement"] == "km"
+    assert states[f"binary_sensor.{GOLF}_lock"]["state"] == "off"  # parked: locked
+    devices = {
+        ident[1]: d for d in ha.devices() for ident in d["identifiers"] if ident[0] == "mqtt"
+    }
+    golf = [
+        d
+        for k, d in devices.items()
+        if k.startswith("car2mqtt_xee_") and d["name"] == "Volkswagen Golf"
+    ]
+    assert len(golf) == 1
+    assert golf[0]["manufacturer"] == "Volkswagen"
+    assert golf[0]["via_device_id"] == devices["car2mqtt_bridge"]["id"]
+
+
+def test_xee_car_driving_shows_up(e2e: Stack) -> None:
+    ha, sim = e2e.ha, e2e.sim
+    golf = xee_cars(e2e)[GOLF]
+    assert sim.admin_call("POST", f"/xee/vehicles/{golf}/drive", {"speedKmh": 50}).is_success
+    ha.wait_state(f"binary_sensor.{GOLF}_ignition", lambda s: s["state"] == "on")
+    ha.wait_state(f"binary_sensor.{GOLF}_lock", lambda s: s["state"] == "on")  # unlocked
+    ha.wait_state(f"sensor.{GOLF}_speed", lambda s: s["state"] == "50")
+    assert sim.admin_call("POST", f"/xee/vehicles/{golf}/park").is_success
+    ha.wait_state(f"sensor.{GOLF}_speed", lambda s: s["state"] == "0")
+    ha.wait_state(f"binary_sensor.{GOLF}_ignition", lambda s: s["state"] == "off")
+
+
 def test_switch_turn_on_starts_charging(e2e: Stack) -> None:
     ha, sim = e2e.ha, e2e.sim
     tesla = ids(e2e)[TESLA]  # plugged in, not charging (previous scenario)
@@ -226,6 +299,7 @@ def test_per_entity_discovery_gives_the_same_entities(e2e: Stack, tmp_path: Any)
             tmp_path / "legacy.db",
             publishing=Publishing(mode="entity"),
             topics=Topics(base="car2mqtt_legacy"),
+            xee=False,
         )
         legacy.start()
         try:
