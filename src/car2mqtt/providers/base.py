@@ -64,6 +64,10 @@ class Provider(Protocol):
         """Return the latest status of a command sent earlier."""
         ...
 
+    def reload_credentials(self) -> bool:
+        """Adopt credentials another process saved (`car2mqtt link`); return whether it did."""
+        ...
+
     async def aclose(self) -> None:
         """Release the provider's resources."""
         ...

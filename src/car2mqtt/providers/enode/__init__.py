@@ -276,6 +276,10 @@ class EnodeProvider:
         action = await self.client.action(result.action_id)
         return _result(result.command, action, datetime.fromtimestamp(self._clock.time(), UTC))
 
+    def reload_credentials(self) -> bool:
+        """Adopt a token another process saved; return whether there was a new one."""
+        return self.tokens.reload()
+
     async def aclose(self) -> None:
         """Close the HTTP clients."""
         for http in self._closers:
