@@ -173,6 +173,7 @@ def test_history_errors(xee: Xee) -> None:
         {"from": "2026-01-02T00:00:00Z", "to": "2026-01-01T00:00:00Z"},
         {"from": "2025-11-01T00:00:00Z", "to": "2026-01-01T00:00:00Z"},
         {"from": "yesterday"},
+        {"to": "9999-12-31T23:59:59-14:00"},
         {"limit": "-1"},
         {"limit": "many"},
     ]

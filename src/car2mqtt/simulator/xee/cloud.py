@@ -566,11 +566,13 @@ def parse_date(raw: str) -> float:
     """Parse an ISO-8601 query date (`Z` or an offset; naive means UTC) to epoch seconds."""
     try:
         stamp = datetime.fromisoformat(raw.strip().replace("Z", "+00:00"))
-    except ValueError:
+        if stamp.tzinfo is None:
+            stamp = stamp.replace(tzinfo=UTC)
+        epoch = stamp.timestamp()
+        datetime.fromtimestamp(epoch, UTC)  # must stay within the years datetime can show
+    except (ValueError, OverflowError):
         raise XeeError(400, "invalid_request", f"Invalid date {raw!r}") from None
-    if stamp.tzinfo is None:
-        stamp = stamp.replace(tzinfo=UTC)
-    return stamp.timestamp()
+    return epoch
 
 
 def window(raw_from: str | None, raw_to: str | None, now: float) -> tuple[float, float]:
