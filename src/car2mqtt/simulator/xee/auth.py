@@ -89,34 +89,34 @@ class XeeUser:
 
 
 @dataclass(slots=True)
-class AuthCode:
-    """A single-use authorization code."""
+class Grant:
+    """What a code or token stands for, and until when."""
 
     user_id: str
-    redirect_uri: str
     scope: str
     expires_at: float
+
+
+@dataclass(slots=True)
+class AuthCode(Grant):
+    """A single-use authorization code."""
+
+    redirect_uri: str
     used: bool = False
 
 
 @dataclass(slots=True)
-class AccessToken:
-    """A bearer token and what it stands for."""
+class AccessToken(Grant):
+    """A bearer token; `refresh` is the refresh token issued with it."""
 
-    user_id: str
-    scope: str
-    dies_at: float
-    refresh: str  # the refresh token issued with it
+    refresh: str
     revoked: bool = False
 
 
 @dataclass(slots=True)
-class RefreshToken:
+class RefreshToken(Grant):
     """A refresh token, and once used, the pair it was rotated into."""
 
-    user_id: str
-    scope: str
-    expires_at: float
     parent: str | None  # the refresh token this pair was rotated from
     dead: bool = False
     rotated_at: float | None = None
@@ -183,7 +183,7 @@ class XeeAuth:
         code = self.world.new_token(20, self._rng)
         now = self.world.now()
         self.codes = {c: a for c, a in self.codes.items() if a.expires_at > now and not a.used}
-        self.codes[code] = AuthCode(user.id, redirect_uri, scope or DEFAULT_SCOPE, now + CODE_TTL_S)
+        self.codes[code] = AuthCode(user.id, scope or DEFAULT_SCOPE, now + CODE_TTL_S, redirect_uri)
         return code
 
     def exchange_code(self, code: str, redirect_uri: str) -> dict[str, Any]:
@@ -251,7 +251,7 @@ class XeeAuth:
         }
 
     def _prune(self, now: float) -> None:
-        self.access = {t: a for t, a in self.access.items() if a.dies_at > now and not a.revoked}
+        self.access = {t: a for t, a in self.access.items() if a.expires_at > now and not a.revoked}
         self.refresh = {t: r for t, r in self.refresh.items() if r.expires_at > now and not r.dead}
 
     # ---- using tokens --------------------------------------------------------------------
@@ -264,7 +264,7 @@ class XeeAuth:
         user = self.user(record.user_id)
         if user.suspended:
             raise XeeError(403, "account_suspended", "This account is suspended")
-        if record.dies_at <= self.world.now():
+        if record.expires_at <= self.world.now():
             raise XeeError(401, "token_expired", "Token has expired")
         pair = self.refresh.get(record.refresh)
         if pair is not None:
