@@ -178,13 +178,15 @@ class Bridge:
             _LOGGER.exception("unexpected error while handling a message")
 
     def _restore_known(self) -> None:
+        # Read once: per car, 10,000 known cars would read 10,000 rows 10,000 times.
+        announced = _keys_by_vehicle(self._store.published())
         for account in self._accounts.values():
             for ref in self._store.known_vehicles(account.provider.account):
                 # Placeholder until the first poll: lets removal, republish and the stale
                 # marking find the cars announced by an earlier run.
+                keys = announced.get(ref.key, frozenset())
                 account.vehicles.setdefault(
-                    ref.key,
-                    _Vehicle(_placeholder(ref), self._published_keys(ref), placeholder=True),
+                    ref.key, _Vehicle(_placeholder(ref), keys, placeholder=True)
                 )
 
     # ---- publishing --------------------------------------------------------------------------
@@ -477,12 +479,7 @@ class Bridge:
         await self._publish_bridge_state()
 
     def _published_keys(self, ref: VehicleRef) -> frozenset[str]:
-        keys: set[str] = set()
-        marker = f"car2mqtt_{ref.key}"
-        for topic, published in self._store.published().items():
-            if f"/{marker}/" in topic:
-                keys |= published
-        return frozenset(keys)
+        return _keys_by_vehicle(self._store.published()).get(ref.key, frozenset())
 
     def _note_link(
         self, account: _Account, link: LinkState, problem: str | None, *, config_fix: bool = False
@@ -660,6 +657,16 @@ def _cancel_requests() -> int:
     """Cancel requests pending on the current task (0 outside a task)."""
     task = asyncio.current_task()
     return task.cancelling() if task is not None else 0
+
+
+def _keys_by_vehicle(published: Mapping[str, frozenset[str]]) -> dict[str, frozenset[str]]:
+    """Map each vehicle key to the entity keys announced on its `.../car2mqtt_<key>/...` topics."""
+    found: dict[str, set[str]] = {}
+    for topic, keys in published.items():
+        for part in topic.split("/")[1:-1]:
+            if part.startswith("car2mqtt_"):
+                found.setdefault(part.removeprefix("car2mqtt_"), set()).update(keys)
+    return {key: frozenset(keys) for key, keys in found.items()}
 
 
 def _encode(payload: Mapping[str, Any] | str | bytes | None) -> bytes | str:
