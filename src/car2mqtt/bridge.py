@@ -57,6 +57,9 @@ class Timing:
     backoff_base_s: float = 30.0
     backoff_max_s: float = 900.0
     relink_retry_s: float = 900.0
+    # While an account needs re-linking, how often to look for a grant `car2mqtt link` saved:
+    # a local SQLite read, so the link comes back seconds after the user finished.
+    relink_check_s: float = 5.0
     command_poll_s: float = 15.0
     command_timeout_s: float = 40 * 60.0
     after_command_poll_s: float = 45.0
@@ -386,11 +389,33 @@ class Bridge:
                     "account %s: unexpected error while polling", account.provider.account
                 )
                 delay = self._timing.backoff_max_s
+            await self._rest(account, delay)
+
+    async def _rest(self, account: _Account, delay: float) -> None:
+        """Wait `delay` s, or until woken, or until a re-link shows up in the store."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + delay
+        while True:
+            step = deadline - loop.time()
+            relinking = account.link is LinkState.RELINK_REQUIRED
+            if relinking:
+                step = min(step, self._timing.relink_check_s)
+            if step <= 0:
+                return
             # asyncio.timeout, not wait_for: on Python 3.11 wait_for can turn a cancellation
             # that coincides with its timeout into a TimeoutError, and the loop would go on.
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay):
+                async with asyncio.timeout(step):
                     await account.wake.wait()
+                return
+            if _cancel_requests():
+                raise asyncio.CancelledError
+            if relinking and account.provider.reload_credentials():
+                _LOGGER.info(
+                    "account %s: found new credentials from a re-link; polling now",
+                    account.provider.account,
+                )
+                return
 
     async def poll_once(self, account: _Account) -> float:
         """Poll one account, publish what changed, and return how long to wait."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -230,8 +231,11 @@ async def test_revoked_token_needs_relink_then_relinks_without_restart(
     def providers(store: Store) -> list[Any]:
         return [xee_provider(sim, store, password=False), enode_provider(sim, store)]
 
+    # The cloud is retried only every 10 minutes once the grant is dead: what brings the link
+    # back within seconds is the bridge noticing the grant `car2mqtt link` saved.
+    timing = replace(FAST, relink_retry_s=600.0, relink_check_s=0.2)
     async with (
-        bridge_for(sim, mosquitto, tmp_path, providers=providers) as harness,
+        bridge_for(sim, mosquitto, tmp_path, providers=providers, timing=timing) as harness,
         probe(mosquitto.port) as seen,
     ):
         await seen.wait_json(TOPICS.state(ref), lambda s: s["relink_required"] == "OFF", 15)
@@ -247,10 +251,9 @@ async def test_revoked_token_needs_relink_then_relinks_without_restart(
         sim.refresh(tesla)
         await seen.wait_json(TOPICS.state(enode_ref), lambda s: s["battery"] == 23, 15)
         calls_while_dead = xee_calls(sim)
-        await asyncio.sleep(2.0)
-        # No retry storm: one attempt (a call and a refused refresh) per relink_retry_s.
-        attempts = 2.0 / FAST.relink_retry_s + 1
-        assert xee_calls(sim) - calls_while_dead <= 2 * attempts
+        await asyncio.sleep(1.0)
+        # No retry storm: a dead grant is not hammered (next try in relink_retry_s).
+        assert xee_calls(sim) == calls_while_dead
 
         save_linked(state_file, password_tokens(sim))  # `car2mqtt link xee` in another process
         await seen.wait_json(TOPICS.state(ref), lambda s: s["relink_required"] == "OFF", 15)
