@@ -234,3 +234,18 @@ def test_admin_clock_speed(sim: Sim) -> None:
     assert sim.admin_call("GET", "/").json()["now"] == now
     sim.advance(60)
     assert sim.admin_call("GET", "/").json()["now"] > now
+
+
+def test_a_late_answer_has_already_taken_effect(sim: Sim) -> None:
+    xee = sim.info["xee"]
+    rule = {"classes": {"auth": {"late": 1.0, "slowSeconds": 0.5}}}
+    assert sim.admin_call("PUT", "/xee/faults", rule).status_code == 200
+    form = {"grant_type": "password", "username": xee["username"], "password": xee["password"]}
+    auth = (xee["clientId"], xee["clientSecret"])
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(xee["tokenUrl"], data=form, auth=auth, timeout=0.2)
+    # The client gave up, but the cloud had counted (and answered) the grant before holding it.
+    assert sim.admin_call("GET", "/").json()["apiCalls"]["xee"] == 1
+    slow = httpx.post(xee["tokenUrl"], data=form, auth=auth, timeout=5)
+    assert slow.status_code == 200
+    assert slow.elapsed.total_seconds() >= 0.5
