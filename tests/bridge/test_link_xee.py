@@ -184,3 +184,14 @@ def test_link_xee_refuses_an_enode_account(sim: Sim, tmp_path: Path) -> None:
     result = run_cli("link", "xee", "--account", "home", "--config", str(path))
     assert result.returncode == 2
     assert "use car2mqtt link enode --account home" in result.stderr
+
+
+def test_status_says_how_to_relink_a_xee_account(sim: Sim, tmp_path: Path) -> None:
+    path = write_config(tmp_path, sim, "http://127.0.0.1:8765/callback")
+    with Store.open(tmp_path / "car2mqtt.db") as store:  # as the bridge leaves it
+        store.save_account_status("car", "relink_required", "invalid_request: refresh token dead")
+    result = run_cli("status", "--config", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "relink_required" in result.stdout
+    assert "refresh token dead" in result.stdout
+    assert "car needs re-linking: car2mqtt link xee --account car" in result.stdout

@@ -281,3 +281,36 @@ async def test_xee_rate_limits_back_off_and_recover(
         await seen.wait_for(lambda p: p.last(TOPICS.availability(ref)) == b"offline", 15)
         sim.admin_call("PUT", "/xee/faults", {"profile": "none"})
         await seen.wait_for(lambda p: p.last(TOPICS.availability(ref)) == b"online", 15)
+
+
+async def test_password_grant_takes_over_when_the_refresh_token_dies(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    # An hour-long token lives 2 s on this clock: the bridge must refresh within the test.
+    with running_sim(time_factor=1800.0) as sim:
+        clock = SimClock(START, 1800.0)
+        clock.advance(max(0.0, sim_now(sim) - clock.time()))
+        dongle = next(iter(dongles(sim).values()))
+        ref = VehicleRef("xee", "car", dongle)
+
+        def providers(store: Store) -> list[Any]:
+            return [xee_provider(sim, store, clock=clock)]
+
+        async with (
+            bridge_for(sim, mosquitto, tmp_path, providers=providers) as harness,
+            probe(mosquitto.port) as seen,
+        ):
+            await seen.wait_json(TOPICS.state(ref), lambda s: "odometer" in s, 15)
+            revoke = f"/xee/users/{xee_user(sim)}/revoke-refresh-tokens"
+            assert sim.admin_call("POST", revoke).status_code == 200
+            tokens = harness.running.bridge.provider("car").tokens  # type: ignore[attr-defined]
+            before = tokens.renewals
+            for _ in range(50):  # a few token lifetimes
+                await asyncio.sleep(0.1)
+                if tokens.renewals >= before + 2:
+                    break
+            assert tokens.renewals >= before + 2
+            state = json.loads((await retained(mosquitto.port))[TOPICS.state(ref)])
+            failures = harness.running.bridge.failures("car")
+    assert state["relink_required"] == "OFF"
+    assert failures == 0
