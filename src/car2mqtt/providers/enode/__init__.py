@@ -5,21 +5,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from car2mqtt import __version__
-from car2mqtt.auth.oauth2 import Token, TokenEndpoint, request_token, retry_after
+from car2mqtt.auth.oauth2 import Token, TokenEndpoint, request_token
 from car2mqtt.auth.tokens import BearerAuth, TokenManager, TokenPersistence
 from car2mqtt.clock import Clock
 from car2mqtt.errors import (
-    AuthError,
     BadCloudResponse,
     ProviderRejected,
     ProviderUnavailable,
-    RateLimited,
     ReauthRequired,
 )
 from car2mqtt.models import CommandResult, CommandStatus, VehicleRef, VehicleState
@@ -32,9 +30,9 @@ from car2mqtt.providers.enode.wire import (
     Vehicle,
     VehiclePage,
 )
+from car2mqtt.providers.http import M, parse, raise_for_transient, send
 
 _LOGGER = logging.getLogger(__name__)
-M = TypeVar("M", bound=BaseModel)
 
 API_VERSION = "2024-10-01"
 PAGE_SIZE = 50
@@ -74,28 +72,17 @@ class EnodeClient:
         self, method: str, path: str, *, body: Any = None, params: dict[str, Any] | None = None
     ) -> httpx.Response:
         self.calls += 1
-        try:
-            response = await self._http.request(method, path, json=body, params=params)
-        except httpx.HTTPError as exc:
-            msg = f"Enode unreachable ({type(exc).__name__}) on {method} {path}"
-            raise ProviderUnavailable(msg) from None
-        status = response.status_code
-        if status < 400:
+        response = await send(self._http, "Enode", method, path, json=body, params=params)
+        if response.status_code < 400:
             return response
         problem = _problem(response)
-        if status == 401:
-            msg = f"Enode rejected a fresh access token on {path}: {problem}"
-            raise AuthError(msg)
-        if status == 429:
-            raise RateLimited(f"Enode rate limited {path}: {problem}", retry_after(response))
-        if status >= 500:
-            msg = f"Enode answered {status} on {path}: {problem}"
-            raise ProviderUnavailable(msg, retry_after(response))
+        raise_for_transient(response, "Enode", path, problem)
+        status = response.status_code
         raise ProviderRejected(f"Enode refused {method} {path}: {problem}", status, problem)
 
     async def _get_model(self, path: str, model: type[M], **params: Any) -> M:
         response = await self._request("GET", path, params=params or None)
-        return _parse(response, model)
+        return parse(response, model, "Enode")
 
     async def user_vehicles(self, user_id: str) -> list[Vehicle]:
         """Return every vehicle of `user_id`, one call per page of 50."""
@@ -118,7 +105,7 @@ class EnodeClient:
         response = await self._request(
             "POST", f"/vehicles/{vehicle_id}/charging", body={"action": action}
         )
-        return _parse(response, Action)
+        return parse(response, Action, "Enode")
 
     async def action(self, action_id: str) -> Action:
         """Return a charging action."""
@@ -141,17 +128,7 @@ class EnodeClient:
         if vendor:
             body["vendor"] = vendor
         response = await self._request("POST", f"/users/{user_id}/link", body=body)
-        return _parse(response, LinkResponse)
-
-
-def _parse(response: httpx.Response, model: type[M]) -> M:
-    try:
-        return model.model_validate_json(response.content)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "body"
-        msg = f"Enode sent an unreadable {model.__name__} ({where}: {first['msg']})"
-        raise BadCloudResponse(msg) from None
+        return parse(response, LinkResponse, "Enode")
 
 
 def _problem(response: httpx.Response) -> str:

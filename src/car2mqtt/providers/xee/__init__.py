@@ -8,30 +8,27 @@ import logging
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 from authlib.oauth2.rfc6749 import parameters
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from car2mqtt import __version__
-from car2mqtt.auth.oauth2 import RELINK_ERRORS, Token, TokenEndpoint, request_token, retry_after
+from car2mqtt.auth.oauth2 import RELINK_ERRORS, Token, TokenEndpoint, request_token
 from car2mqtt.auth.tokens import BearerAuth, TokenManager, TokenPersistence
 from car2mqtt.clock import Clock
 from car2mqtt.errors import (
-    AuthError,
     BadCloudResponse,
     ProviderRejected,
-    ProviderUnavailable,
-    RateLimited,
     ReauthRequired,
 )
 from car2mqtt.models import CommandResult, CommandStatus, VehicleRef, VehicleState
 from car2mqtt.providers.base import Command, Grant, ProviderSpec
+from car2mqtt.providers.http import parse, raise_for_transient, send
 from car2mqtt.providers.xee.wire import ErrorBody, Status, User, Vehicle, to_state
 
 _LOGGER = logging.getLogger(__name__)
-M = TypeVar("M", bound=BaseModel)
 
 SPEC = ProviderSpec(
     name="xee",
@@ -60,31 +57,19 @@ class XeeClient:
 
     async def _get(self, path: str) -> httpx.Response:
         self.calls += 1
-        try:
-            response = await self._http.get(path)
-        except httpx.HTTPError as exc:
-            msg = f"Xee unreachable ({type(exc).__name__}) on GET {path}"
-            raise ProviderUnavailable(msg) from None
-        status = response.status_code
-        if status < 400:
+        response = await send(self._http, "Xee", "GET", path)
+        if response.status_code < 400:
             return response
         error, text = _error(response)
-        if status == 401:
-            msg = f"Xee rejected a fresh access token on {path}: {text}"
-            raise AuthError(msg)
-        if status == 429:
-            raise RateLimited(f"Xee rate limited {path}: {text}", retry_after(response))
-        if status >= 500:
-            msg = f"Xee answered {status} on {path}: {text}"
-            raise ProviderUnavailable(msg, retry_after(response))
+        raise_for_transient(response, "Xee", path, text)
         if error == "account_suspended":
             msg = f"Xee suspended the account ({text}); sort it out with Xee, then re-link"
             raise ReauthRequired(msg)
-        raise ProviderRejected(f"Xee refused GET {path}: {text}", status, text)
+        raise ProviderRejected(f"Xee refused GET {path}: {text}", response.status_code, text)
 
     async def user(self) -> User:
         """Return the user who consented."""
-        return _parse(await self._get("/users/me"), User)
+        return parse(await self._get("/users/me"), User, "Xee")
 
     async def vehicles(self) -> list[Vehicle]:
         """Return the user's vehicles; an unreadable entry is skipped, not fatal."""
@@ -104,17 +89,7 @@ class XeeClient:
 
     async def status(self, vehicle_id: str) -> Status:
         """Return a vehicle's latest signals and position."""
-        return _parse(await self._get(f"/vehicles/{vehicle_id}/status"), Status)
-
-
-def _parse(response: httpx.Response, model: type[M]) -> M:
-    try:
-        return model.model_validate_json(response.content)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "body"
-        msg = f"Xee sent an unreadable {model.__name__} ({where}: {first['msg']})"
-        raise BadCloudResponse(msg) from None
+        return parse(await self._get(f"/vehicles/{vehicle_id}/status"), Status, "Xee")
 
 
 def _error(response: httpx.Response) -> tuple[str | None, str]:
