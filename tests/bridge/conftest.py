@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from car2mqtt.bridge import Publishing, Timing
@@ -88,6 +90,48 @@ def xee_provider(
         clock=clock or SystemClock(),
         persistence=store,
     )
+
+
+def xee_token_grant(sim: Sim, **form: str) -> httpx.Response:
+    """Ask the simulated Xee token endpoint for a grant, as its registered client."""
+    xee = sim.info["xee"]
+    return httpx.post(
+        xee["tokenUrl"], data=form, auth=(xee["clientId"], xee["clientSecret"]), timeout=10
+    )
+
+
+def xee_password_tokens(sim: Sim) -> dict[str, Any]:
+    """A fresh token pair for the demo Xee user, by the password grant."""
+    xee = sim.info["xee"]
+    response = xee_token_grant(
+        sim, grant_type="password", username=xee["username"], password=xee["password"]
+    )
+    assert response.status_code == 200, response.text
+    data: dict[str, Any] = response.json()
+    return data
+
+
+def write_xee_config(tmp_path: Path, sim: Sim, **account: Any) -> Path:
+    """Write a configuration with one Xee account `car` on the simulator (JSON is YAML)."""
+    xee = sim.info["xee"]
+    extra = {k: v for k, v in account.items() if k in ("mqtt", "log")}
+    config = {
+        "store": str(tmp_path / "car2mqtt.db"),
+        **extra,
+        "accounts": [
+            {
+                "name": "car",
+                "provider": "xee",
+                "api_url": xee["apiUrl"],
+                "client_id": xee["clientId"],
+                "client_secret": xee["clientSecret"],
+                **{k: v for k, v in account.items() if k not in extra},
+            }
+        ],
+    }
+    path = tmp_path / "car2mqtt.yaml"
+    path.write_text(json.dumps(config))
+    return path
 
 
 @dataclass

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import signal
 import subprocess
@@ -15,30 +14,16 @@ import httpx
 import pytest
 
 from car2mqtt.store import Store
-from tests.mqtt_support import free_port
+from tests.bridge.conftest import write_xee_config
+from tests.bridge.test_cli import write_config as write_enode_config
+from tests.mqtt_support import Mosquitto, free_port
 from tests.support import Sim, run_cli, started_cli
 
 URL_LINE = re.compile(r"http://\S+/xee/v4/oauth/authorize\?\S+")
 
 
 def write_config(tmp_path: Path, sim: Sim, redirect_uri: str) -> Path:
-    xee = sim.info["xee"]
-    config = {
-        "store": str(tmp_path / "car2mqtt.db"),
-        "accounts": [
-            {
-                "name": "car",
-                "provider": "xee",
-                "api_url": xee["apiUrl"],
-                "client_id": xee["clientId"],
-                "client_secret": xee["clientSecret"],
-                "redirect_uri": redirect_uri,
-            }
-        ],
-    }
-    path = tmp_path / "car2mqtt.yaml"
-    path.write_text(json.dumps(config))
-    return path
+    return write_xee_config(tmp_path, sim, redirect_uri=redirect_uri)
 
 
 def consent(sim: Sim, url: str, decision: str = "approve", password: str | None = None) -> str:
@@ -162,25 +147,7 @@ def test_paste_back_when_the_redirect_cannot_reach_us(sim: Sim, tmp_path: Path, 
 
 
 def test_link_xee_refuses_an_enode_account(sim: Sim, tmp_path: Path) -> None:
-    path = tmp_path / "car2mqtt.yaml"
-    enode = sim.info["enode"]
-    path.write_text(
-        json.dumps(
-            {
-                "accounts": [
-                    {
-                        "name": "home",
-                        "provider": "enode",
-                        "api_url": enode["apiUrl"],
-                        "token_url": enode["tokenUrl"],
-                        "client_id": enode["clientId"],
-                        "client_secret": enode["clientSecret"],
-                        "user_id": "demo",
-                    }
-                ]
-            }
-        )
-    )
+    path = write_enode_config(tmp_path, sim, Mosquitto(tmp_path))  # never started
     result = run_cli("link", "xee", "--account", "home", "--config", str(path))
     assert result.returncode == 2
     assert "use car2mqtt link enode --account home" in result.stderr

@@ -3,21 +3,30 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import replace
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from car2mqtt.clock import SimClock
 from car2mqtt.models import LinkState, VehicleRef
 from car2mqtt.store import Store
-from tests.bridge.conftest import FAST, TOPICS, bridge_for, enode_provider, xee_provider
-from tests.mqtt_support import Mosquitto, probe, retained
+from tests.bridge.conftest import (
+    FAST,
+    TOPICS,
+    bridge_for,
+    enode_provider,
+    xee_password_tokens,
+    xee_provider,
+    xee_token_grant,
+)
+from tests.bridge.test_bridge import sim_now, wait_retained
+from tests.mqtt_support import Mosquitto, Probe, probe, retained
 from tests.support import START, Sim, running_sim
 
 pytestmark = pytest.mark.asyncio
@@ -33,21 +42,6 @@ def xee_configs(kept: dict[str, bytes]) -> dict[str, dict[str, Any]]:
     }
 
 
-async def wait_retained(
-    port: int, check: Any, *, timeout: float = 15.0, pattern: str = "#"
-) -> dict[str, bytes]:
-    """Poll the broker's retained set until `check(retained)` holds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    last: dict[str, bytes] = {}
-    while loop.time() < deadline:
-        last = await retained(port, pattern, settle=0.2)
-        if check(last):
-            return last
-    msg = f"retained messages never satisfied the check; have {sorted(last)}"
-    raise AssertionError(msg)
-
-
 def dongles(sim: Sim) -> dict[str, str]:
     """Vehicle id -> dongle id for every car of the demo Xee user, from the cloud itself."""
     found = {}
@@ -57,9 +51,26 @@ def dongles(sim: Sim) -> dict[str, str]:
     return found
 
 
-def sim_now(sim: Sim) -> float:
-    now = sim.admin_call("GET", "/").json()["now"]
-    return datetime.fromisoformat(now.replace("Z", "+00:00")).timestamp()
+@contextlib.asynccontextmanager
+async def xee_bridge(
+    sim: Sim, mosquitto: Mosquitto, tmp_path: Path
+) -> AsyncIterator[tuple[str, VehicleRef, Probe]]:
+    """Bridge the demo Xee user (password grant); yield its first car once it has data."""
+    vehicle_id, dongle = next(iter(dongles(sim).items()))
+    ref = VehicleRef("xee", "car", dongle)
+    async with (
+        bridge_for(sim, mosquitto, tmp_path, providers=lambda store: [xee_provider(sim, store)]),
+        probe(mosquitto.port) as seen,
+    ):
+        await seen.wait_json(TOPICS.state(ref), lambda s: "odometer" in s, 15)
+        yield vehicle_id, ref, seen
+
+
+def accelerated(sim: Sim) -> SimClock:
+    """A clock for the bridge that runs with the simulator's (1800x) and agrees with it."""
+    clock = SimClock(START, 1800.0)
+    clock.advance(max(0.0, sim_now(sim) - clock.time()))
+    return clock
 
 
 def xee_calls(sim: Sim) -> int:
@@ -69,23 +80,6 @@ def xee_calls(sim: Sim) -> int:
 def xee_user(sim: Sim) -> str:
     users: dict[str, list[str]] = sim.info["xee"]["users"]
     return next(iter(users))
-
-
-def token_grant(sim: Sim, **form: str) -> httpx.Response:
-    xee = sim.info["xee"]
-    return httpx.post(
-        xee["tokenUrl"], data=form, auth=(xee["clientId"], xee["clientSecret"]), timeout=10
-    )
-
-
-def password_tokens(sim: Sim) -> dict[str, Any]:
-    xee = sim.info["xee"]
-    response = token_grant(
-        sim, grant_type="password", username=xee["username"], password=xee["password"]
-    )
-    assert response.status_code == 200, response.text
-    data: dict[str, Any] = response.json()
-    return data
 
 
 def save_linked(path: Path, tokens: dict[str, Any], account: str = "car") -> None:
@@ -135,14 +129,8 @@ async def test_combustion_and_electric_cars_in_discovery(
 async def test_signal_values_reach_mqtt_by_name(
     sim: Sim, mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
-    ids = dongles(sim)
-    vehicle_id, dongle = next(iter(ids.items()))
-    ref = VehicleRef("xee", "car", dongle)
-    async with (
-        bridge_for(sim, mosquitto, tmp_path, providers=lambda store: [xee_provider(sim, store)]),
-        probe(mosquitto.port) as seen,
-    ):
-        first = await seen.wait_json(TOPICS.state(ref), lambda s: "odometer" in s, 15)
+    async with xee_bridge(sim, mosquitto, tmp_path) as (vehicle_id, ref, seen):
+        first = seen.json(TOPICS.state(ref))
         sim.admin_call("PUT", f"/xee/vehicles/{vehicle_id}/fuel", {"litres": 12.5})
         truth = sim.admin_call("GET", f"/xee/vehicles/{vehicle_id}").json()["signals"]
         state = await seen.wait_json(
@@ -159,13 +147,8 @@ async def test_a_changed_vehicle_id_keeps_the_same_device(
     sim: Sim, mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
     ids = dongles(sim)
-    vehicle_id, dongle = next(iter(ids.items()))
-    ref = VehicleRef("xee", "car", dongle)
-    async with (
-        bridge_for(sim, mosquitto, tmp_path, providers=lambda store: [xee_provider(sim, store)]),
-        probe(mosquitto.port) as seen,
-    ):
-        await seen.wait_json(TOPICS.state(ref), lambda s: "odometer" in s, 15)
+    async with xee_bridge(sim, mosquitto, tmp_path) as (vehicle_id, ref, seen):
+        dongle = ref.vehicle_id
         repaired = sim.admin_call("POST", f"/xee/vehicles/{vehicle_id}/repair").json()
         assert repaired["id"] != vehicle_id
         assert repaired["device"]["id"] == dongle
@@ -186,8 +169,7 @@ async def test_rotation_across_many_refreshes_on_an_accelerated_clock(
 ) -> None:
     # Half a simulated hour per real second on both sides: an hour-long token lives 2 s.
     with running_sim(time_factor=1800.0) as sim:
-        clock = SimClock(START, 1800.0)
-        clock.advance(max(0.0, sim_now(sim) - clock.time()))
+        clock = accelerated(sim)
         first_refresh: list[str] = []
 
         def providers(store: Store) -> list[Any]:
@@ -212,7 +194,7 @@ async def test_rotation_across_many_refreshes_on_an_accelerated_clock(
         assert saved is not None
         assert saved["refresh_token"] == tokens.token.refresh_token  # stored before use
         # The first refresh token was used long ago and its successors too: it is dead.
-        dead = token_grant(sim, grant_type="refresh_token", refresh_token=first_refresh[0])
+        dead = xee_token_grant(sim, grant_type="refresh_token", refresh_token=first_refresh[0])
         assert dead.status_code == 400
         assert dead.json()["error"] == "invalid_request"
 
@@ -223,7 +205,7 @@ async def test_revoked_token_needs_relink_then_relinks_without_restart(
     caplog.set_level(logging.INFO)
     state_file = tmp_path / "state" / "car2mqtt.db"
     state_file.parent.mkdir(parents=True, exist_ok=True)
-    save_linked(state_file, password_tokens(sim))
+    save_linked(state_file, xee_password_tokens(sim))
     dongle = next(iter(dongles(sim).values()))
     ref = VehicleRef("xee", "car", dongle)
     tesla = sim.vehicle_ids()[0]
@@ -255,7 +237,7 @@ async def test_revoked_token_needs_relink_then_relinks_without_restart(
         # No retry storm: a dead grant is not hammered (next try in relink_retry_s).
         assert xee_calls(sim) == calls_while_dead
 
-        save_linked(state_file, password_tokens(sim))  # `car2mqtt link xee` in another process
+        save_linked(state_file, xee_password_tokens(sim))  # `car2mqtt link xee` in another process
         await seen.wait_json(TOPICS.state(ref), lambda s: s["relink_required"] == "OFF", 15)
         await seen.wait_json(TOPICS.bridge_state, lambda s: s["problem"] == "OFF", 15)
     relink_lines = [r.getMessage() for r in caplog.records if "needs re-linking" in r.getMessage()]
@@ -288,8 +270,7 @@ async def test_password_grant_takes_over_when_the_refresh_token_dies(
 ) -> None:
     # An hour-long token lives 2 s on this clock: the bridge must refresh within the test.
     with running_sim(time_factor=1800.0) as sim:
-        clock = SimClock(START, 1800.0)
-        clock.advance(max(0.0, sim_now(sim) - clock.time()))
+        clock = accelerated(sim)
         dongle = next(iter(dongles(sim).values()))
         ref = VehicleRef("xee", "car", dongle)
 

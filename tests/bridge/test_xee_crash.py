@@ -18,9 +18,8 @@ import signal
 import time
 from pathlib import Path
 
-import httpx
-
 from car2mqtt.store import Store
+from tests.bridge.conftest import write_xee_config, xee_password_tokens
 from tests.bridge.test_cli import wait_retained
 from tests.mqtt_support import Mosquitto
 from tests.support import running_sim, started_cli
@@ -34,16 +33,7 @@ def test_sigkill_at_many_points_around_refreshes_keeps_the_link(
 ) -> None:
     with running_sim(time_factor=1.0, xee_token_ttl_s=TOKEN_TTL_S) as sim:
         xee = sim.info["xee"]
-        grant = httpx.post(
-            xee["tokenUrl"],
-            data={
-                "grant_type": "password",
-                "username": xee["username"],
-                "password": xee["password"],
-            },
-            auth=(xee["clientId"], xee["clientSecret"]),
-            timeout=10,
-        ).json()
+        grant = xee_password_tokens(sim)
         state_file = tmp_path / "car2mqtt.db"
         with Store.open(state_file) as store:  # as `car2mqtt link xee` leaves it
             store.save_token(
@@ -55,25 +45,12 @@ def test_sigkill_at_many_points_around_refreshes_keeps_the_link(
                     "scope": grant.get("scope"),
                 },
             )
-        config = tmp_path / "car2mqtt.yaml"
-        config.write_text(
-            json.dumps(
-                {
-                    "mqtt": {"url": mosquitto.url},
-                    "store": str(state_file),
-                    "log": {"level": "debug"},
-                    "accounts": [
-                        {
-                            "name": "car",
-                            "provider": "xee",
-                            "api_url": xee["apiUrl"],
-                            "client_id": xee["clientId"],
-                            "client_secret": xee["clientSecret"],
-                            "poll_interval_s": 60,
-                        }
-                    ],
-                }
-            )
+        config = write_xee_config(
+            tmp_path,
+            sim,
+            mqtt={"url": mosquitto.url},
+            log={"level": "debug"},
+            poll_interval_s=60,
         )
         # Token requests are often slow, before the cloud acts or after it rotated the refresh
         # token but before the answer leaves: kills land in both windows.
