@@ -643,3 +643,12 @@ def test_xee_account_explains_its_mistakes(tmp_path: Path) -> None:
     assert any(line.startswith("accounts[car].username: required with password") for line in lines)
     assert any(line.startswith("accounts[car].api_url: got 'ftp://xee'") for line in lines)
     assert any(line.startswith("accounts[car].scopes:") for line in lines), lines
+
+
+def test_every_account_secret_reaches_the_log_redactor(tmp_path: Path) -> None:
+    from car2mqtt.runtime import secrets_of
+
+    (tmp_path / "secret.txt").write_text(SECRET)
+    text = XEE + "    username: me\n    password: hunter2-password\n"
+    config = load_config(write(tmp_path, text), {})
+    assert set(secrets_of(config)) == {SECRET, "hunter2-password"}

@@ -413,6 +413,14 @@ class AccountBase(_Model):
         """One line about this account, secrets shown as ***."""
         raise NotImplementedError
 
+    def secrets(self) -> list[str]:
+        """Return the account's secret values, for the log redactor."""
+        return [
+            value.get_secret_value()
+            for name in _secret_fields(type(self))
+            if isinstance(value := getattr(self, name), SecretStr)
+        ]
+
 
 class EnodeAccount(AccountBase):
     """An Enode client (client id and secret) and the Enode user whose cars we read."""

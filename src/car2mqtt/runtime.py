@@ -89,18 +89,19 @@ async def running(providers: list[Provider], **options: Any) -> AsyncIterator[Ru
         yield Running(bridge, link, task)
     finally:
         task.cancel()
-        try:
-            async with asyncio.timeout(STOP_TIMEOUT_S):
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        except TimeoutError:
+        # asyncio.wait, not a timeout around `await task`: cancelling that await only passes
+        # the cancel on to a task that may be ignoring it, so the limit could never fire.
+        done, _ = await asyncio.wait({task}, timeout=STOP_TIMEOUT_S)
+        if not done:
             msg = f"the bridge did not stop within {STOP_TIMEOUT_S:.0f} s of being cancelled"
-            raise RuntimeError(msg) from None
+            raise RuntimeError(msg)
+        if not task.cancelled() and task.exception() is not None:
+            await task  # re-raise what ended it
 
 
 def secrets_of(config: Config) -> list[str]:
     """Every secret in `config`, for the log redactor."""
-    found = [a.client_secret.get_secret_value() for a in config.accounts]
+    found = [secret for account in config.accounts for secret in account.secrets()]
     if config.mqtt.password is not None:
         found.append(config.mqtt.password.get_secret_value())
     return found
