@@ -51,15 +51,26 @@ def dongles(sim: Sim) -> dict[str, str]:
     return found
 
 
-@contextlib.asynccontextmanager
-async def xee_bridge(
+def xee_bridge(
     sim: Sim, mosquitto: Mosquitto, tmp_path: Path
-) -> AsyncIterator[tuple[str, VehicleRef, Probe]]:
+) -> contextlib.AbstractAsyncContextManager[tuple[str, VehicleRef, Probe]]:
     """Bridge the demo Xee user (password grant); yield its first car once it has data."""
+    return xee_bridge_on(sim, mosquitto, tmp_path, None)
+
+
+@contextlib.asynccontextmanager
+async def xee_bridge_on(
+    sim: Sim, mosquitto: Mosquitto, tmp_path: Path, clock: SimClock | None
+) -> AsyncIterator[tuple[str, VehicleRef, Probe]]:
+    """Bridge the demo Xee user on `clock`; yield its first car once it has data."""
     vehicle_id, dongle = next(iter(dongles(sim).items()))
     ref = VehicleRef("xee", "car", dongle)
+
+    def providers(store: Store) -> list[Any]:
+        return [xee_provider(sim, store, clock=clock)]
+
     async with (
-        bridge_for(sim, mosquitto, tmp_path, providers=lambda store: [xee_provider(sim, store)]),
+        bridge_for(sim, mosquitto, tmp_path, providers=providers, clock=clock),
         probe(mosquitto.port) as seen,
     ):
         await seen.wait_json(TOPICS.state(ref), lambda s: "odometer" in s, 15)
@@ -295,3 +306,29 @@ async def test_password_grant_takes_over_when_the_refresh_token_dies(
             failures = harness.running.bridge.failures("car")
     assert state["relink_required"] == "OFF"
     assert failures == 0
+
+
+async def test_tokens_that_die_before_expires_in_are_renewed_on_401(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    # Xee says an hour but the token dies after 10 simulated minutes (a third of a real second).
+    with running_sim(time_factor=1800.0, xee_early_expiry_s=3000.0) as sim:
+        clock = accelerated(sim)
+        async with xee_bridge_on(sim, mosquitto, tmp_path, clock) as (vehicle_id, ref, seen):
+            await asyncio.sleep(2.0)  # six token lives
+            sim.admin_call("PUT", f"/xee/vehicles/{vehicle_id}/fuel", {"litres": 9.0})
+            await seen.wait_json(
+                TOPICS.state(ref), lambda s: abs(s.get("fuel_level", 0) - 9) < 1, 15
+            )
+            bridge = seen.json(TOPICS.bridge_state)
+    assert bridge["accounts"]["car"]["link"] == "ok"
+
+
+async def test_a_suspended_account_needs_attention_and_others_go_on(
+    sim: Sim, mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    async with xee_bridge(sim, mosquitto, tmp_path) as (_, ref, seen):
+        assert sim.admin_call("POST", f"/xee/users/{xee_user(sim)}/suspend").status_code == 200
+        await seen.wait_json(TOPICS.state(ref), lambda s: s["relink_required"] == "ON", 15)
+        bridge = await seen.wait_json(TOPICS.bridge_state, lambda s: s["problem"] == "ON", 15)
+    assert "suspended" in bridge["accounts"]["car"]["problem"]
