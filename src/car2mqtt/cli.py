@@ -238,8 +238,8 @@ def _print_demo(info: DemoInfo) -> None:
         f"  MQTT broker: mqtt://{info.broker_host}:{info.broker_port}"
         f"{' (embedded)' if info.embedded_broker else ''}\n"
         f"  {len(info.vehicle_ids)} Enode cars: a parked Tesla, a charging Volkswagen, an XPENG "
-        f"on a trip;\n  {len(info.xee_vehicle_ids)} cars with Xee dongles: a petrol Golf and an "
-        "electric Renault Zoe.\n"
+        f"on a trip;\n  {len(info.xee_vehicle_ids)} cars with Xee dongles, petrol and electric "
+        "in turn.\n"
     )
     lines = [
         ("Watch the cars' state", f"mosquitto_sub {broker} -t 'car2mqtt/#' -v"),
@@ -257,7 +257,7 @@ def _print_demo(info: DemoInfo) -> None:
             f"mosquitto_pub {broker} -t 'car2mqtt/enode/{first}/charging/set' -m ON",
         ),
         (
-            "Send the Xee petrol car on a drive",
+            "Send the first Xee car (petrol) on a drive",
             f"curl -s -X POST -d '{{\"speedKmh\":50}}' "
             f"{info.admin_url}/xee/vehicles/{xee_first}/drive",
         ),

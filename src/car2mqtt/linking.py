@@ -44,18 +44,30 @@ class Redirect:
     """What came back to the redirect receiver."""
 
     params: dict[str, str]
+    pasted: bool = False
 
 
 @contextlib.asynccontextmanager
 async def redirect_receiver(
-    sock: socket.socket, path: str = "/callback"
+    sock: socket.socket,
+    path: str = "/callback",
+    refuse: Callable[[dict[str, str]], str | None] | None = None,
 ) -> AsyncIterator[asyncio.Future[Redirect]]:
-    """Serve `path` on a bound socket; yield a future that the first redirect completes."""
+    """Serve `path` on a bound socket; yield a future that the first accepted redirect completes.
+
+    `refuse(params)` returns why a redirect is not ours (a forged or stale one): it gets an
+    error page and the receiver goes on waiting for the real one.
+    """
     loop = asyncio.get_running_loop()
     arrived: asyncio.Future[Redirect] = loop.create_future()
 
     async def callback(request: Request) -> Response:
         params = dict(request.query_params)
+        reason = refuse(params) if refuse is not None else None
+        if reason is not None:
+            _LOGGER.warning("ignored a redirect: %s", reason)
+            page = _DONE.format(title="Not this link", text=escape(reason))
+            return HTMLResponse(page, status_code=400)
         if not arrived.done():
             arrived.set_result(Redirect(params))
         if "error" in params:
@@ -134,17 +146,39 @@ def _listen_for(redirect_uri: str) -> tuple[socket.socket, str] | None:
     return sock, parts.path or "/"
 
 
+_REDIRECT_KEYS = ("code=", "state=", "error=")
+
+
 def redirect_params(text: str) -> dict[str, str]:
     """Read what the user pasted: the whole redirect URL, its query, or the bare code."""
     text = text.strip()
-    if "=" not in text:
-        return {"code": text} if text else {}
+    if not any(key in text for key in _REDIRECT_KEYS):
+        # A bare code (which may itself contain '=' padding).
+        return {"code": text} if text and not any(c.isspace() for c in text) else {}
     query = urlsplit(text).query if "://" in text or text.startswith("/") else text
     return dict(parse_qsl(query.lstrip("?")))
 
 
-def check_redirect(params: dict[str, str], state: str) -> str:
-    """Return the code of a redirect that carries our `state`; raise LinkFailed otherwise."""
+def state_problem(params: dict[str, str], state: str) -> str | None:
+    """Return why a redirect does not carry our `state`, or None when it does."""
+    received = params.get("state")
+    if received is None:
+        return "the redirect carries no state, so it cannot be from this link attempt"
+    if not hmac.compare_digest(received.encode(), state.encode()):
+        return (
+            "the redirect's state does not match this link attempt (an old tab, or a forged "
+            "link)"
+        )
+    return None
+
+
+def check_redirect(params: dict[str, str], state: str | None) -> str:
+    """Return the code of an accepted redirect; raise LinkFailed for an error or no code.
+
+    `state` is checked unless None (a bare pasted code: the user typed it, nobody forged it).
+    """
+    if state is not None and (problem := state_problem(params, state)) is not None:
+        raise LinkFailed(problem + "; nothing was saved. Start again with the new URL")
     if "error" in params:
         detail = params.get("error_description") or params["error"]
         msg = f"Xee did not grant access: {detail} ({params['error']})"
@@ -152,14 +186,6 @@ def check_redirect(params: dict[str, str], state: str) -> str:
     code = params.get("code")
     if not code:
         msg = "the redirect carried no authorization code"
-        raise LinkFailed(msg)
-    received = params.get("state")
-    # A pasted bare code has no state to check: the user typed it, nobody forged it.
-    if received is not None and not hmac.compare_digest(received.encode(), state.encode()):
-        msg = (
-            "the redirect's state does not match this link attempt (an old tab, or a forged "
-            "link); nothing was saved. Start again with the new URL"
-        )
         raise LinkFailed(msg)
     return code
 
@@ -172,6 +198,7 @@ async def link_xee(
     scopes: Sequence[str],
     show_url: Callable[[str, bool], None],
     read_paste: Callable[[], Awaitable[str]] | None = None,
+    say: Callable[[str], None] = print,
     timeout_s: float = 900.0,
 ) -> list[VehicleState]:
     """Run Xee's authorization-code flow, save the tokens and return the account's cars.
@@ -188,9 +215,11 @@ async def link_xee(
     async with contextlib.AsyncExitStack() as stack:
         waiting: set[asyncio.Future[Redirect]] = set()
         if listener is not None:
-            waiting.add(await stack.enter_async_context(redirect_receiver(*listener)))
+            sock, path = listener
+            receiver = redirect_receiver(sock, path, lambda p: state_problem(p, state))
+            waiting.add(await stack.enter_async_context(receiver))
         if read_paste is not None:
-            waiting.add(asyncio.ensure_future(_pasted(read_paste)))
+            waiting.add(asyncio.ensure_future(_pasted(read_paste, state, say)))
         show_url(url, listener is not None)
         try:
             done, _ = await _within(
@@ -200,13 +229,24 @@ async def link_xee(
             for future in waiting:
                 future.cancel()
         redirect = done.pop().result()
-    code = check_redirect(redirect.params, state)
+    bare = set(redirect.params) == {"code"} and redirect.pasted
+    code = check_redirect(redirect.params, None if bare else state)
     await provider.exchange_code(code, redirect_uri)
     return await provider.poll()
 
 
-async def _pasted(read: Callable[[], Awaitable[str]]) -> Redirect:
+async def _pasted(
+    read: Callable[[], Awaitable[str]], state: str, say: Callable[[str], None]
+) -> Redirect:
+    """Read pasted lines until one is a redirect of ours (or a bare code)."""
     while True:
         params = redirect_params(await read())
-        if params:
-            return Redirect(params)
+        if not params:
+            continue
+        if set(params) != {"code"} and (problem := state_problem(params, state)) is not None:
+            say(f"{problem}; paste the address of the page Xee sent you to, or just the code")
+            continue
+        if "code" not in params and "error" not in params:
+            say("no code in that; paste the whole address, or just the code")
+            continue
+        return Redirect(params, pasted=True)

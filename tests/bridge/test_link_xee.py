@@ -112,18 +112,28 @@ def test_consent_denied(sim: Sim, tmp_path: Path) -> None:
     assert saved_token(tmp_path) is None
 
 
-def test_a_redirect_with_the_wrong_state_is_refused(sim: Sim, tmp_path: Path) -> None:
+@pytest.mark.parametrize("forged", ["state=forged-by-someone-else", "state=", ""])
+def test_a_redirect_without_our_state_is_refused_and_the_real_one_still_works(
+    sim: Sim, tmp_path: Path, forged: str
+) -> None:
     redirect_uri = f"http://127.0.0.1:{free_port()}/callback"
     path = write_config(tmp_path, sim, redirect_uri)
     with started_cli("link", "xee", "--account", "car", "--config", str(path)) as proc:
         location = consent(sim, authorize_url(proc))
-        forged = re.sub(r"state=[^&]+", "state=forged-by-someone-else", location)
-        httpx.get(forged, timeout=10)
-        code, _, err = finish(proc)
-    assert code == 2
-    assert "state does not match" in err
-    assert "Traceback" not in err
-    assert saved_token(tmp_path) is None  # a forged redirect never gets its code redeemed
+        real_state = parse_qs(urlsplit(location).query)["state"][0]
+        # Someone else's redirect (login CSRF) carrying the code but not our state.
+        bogus = location.replace(f"state={real_state}", forged).rstrip("&")
+        refused = httpx.get(bogus, timeout=10)
+        assert refused.status_code == 400
+        assert proc.poll() is None, "a forged redirect must not end the real attempt"
+        assert saved_token(tmp_path) is None
+        landing = httpx.get(location, timeout=10)  # the user's own browser arrives
+        code, out, err = finish(proc)
+    assert code == 0, err
+    assert "Done" in landing.text
+    assert "state" in err  # the refused redirect was logged
+    assert "Volkswagen Golf" in out
+    assert saved_token(tmp_path) is not None
 
 
 @pytest.mark.parametrize("what", ["url", "code"])
