@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -11,6 +14,8 @@ import pytest
 from car2mqtt.auth.oauth2 import Token
 from car2mqtt.auth.tokens import BearerAuth, TokenManager
 from car2mqtt.clock import SimClock
+from car2mqtt.errors import ReauthRequired, StoreError
+from car2mqtt.store import Store
 
 
 class MemoryStore:
@@ -22,6 +27,10 @@ class MemoryStore:
 
     def save_token(self, account: str, token: Any) -> None:
         self.saved[account] = dict(token)
+
+    @contextlib.asynccontextmanager
+    async def token_lock(self, account: str) -> AsyncIterator[None]:
+        yield
 
 
 def manager(clock: SimClock, store: MemoryStore | None = None, ttl: float = 3599.0) -> TokenManager:
@@ -126,7 +135,7 @@ async def test_renewal_prefers_a_fresh_saved_grant_over_the_dead_one() -> None:
 async def test_adopt_saves_before_use() -> None:
     clock, store = SimClock(0.0, 0.0), MemoryStore()
     tokens = manager(clock, store)
-    tokens.adopt(Token("from-code", 3599.0, "refresh-1"))
+    await tokens.adopt(Token("from-code", 3599.0, "refresh-1"))
     assert store.saved["home"]["refresh_token"] == "refresh-1"
     assert await tokens.access_token() == "from-code"
 
@@ -144,3 +153,46 @@ async def test_a_failed_renewal_keeps_the_old_tokens() -> None:
         await tokens.access_token()
     assert tokens.token == old
     assert store.saved["home"] == old.as_dict()
+
+
+async def test_two_processes_on_one_state_file_never_refresh_at_once(tmp_path: Path) -> None:
+    # Two Store connections stand for the bridge and `car2mqtt vehicles` run beside it. The
+    # cloud's refresh tokens are single-use: a second refresh with the same one would fail.
+    clock = SimClock(0.0, 0.0)
+    used: set[str] = set()
+    fetches = 0
+
+    async def rotate(old: Token | None) -> Token:
+        nonlocal fetches
+        assert old is not None
+        assert old.refresh_token is not None
+        if old.refresh_token in used:
+            raise ReauthRequired("invalid_request: refresh token already used")
+        used.add(old.refresh_token)
+        fetches += 1
+        await asyncio.sleep(0.05)  # the answer takes a while: the other process wants in
+        return Token(f"access-{fetches}", clock.time() + 3600, f"refresh-{fetches}")
+
+    path = tmp_path / "car2mqtt.db"
+    with Store.open(path) as bridge_store, Store.open(path) as cli_store:
+        bridge_store.save_token("home", Token("access-0", 60.0, "refresh-0").as_dict())
+        bridge = TokenManager("home", rotate, clock, bridge_store)
+        cli = TokenManager("home", rotate, clock, cli_store)
+        got = await asyncio.gather(bridge.access_token(), cli.access_token())
+        saved = cli_store.load_token("home")
+    assert fetches == 1, "the second one adopted the first one's new pair"
+    assert list(got) == ["access-1", "access-1"]
+    assert saved is not None
+    assert saved["refresh_token"] == "refresh-1"
+
+
+async def test_the_token_lock_is_exclusive_across_connections(tmp_path: Path) -> None:
+    path = tmp_path / "car2mqtt.db"
+    with Store.open(path) as one, Store.open(path) as other:
+        async with one.token_lock("home"):
+            with pytest.raises(StoreError, match="held the token lock"):
+                async with other.token_lock("home", timeout_s=0.2):
+                    pass
+        async with other.token_lock("home", timeout_s=0.2):
+            pass
+    assert (path.parent / "car2mqtt.db.lock").stat().st_mode & 0o077 == 0

@@ -166,8 +166,7 @@ def state_problem(params: dict[str, str], state: str) -> str | None:
         return "the redirect carries no state, so it cannot be from this link attempt"
     if not hmac.compare_digest(received.encode(), state.encode()):
         return (
-            "the redirect's state does not match this link attempt (an old tab, or a forged "
-            "link)"
+            "the redirect's state does not match this link attempt (an old tab, or a forged link)"
         )
     return None
 

@@ -12,14 +12,17 @@ for the length of a write and take the database file's own permissions.
 
 from __future__ import annotations
 
+import asyncio
+import fcntl
 import json
 import logging
 import os
 import sqlite3
 import stat
 import threading
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+import time
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, cast
@@ -321,6 +324,38 @@ class Store:
                 " ON CONFLICT (account) DO UPDATE SET token = excluded.token",
                 (account, text),
             )
+
+    @asynccontextmanager
+    async def token_lock(self, account: str, timeout_s: float = 120.0) -> AsyncIterator[None]:
+        """Hold the token lock across processes: one refresh at a time per state file.
+
+        `car2mqtt link` or `car2mqtt vehicles` may run beside the bridge on the same file; a
+        rotating refresh token used by two of them at once would be lost to one. The lock is
+        an flock on a 0600 side file, polled so the event loop never blocks on it.
+        """
+        path = self.path.with_name(f"{self.path.name}.lock")
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            msg = f"cannot open the token lock {path}: {exc.strerror or exc}"
+            raise StoreError(msg) from exc
+        try:
+            deadline = time.monotonic() + timeout_s
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        msg = f"another process held the token lock {path} for {timeout_s:.0f} s"
+                        raise StoreError(msg) from None
+                    await asyncio.sleep(0.05)
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
 
     def delete_token(self, account: str) -> None:
         """Forget `account`'s token (no error if there is none)."""

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
 import httpx
 
 from car2mqtt.auth.oauth2 import Token
 from car2mqtt.clock import Clock
+from car2mqtt.errors import StoreError
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -28,6 +31,10 @@ class TokenPersistence(Protocol):
 
     def save_token(self, account: str, token: Mapping[str, Any]) -> None:
         """Durably save `account`'s token before returning."""
+        ...
+
+    def token_lock(self, account: str) -> AbstractAsyncContextManager[None]:
+        """Hold `account`'s token lock against other processes sharing the store."""
         ...
 
 
@@ -59,7 +66,11 @@ class TokenManager:
     def _saved(self) -> Token | None:
         if self._persistence is None:
             return None
-        saved = self._persistence.load_token(self.account)
+        try:
+            saved = self._persistence.load_token(self.account)
+        except StoreError as exc:
+            _LOGGER.warning("cannot read the saved token of account %s: %s", self.account, exc)
+            return None
         if not saved:
             return None
         try:
@@ -76,11 +87,18 @@ class TokenManager:
         self._token = saved
         return True
 
-    def adopt(self, token: Token) -> None:
+    def _exclusive(self) -> AbstractAsyncContextManager[None]:
+        """Return a lock over this account's renewals, across processes sharing the store."""
+        if self._persistence is None:
+            return contextlib.nullcontext()
+        return self._persistence.token_lock(self.account)
+
+    async def adopt(self, token: Token) -> None:
         """Make `token` the account's (a fresh grant from linking), saved before use."""
-        if self._persistence is not None:
-            self._persistence.save_token(self.account, token.as_dict())
-        self._token = token
+        async with self._lock, self._exclusive():
+            if self._persistence is not None:
+                self._persistence.save_token(self.account, token.as_dict())
+            self._token = token
 
     async def access_token(self) -> str:
         """Return a token that lives at least the leeway longer, renewing it if needed."""
@@ -102,16 +120,18 @@ class TokenManager:
             return token.access_token
 
     async def _renew(self, old: Token | None) -> Token:
-        # A re-link run while we are up saved a new grant: use it rather than the dead one.
-        saved = self._saved()
-        if saved is not None and saved != old:
-            self._token = old = saved
-            if not saved.expires_within(self._leeway, self._clock.time()):
-                return saved
-        token = await self._fetch(old)
-        # Saved before anyone uses it: a crash right after must not lose a rotated grant.
-        if self._persistence is not None:
-            self._persistence.save_token(self.account, token.as_dict())
+        async with self._exclusive():
+            # Another process (a re-link, or a renewal by `car2mqtt vehicles`) saved a newer
+            # token: use it rather than the one we hold, which may be dead or rotated away.
+            saved = self._saved()
+            if saved is not None and saved != old:
+                self._token = old = saved
+                if not saved.expires_within(self._leeway, self._clock.time()):
+                    return saved
+            token = await self._fetch(old)
+            # Saved before anyone uses it: a crash right after must not lose a rotated grant.
+            if self._persistence is not None:
+                self._persistence.save_token(self.account, token.as_dict())
         self._token = token
         self.renewals += 1
         _LOGGER.debug(

@@ -227,7 +227,7 @@ class XeeProvider:
             code=code,
             redirect_uri=redirect_uri,
         )
-        self.tokens.adopt(token)
+        await self.tokens.adopt(token)
         return token
 
     def reload_credentials(self) -> bool:
