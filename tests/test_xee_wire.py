@@ -135,3 +135,19 @@ def test_null_everything() -> None:
     assert state.ref.vehicle_id == "v1"  # no dongle id: the vehicle id is all there is
     assert state.info.name == "Xee"
     assert state.last_seen is None
+
+
+def test_numbers_that_are_not_finite_are_dropped() -> None:
+    body = (
+        '{"signals": [{"name": "Odometer", "value": 1e400, "date": "2026-11-22T08:00:00Z"},'
+        ' {"name": "BatteryVoltage", "value": "NaN"},'
+        ' {"name": "FuelLevel", "value": ' + "9" * 400 + "}],"
+        ' "location": {"latitude": 50.1, "longitude": 3.2, "heading": "inf", "nbSat": 1e400}}'
+    )
+    state = to_state("home", Vehicle.model_validate(VEHICLE), Status.model_validate_json(body))
+    assert state.odometer_km is None
+    assert state.battery_voltage_v is None
+    assert state.fuel_level_l is None
+    assert state.location is not None
+    assert state.location.heading_deg is None
+    assert state.location.satellites is None

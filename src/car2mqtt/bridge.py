@@ -410,12 +410,25 @@ class Bridge:
                 return
             if _cancel_requests():
                 raise asyncio.CancelledError
-            if relinking and account.provider.reload_credentials():
-                _LOGGER.info(
-                    "account %s: found new credentials from a re-link; polling now",
-                    account.provider.account,
-                )
+            if relinking and self._relinked(account):
                 return
+
+    def _relinked(self, account: _Account) -> bool:
+        """Whether `car2mqtt link` saved new credentials for `account` (never raises)."""
+        try:
+            found = account.provider.reload_credentials()
+        except Exception:
+            # A damaged or locked state file must not stop this account's loop, nor the others.
+            _LOGGER.exception(
+                "account %s: cannot look for new credentials", account.provider.account
+            )
+            return False
+        if found:
+            _LOGGER.info(
+                "account %s: found new credentials from a re-link; polling now",
+                account.provider.account,
+            )
+        return found
 
     async def poll_once(self, account: _Account) -> float:
         """Poll one account, publish what changed, and return how long to wait."""

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from authlib.oauth2.rfc6749 import parameters
@@ -61,6 +62,10 @@ class XeeClient:
         if response.status_code < 400:
             return response
         error, text = _error(response)
+        if response.status_code == 401:
+            # Even a freshly renewed token is refused: the grant itself is gone.
+            msg = f"Xee refuses this account's tokens ({text})"
+            raise ReauthRequired(msg)
         raise_for_transient(response, "Xee", path, text)
         if error == "account_suspended":
             msg = f"Xee suspended the account ({text}); sort it out with Xee, then re-link"
@@ -89,7 +94,8 @@ class XeeClient:
 
     async def status(self, vehicle_id: str) -> Status:
         """Return a vehicle's latest signals and position."""
-        return parse(await self._get(f"/vehicles/{vehicle_id}/status"), Status, "Xee")
+        path = f"/vehicles/{quote(vehicle_id, safe='')}/status"
+        return parse(await self._get(path), Status, f"Xee (vehicle {vehicle_id})")
 
 
 def _error(response: httpx.Response) -> tuple[str | None, str]:
@@ -132,6 +138,8 @@ class XeeProvider:
         self._clock = clock
         self._closers = closers
         self.link_problem: str | None = None
+        # Each car's last good state, shown again while its status is unreadable.
+        self._last: dict[str, VehicleState] = {}
 
     @classmethod
     def create(
@@ -259,7 +267,14 @@ class XeeProvider:
                         raise
                     _LOGGER.info("Xee vehicle %s went away mid-poll (%s)", vehicle.id, exc.status)
                     return None
-            return to_state(self.account, vehicle, status)
+                except BadCloudResponse as exc:
+                    # One car's garbled answer must not take its siblings down with it.
+                    last = self._last.get(vehicle.stable_id)
+                    _LOGGER.warning("%s; keeping its last state", exc)
+                    return last
+            state = to_state(self.account, vehicle, status)
+            self._last[vehicle.stable_id] = state
+            return state
 
         states: dict[str, VehicleState] = {}
         for state in await asyncio.gather(*(one(v) for v in vehicles)):

@@ -7,6 +7,7 @@ looked up by name: their order is not stable.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
@@ -40,16 +41,14 @@ def _date_or_none(value: Any) -> datetime | None:
 
 
 def _number_or_none(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return float(value)
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return None
-    return None
+    """Read a finite number; anything else (text, inf, NaN, 1e400) is as good as none."""
+    if not isinstance(value, bool | int | float | str):
+        return None
+    try:
+        number = float(value)
+    except (ValueError, OverflowError):  # text, or an integer too big for a float
+        return None
+    return number if math.isfinite(number) else None
 
 
 class Device(_Wire):
