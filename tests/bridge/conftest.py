@@ -114,10 +114,10 @@ def xee_password_tokens(sim: Sim) -> dict[str, Any]:
 def write_xee_config(tmp_path: Path, sim: Sim, **account: Any) -> Path:
     """Write a configuration with one Xee account `car` on the simulator (JSON is YAML)."""
     xee = sim.info["xee"]
-    extra = {k: v for k, v in account.items() if k in ("mqtt", "log")}
+    extra = {k: v for k, v in account.items() if k in ("mqtt", "log", "store")}
     config = {
         "store": str(tmp_path / "car2mqtt.db"),
-        **extra,
+        **{k: str(v) if k == "store" else v for k, v in extra.items()},
         "accounts": [
             {
                 "name": "car",

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import signal
 import subprocess
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urljoin, urlsplit
@@ -13,10 +15,11 @@ from urllib.parse import parse_qs, urljoin, urlsplit
 import httpx
 import pytest
 
+from car2mqtt.models import VehicleRef
 from car2mqtt.store import Store
-from tests.bridge.conftest import write_xee_config
+from tests.bridge.conftest import FAST, TOPICS, bridge_for, write_xee_config, xee_provider
 from tests.bridge.test_cli import write_config as write_enode_config
-from tests.mqtt_support import Mosquitto, free_port
+from tests.mqtt_support import Mosquitto, free_port, probe
 from tests.support import Sim, run_cli, started_cli
 
 URL_LINE = re.compile(r"http://\S+/xee/v4/oauth/authorize\?\S+")
@@ -172,3 +175,38 @@ def test_status_says_how_to_relink_a_xee_account(sim: Sim, tmp_path: Path) -> No
     assert "relink_required" in result.stdout
     assert "refresh token dead" in result.stdout
     assert "car needs re-linking: car2mqtt link xee --account car" in result.stdout
+
+
+async def test_relinking_with_the_cli_beside_a_running_bridge(
+    sim: Sim, mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    state_file = tmp_path / "state" / "car2mqtt.db"  # the one bridge_for uses
+    state_file.parent.mkdir()
+    redirect_uri = f"http://127.0.0.1:{free_port()}/callback"
+    path = write_xee_config(tmp_path, sim, store=state_file, redirect_uri=redirect_uri)
+    dongle = sim.admin_call("GET", f"/xee/vehicles/{first_xee_car(sim)}").json()["device"]["id"]
+    ref = VehicleRef("xee", "car", dongle)
+
+    def link() -> tuple[int, str, str]:
+        with started_cli("link", "xee", "--account", "car", "--config", str(path)) as proc:
+            httpx.get(consent(sim, authorize_url(proc)), timeout=10)
+            return finish(proc)
+
+    timing = replace(FAST, relink_retry_s=600.0, relink_check_s=0.2)
+    providers = lambda store: [xee_provider(sim, store, password=False)]  # noqa: E731
+    async with (
+        bridge_for(sim, mosquitto, tmp_path, providers=providers, timing=timing),
+        probe(mosquitto.port) as seen,
+    ):
+        # Never linked: the account says so, and how to fix it.
+        await seen.wait_json(TOPICS.bridge_state, lambda s: s["problem"] == "ON", 15)
+        code, out, err = await asyncio.to_thread(link)
+        assert code == 0, err
+        await seen.wait_json(TOPICS.state(ref), lambda s: s["relink_required"] == "OFF", 15)
+        await seen.wait_json(TOPICS.bridge_state, lambda s: s["problem"] == "OFF", 15)
+    assert "no restart needed" in out
+
+
+def first_xee_car(sim: Sim) -> str:
+    users: dict[str, list[str]] = sim.info["xee"]["users"]
+    return next(iter(users.values()))[0]

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -101,7 +102,7 @@ def save_linked(path: Path, tokens: dict[str, Any], account: str = "car") -> Non
             {
                 "access_token": tokens["access_token"],
                 "refresh_token": tokens["refresh_token"],
-                "expires_at": START + 10 * 86_400.0,  # the bridge's clock decides; far ahead
+                "expires_at": time.time() + 3000.0,  # the bridge here runs on real time
                 "scope": tokens.get("scope"),
             },
         )
@@ -293,9 +294,13 @@ async def test_password_grant_takes_over_when_the_refresh_token_dies(
             probe(mosquitto.port) as seen,
         ):
             await seen.wait_json(TOPICS.state(ref), lambda s: "odometer" in s, 15)
+            tokens = harness.running.bridge.provider("car").tokens  # type: ignore[attr-defined]
             revoke = f"/xee/users/{xee_user(sim)}/revoke-refresh-tokens"
             assert sim.admin_call("POST", revoke).status_code == 200
-            tokens = harness.running.bridge.provider("car").tokens  # type: ignore[attr-defined]
+            dead = tokens.token.refresh_token
+            # No refresh can work now: renewals from here on are password grants.
+            refused = xee_token_grant(sim, grant_type="refresh_token", refresh_token=dead)
+            assert refused.status_code == 400
             before = tokens.renewals
             for _ in range(50):  # a few token lifetimes
                 await asyncio.sleep(0.1)
