@@ -21,7 +21,7 @@ from rich.text import Text
 from car2mqtt import __version__
 from car2mqtt.clock import SystemClock
 from car2mqtt.config import Account, Config, config_path, describe, load_config
-from car2mqtt.errors import Car2MqttError, ConfigError
+from car2mqtt.errors import Car2MqttError, ConfigError, ReauthRequired
 from car2mqtt.logs import setup_logging
 from car2mqtt.models import VehicleState
 
@@ -492,6 +492,9 @@ async def _poll_all(cfg: Config) -> list[VehicleState]:
             provider = create_provider(account, clock=SystemClock(), persistence=store)
             try:
                 found.extend(await provider.poll())
+            except ReauthRequired as exc:
+                fix = f"; run: car2mqtt link {account.provider} --account {account.name}"
+                err.print(Text.assemble((f"{account.name}: ", "yellow"), str(exc), fix))
             except Car2MqttError as exc:
                 err.print(Text.assemble((f"{account.name}: ", "yellow"), str(exc)))
             finally:

@@ -210,3 +210,12 @@ async def test_relinking_with_the_cli_beside_a_running_bridge(
 def first_xee_car(sim: Sim) -> str:
     users: dict[str, list[str]] = sim.info["xee"]["users"]
     return next(iter(users.values()))[0]
+
+
+def test_vehicles_says_how_to_link_an_unlinked_xee_account(sim: Sim, tmp_path: Path) -> None:
+    path = write_config(tmp_path, sim, "http://127.0.0.1:8765/callback")
+    result = run_cli("vehicles", "--config", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "not linked to Xee yet" in result.stderr
+    assert "car2mqtt link xee --account car" in result.stderr
+    assert "Traceback" not in result.stderr
