@@ -443,6 +443,42 @@ def test_delete_state(store: Store, db: Path) -> None:
         assert s.load_states() == {"k2": ("t2", {"v": 2})}
 
 
+# -- removals ----------------------------------------------------------------------------
+
+
+def test_a_removal_forgets_the_car_and_is_pending_until_finished(store: Store, db: Path) -> None:
+    store.record_published("hass/car_k1/config", ["a"])
+    store.record_published("hass/car_k2/config", ["b"])
+    store.save_state("k1", "car/k1/state", {"v": 1})
+    store.begin_removal("k1", ["hass/car_k1/config", "car/k1/state", "car/k1/state"])
+    assert store.published() == {"hass/car_k2/config": frozenset({"b"})}
+    assert store.load_states() == {}
+    store.close()
+    with reopened(db) as s:  # durable: a restart still knows what to clear
+        assert s.pending_removals() == {"k1": ["hass/car_k1/config", "car/k1/state"]}
+        s.finish_removal("k1")
+        s.finish_removal("never")
+        assert s.pending_removals() == {}
+
+
+def test_a_file_of_schema_version_1_gains_the_removals_table_and_keeps_its_data(
+    db: Path,
+) -> None:
+    db.parent.mkdir()
+    conn = raw(db)
+    for statement in MIGRATIONS[0].split(";"):
+        if statement.strip():
+            conn.execute(statement)
+    conn.execute("PRAGMA user_version = 1")
+    conn.execute("INSERT INTO meta (name, value) VALUES ('x', '1')")
+    conn.close()
+    with Store.open(db) as s:
+        assert s.get_meta("x") == "1"
+        s.begin_removal("k", ["t"])
+        assert s.pending_removals() == {"k": ["t"]}
+    assert pragma(db, "user_version") == SCHEMA_VERSION
+
+
 # -- account status ----------------------------------------------------------------------
 
 

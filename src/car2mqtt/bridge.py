@@ -129,6 +129,9 @@ class Bridge:
         self._pending_published: dict[str, frozenset[str]] = {}
         self._pending_states: dict[str, tuple[str, dict[str, Any]]] = {}
         self._known_published: dict[str, frozenset[str]] = {}
+        # Cars removed whose retained topics the broker may still hold: the store keeps them
+        # until the empty payloads went out, so a broker away at that moment gets them later.
+        self._removals = set(store.pending_removals())
         self.polls = 0
         self._restore_known()
 
@@ -196,16 +199,18 @@ class Bridge:
 
     async def _publish(
         self, topic: str, payload: Mapping[str, Any] | str | bytes | None, *, retain: bool = True
-    ) -> None:
+    ) -> bool:
+        """Publish; return whether the broker took it (False while it is away)."""
         if self._publish_fn is None:
-            return
+            return False
         cancels = _cancel_requests()
-        await self._publish_fn(topic, _encode(payload), retain=retain, qos=1)
+        sent = await self._publish_fn(topic, _encode(payload), retain=retain, qos=1)
         if _cancel_requests() > cancels:
             # aiomqtt waits for the broker's ack with asyncio.wait_for, which on Python 3.11
             # returns normally when the cancel arrives just as the ack does: the cancel is lost,
             # and the poll loop would then run on for ever. Deliver it again.
             raise asyncio.CancelledError
+        return sent is not False
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock.time(), UTC)
@@ -213,6 +218,8 @@ class Bridge:
     async def republish(self) -> None:
         """Publish bridge and vehicle discovery, availability and state, unconditionally."""
         async with self._republish_lock:
+            for key, topics in self._store.pending_removals().items():
+                await self._send_removal(key, topics)
             for topic, payload in discovery.bridge_discovery(
                 self._topics, __version__, self._pub.mode
             ):
@@ -320,15 +327,38 @@ class Bridge:
         keys = vehicle.keys or next(
             (k for topic, k in published.items() if f"car2mqtt_{key}" in topic), frozenset()
         )
-        for topic, payload in discovery.removal(t, ref, keys, self._pub.mode):
-            await self._publish(topic, payload)
-            self._store.forget_published(topic)
+        configs = [topic for topic, _ in discovery.removal(t, ref, keys, self._pub.mode)]
+        for topic in configs:
             self._known_published.pop(topic, None)
             self._pending_published.pop(topic, None)
         self._pending_states.pop(key, None)
-        for topic in (t.state(ref), t.availability(ref), t.location(ref), t.command_result(ref)):
-            await self._publish(topic, b"")
-        self._store.delete_state(key)
+        topics = [
+            *configs,
+            t.state(ref),
+            t.availability(ref),
+            t.location(ref),
+            t.command_result(ref),
+        ]
+        # Saved before anything is sent: the broker may be away now, or go away half-way.
+        self._store.begin_removal(key, topics)
+        self._removals.add(key)
+        await self._send_removal(key, topics)
+
+    async def _send_removal(self, key: str, topics: Sequence[str]) -> None:
+        """Clear a removed car's retained topics; forget the removal once all went out."""
+        for topic in topics:
+            if key not in self._removals:
+                return  # the car came back meanwhile: clearing now would hide it
+            if not await self._publish(topic, b""):
+                _LOGGER.info("vehicle %s: will clear its topics when the broker is back", key)
+                return
+        self._removals.discard(key)
+        self._store.finish_removal(key)
+
+    def _cancel_removal(self, key: str) -> None:
+        if key in self._removals:
+            self._removals.discard(key)
+            self._store.finish_removal(key)
 
     async def _publish_bridge_state(self) -> None:
         accounts = {
@@ -502,6 +532,7 @@ class Bridge:
                 restored = vehicle.keys if vehicle else frozenset()
                 vehicle = _Vehicle(state, keys=restored or self._published_keys(state.ref))
                 account.vehicles[key] = vehicle
+                self._cancel_removal(key)
                 _LOGGER.info(
                     "vehicle %s (%s) found on account %s", key, state.info.name, state.ref.account
                 )

@@ -1,9 +1,10 @@
 """The bridge's local state in one SQLite file: the only module that speaks SQL.
 
 Holds what must survive a restart: OAuth tokens, the cars known per account, the discovery
-topics published to Home Assistant, the last state published per entity, account health and
-small `meta` values. Every write is one transaction, committed (and synced to disk) before the
-method returns, so a crash never leaves half a write behind.
+topics published to Home Assistant, the last state published per entity, removals not yet
+sent to the broker, account health and small `meta` values. Every write is one transaction,
+committed (and synced to disk) before the method returns, so a crash never leaves half a write
+behind.
 
 The file holds credentials, so it is created 0600 before SQLite touches it, tightened if an
 existing file is looser, and kept in rollback-journal mode: SQLite's side files then live only
@@ -71,6 +72,12 @@ MIGRATIONS: list[str] = [
         account TEXT PRIMARY KEY,
         link_state TEXT NOT NULL,
         problem TEXT
+    );
+    """,
+    """
+    CREATE TABLE removals (
+        key TEXT PRIMARY KEY,            -- the removed car's vehicle key
+        topics TEXT NOT NULL             -- JSON array of retained topics still to clear
     );
     """,
 ]
@@ -306,6 +313,17 @@ class Store:
             raise StoreError(msg)
         return cast(dict[str, Any], value)
 
+    def _json_strings(self, text: str, what: str) -> list[str]:
+        """Parse a stored JSON array of strings; anything else means the file was damaged."""
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = None
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            msg = f"state file {self.path} holds damaged {what}"
+            raise StoreError(msg)
+        return cast(list[str], value)
+
     # -- tokens --------------------------------------------------------------------------
 
     def load_token(self, account: str) -> dict[str, Any] | None:
@@ -401,14 +419,8 @@ class Store:
         rows = self._rows("read", "SELECT topic, keys FROM published")
         result: dict[str, frozenset[str]] = {}
         for topic, text in rows:
-            try:
-                keys = json.loads(cast(str, text))
-            except ValueError:
-                keys = None
-            if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
-                msg = f"state file {self.path} holds damaged keys for topic {topic!r}"
-                raise StoreError(msg)
-            result[cast(str, topic)] = frozenset(cast(list[str], keys))
+            keys = self._json_strings(cast(str, text), f"keys for topic {topic!r}")
+            result[cast(str, topic)] = frozenset(keys)
         return result
 
     def record_published(self, topic: str, keys: Iterable[str]) -> None:
@@ -479,6 +491,33 @@ class Store:
         """Forget the state saved for `key` (no error if there is none)."""
         with self._write("write") as conn:
             conn.execute("DELETE FROM states WHERE key = ?", (key,))
+
+    # -- removals -------------------------------------------------------------------------
+
+    def begin_removal(self, key: str, topics: Iterable[str]) -> None:
+        """Forget car `key`'s discovery and state, and remember that `topics` must be cleared."""
+        cleared = list(dict.fromkeys(topics))
+        with self._write("write") as conn:
+            conn.execute(
+                "INSERT INTO removals (key, topics) VALUES (?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET topics = excluded.topics",
+                (key, _dump(cleared)),
+            )
+            conn.executemany("DELETE FROM published WHERE topic = ?", [(t,) for t in cleared])
+            conn.execute("DELETE FROM states WHERE key = ?", (key,))
+
+    def pending_removals(self) -> dict[str, list[str]]:
+        """Return the removals not yet sent: car key -> retained topics to clear."""
+        rows = self._rows("read", "SELECT key, topics FROM removals")
+        return {
+            cast(str, key): self._json_strings(cast(str, text), f"removal of {key!r}")
+            for key, text in rows
+        }
+
+    def finish_removal(self, key: str) -> None:
+        """Forget the removal of `key` (sent, or the car came back; no error if there is none)."""
+        with self._write("write") as conn:
+            conn.execute("DELETE FROM removals WHERE key = ?", (key,))
 
     # -- account status ------------------------------------------------------------------
 

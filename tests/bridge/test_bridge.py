@@ -423,3 +423,45 @@ async def test_after_a_restart_known_cars_go_stale_while_the_cloud_is_down(
         # Known from the last run, but nothing is invented while the cloud is away.
         config = json.loads(kept[device_topic(tesla)])
         assert config["device"]["name"] == "Tesla Model 3"
+
+
+async def test_a_car_removed_while_the_broker_is_down_is_cleared_once_it_is_back(
+    sim: Sim, tmp_path: Path
+) -> None:
+    # A broker that keeps retained messages on disk, as Home Assistant's add-on does: the
+    # removed car's discovery comes back with it and must then be cleared, or HA keeps a ghost.
+    workdir = tmp_path / "broker"
+    workdir.mkdir()
+    broker = Mosquitto(
+        workdir,
+        extra_config=f"persistence true\npersistence_location {workdir}/\nallow_anonymous true\n",
+    )
+    tesla, marker = sim.vehicle_ids()[0], "test/persisted"
+    broker.start()
+    try:
+        async with bridge_for(sim, broker, tmp_path) as harness:
+            await wait_retained(broker.port, lambda r: device_topic(tesla) in r)
+            await publish(broker.port, marker, b"kept", retain=True)
+            broker.stop()
+            assert sim.admin_call("DELETE", f"/enode/vehicles/{tesla}").status_code == 204
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 10
+            while ref(tesla) in harness.store.known_vehicles("home"):
+                assert loop.time() < deadline, "no poll noticed the removal"
+                await asyncio.sleep(0.05)
+            broker.start()
+            # The marker proves the broker kept its retained messages across the restart.
+            kept = await wait_retained(
+                broker.port,
+                lambda r: (
+                    marker in r
+                    and not [t for t in r if tesla in t]
+                    and not harness.store.pending_removals()
+                ),
+                timeout=20,
+            )
+            assert not [t for t in harness.store.published() if tesla in t]
+            assert tesla not in json.dumps(harness.store.load_states())
+        assert device_topic(sim.vehicle_ids()[1]) in kept
+    finally:
+        broker.stop()
