@@ -8,8 +8,12 @@ injected, and expiry is computed on the injected clock so simulated hours behave
 from __future__ import annotations
 
 import json
+import math
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
@@ -93,10 +97,10 @@ async def request_token(
         msg = f"token endpoint unreachable: {type(exc).__name__}"
         raise ProviderUnavailable(msg) from None
     if response.status_code == 429:
-        raise RateLimited("token endpoint rate limited", retry_after(response))
+        raise RateLimited("token endpoint rate limited", retry_after(response, clock.time()))
     if response.status_code >= 500:
         msg = f"token endpoint answered {response.status_code}"
-        raise ProviderUnavailable(msg, retry_after(response))
+        raise ProviderUnavailable(msg, retry_after(response, clock.time()))
     try:
         data = response.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
@@ -124,10 +128,31 @@ async def request_token(
         raise ProviderUnavailable(msg) from None
 
 
-def retry_after(response: httpx.Response) -> float | None:
-    """Return the response's Retry-After in seconds, if it gives a usable number."""
-    value = response.headers.get("retry-after")
-    try:
-        return max(0.0, float(value)) if value else None
-    except ValueError:
+def retry_after(response: httpx.Response, now: float | None = None) -> float | None:
+    """Return the response's Retry-After in seconds (given as seconds or as an HTTP-date)."""
+    value = (response.headers.get("retry-after") or "").strip()
+    if not value:
         return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        until = _http_date(value)
+        if until is None:
+            return None
+        if now is None:
+            # The server's own Date shares its clock with the Retry-After date (RFC 9110
+            # §10.2.3), so a skewed local clock does not stretch or shrink the wait.
+            now = _http_date(response.headers.get("date", "")) or time.time()
+        return max(0.0, until - now)
+    return max(0.0, seconds) if math.isfinite(seconds) else None
+
+
+def _http_date(value: str) -> float | None:
+    """Parse an HTTP-date into epoch seconds; None if it is not one."""
+    try:
+        parsed = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)  # HTTP dates are always GMT
+    return parsed.timestamp()

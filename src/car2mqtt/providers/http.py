@@ -24,17 +24,22 @@ async def send(
         raise ProviderUnavailable(msg) from None
 
 
-def raise_for_transient(response: httpx.Response, cloud: str, path: str, detail: str) -> None:
-    """Raise for a 401 (after the auth flow's retry), 429 or 5xx; return for anything else."""
+def raise_for_transient(
+    response: httpx.Response, cloud: str, path: str, detail: str, *, now: float
+) -> None:
+    """Raise for a 401 (after the auth flow's retry), 429 or 5xx; return for anything else.
+
+    `now` is the injected clock's time, against which a Retry-After date is measured.
+    """
     status = response.status_code
     if status == 401:
         msg = f"{cloud} rejected a fresh access token on {path}: {detail}"
         raise AuthError(msg)
     if status == 429:
-        raise RateLimited(f"{cloud} rate limited {path}: {detail}", retry_after(response))
+        raise RateLimited(f"{cloud} rate limited {path}: {detail}", retry_after(response, now))
     if status >= 500:
         msg = f"{cloud} answered {status} on {path}: {detail}"
-        raise ProviderUnavailable(msg, retry_after(response))
+        raise ProviderUnavailable(msg, retry_after(response, now))
 
 
 def parse(response: httpx.Response, model: type[M], cloud: str) -> M:

@@ -64,8 +64,9 @@ _ACTION_STATES = {
 class EnodeClient:
     """A thin typed client: one method per endpoint, cloud errors translated to ours."""
 
-    def __init__(self, http: httpx.AsyncClient) -> None:
+    def __init__(self, http: httpx.AsyncClient, clock: Clock) -> None:
         self._http = http
+        self._clock = clock
         self.calls = 0
 
     async def _request(
@@ -76,7 +77,7 @@ class EnodeClient:
         if response.status_code < 400:
             return response
         problem = _problem(response)
-        raise_for_transient(response, "Enode", path, problem)
+        raise_for_transient(response, "Enode", path, problem, now=self._clock.time())
         status = response.status_code
         raise ProviderRejected(f"Enode refused {method} {path}: {problem}", status, problem)
 
@@ -194,7 +195,9 @@ class EnodeProvider:
             timeout=timeout_s,
             headers={**headers, "Enode-Version": API_VERSION, "Accept": "application/json"},
         )
-        return cls(account, user_id, EnodeClient(api_http), tokens, clock, (token_http, api_http))
+        return cls(
+            account, user_id, EnodeClient(api_http, clock), tokens, clock, (token_http, api_http)
+        )
 
     async def poll(self) -> list[VehicleState]:
         """Return every vehicle of the account's user, and note whether a re-link is needed."""

@@ -52,8 +52,9 @@ _VEHICLES = TypeAdapter(list[Any])
 class XeeClient:
     """A thin typed client: one method per endpoint, cloud errors translated to ours."""
 
-    def __init__(self, http: httpx.AsyncClient) -> None:
+    def __init__(self, http: httpx.AsyncClient, clock: Clock) -> None:
         self._http = http
+        self._clock = clock
         self.calls = 0
 
     async def _get(self, path: str) -> httpx.Response:
@@ -66,7 +67,7 @@ class XeeClient:
             # Even a freshly renewed token is refused: the grant itself is gone.
             msg = f"Xee refuses this account's tokens ({text})"
             raise ReauthRequired(msg)
-        raise_for_transient(response, "Xee", path, text)
+        raise_for_transient(response, "Xee", path, text, now=self._clock.time())
         if error == "account_suspended":
             msg = f"Xee suspended the account ({text}); sort it out with Xee, then re-link"
             raise ReauthRequired(msg)
@@ -208,7 +209,9 @@ class XeeProvider:
             headers={**headers, "Accept": "application/json"},
         )
         closers = (token_http, api_http)
-        return cls(account, XeeClient(api_http), tokens, endpoint, token_http, clock, closers)
+        return cls(
+            account, XeeClient(api_http, clock), tokens, endpoint, token_http, clock, closers
+        )
 
     def authorization_url(
         self, authorize_url: str, redirect_uri: str, scopes: Sequence[str], state: str
