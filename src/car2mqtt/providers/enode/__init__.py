@@ -36,6 +36,8 @@ _LOGGER = logging.getLogger(__name__)
 
 API_VERSION = "2024-10-01"
 PAGE_SIZE = 50
+# 500,000 cars: far beyond any account, so only a cloud handing out endless cursors hits it.
+MAX_PAGES = 10_000
 # When every car goes dark, ask whether the user's credentials still exist, at most this often:
 # one extra call an hour, and only then, keeps steady-state polling at list calls only.
 USER_CHECK_INTERVAL_S = 3600.0
@@ -90,12 +92,21 @@ class EnodeClient:
         vehicles: list[Vehicle] = []
         params: dict[str, Any] = {"pageSize": PAGE_SIZE}
         path = f"/users/{user_id}/vehicles"
-        while True:
+        cursors: set[str] = set()
+        for _ in range(MAX_PAGES):
             page = await self._get_model(path, VehiclePage, **params)
             vehicles.extend(page.data)
-            if not page.pagination.after or not page.data:
+            after = page.pagination.after
+            if not after or not page.data:
                 return vehicles
-            params = {"pageSize": PAGE_SIZE, "after": page.pagination.after}
+            if after in cursors:
+                # Following it would list the same pages for ever.
+                msg = f"Enode repeated a page cursor on {path}"
+                raise BadCloudResponse(msg)
+            cursors.add(after)
+            params = {"pageSize": PAGE_SIZE, "after": after}
+        msg = f"Enode listed more than {MAX_PAGES} pages on {path}"
+        raise BadCloudResponse(msg)
 
     async def user(self, user_id: str) -> User:
         """Return the user and the vendor accounts they linked."""
