@@ -41,6 +41,7 @@ from car2mqtt.models import (
     merge_newer,
     safe_id,
 )
+from car2mqtt.mqtt.link import cancel_requests
 from car2mqtt.mqtt.topics import Topics
 from car2mqtt.providers.base import Provider
 from car2mqtt.store import Store
@@ -203,13 +204,7 @@ class Bridge:
         """Publish; return whether the broker took it (False while it is away)."""
         if self._publish_fn is None:
             return False
-        cancels = _cancel_requests()
         sent = await self._publish_fn(topic, _encode(payload), retain=retain, qos=1)
-        if _cancel_requests() > cancels:
-            # aiomqtt waits for the broker's ack with asyncio.wait_for, which on Python 3.11
-            # returns normally when the cancel arrives just as the ack does: the cancel is lost,
-            # and the poll loop would then run on for ever. Deliver it again.
-            raise asyncio.CancelledError
         return sent is not False
 
     def _now(self) -> datetime:
@@ -404,8 +399,9 @@ class Bridge:
 
     async def _poll_loop(self, account: _Account) -> None:
         while True:
-            if _cancel_requests():
-                # A cancel some library swallowed (see _publish): stop as asked. Left pending,
+            if cancel_requests():
+                # A cancel some library swallowed (MqttLink re-raises the ones aiomqtt loses;
+                # a publish function of someone else's may not): stop as asked. Left pending,
                 # it would also make asyncio.timeout below take its own expiry for a cancel
                 # that is already handled, and the loop would never end.
                 raise asyncio.CancelledError
@@ -438,7 +434,7 @@ class Bridge:
                 async with asyncio.timeout(step):
                     await account.wake.wait()
                 return
-            if _cancel_requests():
+            if cancel_requests():
                 raise asyncio.CancelledError
             if relinking and self._relinked(account):
                 return
@@ -720,12 +716,6 @@ class Bridge:
             {"error": message, "control": control, "payload": shown, "at": self._now().isoformat()},
             retain=False,
         )
-
-
-def _cancel_requests() -> int:
-    """Cancel requests pending on the current task (0 outside a task)."""
-    task = asyncio.current_task()
-    return task.cancelling() if task is not None else 0
 
 
 def _keys_by_vehicle(published: Mapping[str, frozenset[str]]) -> dict[str, frozenset[str]]:

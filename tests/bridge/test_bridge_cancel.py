@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
+from typing import Any
 
+import aiomqtt
 import pytest
 
+from car2mqtt.mqtt.link import BrokerSettings, MqttLink
 from tests.bridge.conftest import TOPICS, bridge_for
 from tests.mqtt_support import Mosquitto
 from tests.support import Sim
@@ -18,8 +22,9 @@ async def test_a_cancel_lost_inside_a_publish_still_stops_the_poll_loop(
     sim: Sim, mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
     # aiomqtt waits for a publish's ack with asyncio.wait_for, which on Python 3.11 returns
-    # normally when the cancel arrives together with the ack. This publish loses the cancel
-    # that way, once, in the poll loop's end-of-poll `bridge/state`.
+    # normally when the cancel arrives together with the ack. MqttLink delivers such a cancel
+    # again; this publish function of someone else's loses it, once, in the poll loop's
+    # end-of-poll `bridge/state`, and the poll loop must still stop.
     async with bridge_for(sim, mosquitto, tmp_path) as harness:
         run, lost = harness.running, asyncio.Event()
         publish = run.link.publish
@@ -43,3 +48,75 @@ async def test_a_cancel_lost_inside_a_publish_still_stops_the_poll_loop(
         # Leaving the block waits for the bridge to stop. Before the fix the poll loop ran on,
         # polling, and this block never ended (pytest-timeout ends the test).
     assert run.task.cancelled()
+
+
+class LosingLink(MqttLink):
+    """A link whose aiomqtt client loses one cancel, after the broker's ack of `topic`."""
+
+    def __init__(self, broker: Mosquitto, topic: str, payload: bytes) -> None:
+        super().__init__(
+            BrokerSettings.from_url(broker.url, client_id="car2mqtt-test"),
+            availability_topic=TOPICS.bridge_availability,
+            subscriptions=[],
+            on_connect=self._connected,
+            on_message=self._message,
+        )
+        self.lose = (topic, payload)
+        self.victim: asyncio.Task[Any] | None = None  # the task whose cancel is lost
+        self.lost = asyncio.Event()
+
+    async def _connected(self) -> None:
+        pass
+
+    async def _message(self, topic: str, payload: bytes, retained: bool) -> None:
+        pass
+
+    def _make_client(self) -> aiomqtt.Client:
+        client = super()._make_client()
+        acked = client.publish
+
+        async def publish(topic: str, payload: bytes, **kwargs: Any) -> None:
+            await acked(topic, payload, **kwargs)
+            if (topic, payload) == self.lose and not self.lost.is_set():
+                # What asyncio.wait_for does on Python 3.11 when the cancel comes with the ack.
+                assert self.victim is not None
+                self.victim.cancel()
+                try:
+                    await asyncio.Event().wait()
+                except asyncio.CancelledError:
+                    self.lost.set()
+
+        client.publish = publish  # type: ignore[method-assign,assignment]
+        return client
+
+
+async def test_a_cancel_lost_inside_the_links_online_publish_still_stops_the_link(
+    mosquitto: Mosquitto,
+) -> None:
+    link = LosingLink(mosquitto, TOPICS.bridge_availability, b"online")
+    link.victim = task = asyncio.create_task(link.run())
+    await link.lost.wait()
+    # Before the fix the link subscribed and waited for messages, and this never ended
+    # (pytest-timeout ends the test).
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert task.cancelled()
+    assert link.connections == 1
+
+
+async def test_a_cancel_lost_inside_a_link_publish_reaches_its_caller(
+    mosquitto: Mosquitto,
+) -> None:
+    link = LosingLink(mosquitto, "car2mqtt/test", b"x")
+    running = asyncio.create_task(link.run())
+    try:
+        await link.connected.wait()
+        link.victim = caller = asyncio.create_task(link.publish("car2mqtt/test", b"x"))
+        # Before the fix the publish returned True and the caller ran on.
+        with pytest.raises(asyncio.CancelledError):
+            await caller
+        assert link.lost.is_set()
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running

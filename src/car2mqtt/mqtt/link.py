@@ -14,6 +14,7 @@ import random
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 from urllib.parse import unquote, urlsplit
 
 import aiomqtt
@@ -25,6 +26,26 @@ _LOGGER = logging.getLogger(__name__)
 
 OnConnect = Callable[[], Awaitable[None]]
 OnMessage = Callable[[str, bytes, bool], Awaitable[None]]
+T = TypeVar("T")
+
+
+def cancel_requests() -> int:
+    """Return the cancel requests pending on the current task (0 outside a task)."""
+    task = asyncio.current_task()
+    return task.cancelling() if task is not None else 0
+
+
+async def keeping_cancel(awaitable: Awaitable[T]) -> T:
+    """Await `awaitable`; if it swallowed a cancel meant for this task, raise it again."""
+    cancels = cancel_requests()
+    try:
+        return await awaitable
+    finally:
+        if cancel_requests() > cancels:
+            # aiomqtt waits for the broker's ack with asyncio.wait_for, which on Python 3.11
+            # returns normally when the cancel arrives just as the ack does (CPython gh-86296):
+            # the cancel is lost, and the caller would run on for ever. Deliver it again.
+            raise asyncio.CancelledError
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +164,9 @@ class MqttLink:
                     else:
                         _LOGGER.info("connected to MQTT broker %s", self._settings.describe())
                     was_down, backoff = False, 1.0
-                    await client.publish(self._availability, b"online", qos=1, retain=True)
+                    await keeping_cancel(
+                        client.publish(self._availability, b"online", qos=1, retain=True)
+                    )
                     for topic in self._subscriptions:
                         await client.subscribe(topic, qos=1)
                     self.connected.set()
@@ -172,7 +195,9 @@ class MqttLink:
         # A clean stop says so itself; the broker sends the will only for a dead connection.
         with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
             async with asyncio.timeout(2):
-                await client.publish(self._availability, b"offline", qos=1, retain=True)
+                await keeping_cancel(
+                    client.publish(self._availability, b"offline", qos=1, retain=True)
+                )
 
     async def publish(
         self, topic: str, payload: bytes | str, *, retain: bool = False, qos: int = 1
@@ -182,7 +207,7 @@ class MqttLink:
         if client is None:
             return False
         try:
-            await client.publish(topic, payload, qos=qos, retain=retain)
+            await keeping_cancel(client.publish(topic, payload, qos=qos, retain=retain))
         except aiomqtt.MqttError as exc:
             _LOGGER.debug("publish to %s failed: %s", topic, exc)
             return False
