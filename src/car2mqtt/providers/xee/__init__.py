@@ -27,7 +27,7 @@ from car2mqtt.errors import (
 from car2mqtt.models import CommandResult, CommandStatus, VehicleRef, VehicleState
 from car2mqtt.providers.base import Command, Grant, ProviderSpec
 from car2mqtt.providers.http import parse, raise_for_transient, send
-from car2mqtt.providers.xee.wire import ErrorBody, Status, User, Vehicle, to_state
+from car2mqtt.providers.xee.wire import ErrorBody, Status, Vehicle, to_state
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -72,10 +72,6 @@ class XeeClient:
             msg = f"Xee suspended the account ({text}); sort it out with Xee, then re-link"
             raise ReauthRequired(msg)
         raise ProviderRejected(f"Xee refused GET {path}: {text}", response.status_code, text)
-
-    async def user(self) -> User:
-        """Return the user who consented."""
-        return parse(await self._get("/users/me"), User, "Xee")
 
     async def vehicles(self) -> list[Vehicle]:
         """Return the user's vehicles; an unreadable entry is skipped, not fatal."""

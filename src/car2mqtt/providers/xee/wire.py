@@ -154,13 +154,6 @@ def _readable_signals(items: Iterable[Any]) -> Iterable[Signal]:
             continue  # one garbled signal must not hide the others
 
 
-class User(_Wire):
-    """`users/me`."""
-
-    id: str
-    email: str | None = None
-
-
 class ErrorBody(_Wire):
     """A v4 error: `{"error", "error_description"}` (v3's list shape is read by the client)."""
 
