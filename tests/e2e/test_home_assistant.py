@@ -316,6 +316,16 @@ def test_per_entity_discovery_gives_the_same_entities(e2e: Stack, tmp_path: Any)
             assert "switch.legacy_car_charging_control" in states
             kept = asyncio.run(retained(e2e.broker.port, "homeassistant/#", settle=0.5))
             assert any(t.startswith("homeassistant/sensor/car2mqtt_enode_") for t in kept)
+            # A second bridge on the same broker is a device of its own, not the first one's.
+            devices = {
+                ident[1]: d
+                for d in ha.devices()
+                for ident in d["identifiers"]
+                if ident[0] == "mqtt"
+            }
+            assert devices["car2mqtt_bridge_car2mqtt_legacy"]["name"] == "car2mqtt car2mqtt_legacy"
+            assert devices["car2mqtt_bridge"]["name"] == "car2mqtt"
+            assert "sensor.car2mqtt_car2mqtt_legacy_version" in ha.states()
         finally:
             legacy.stop()
     assert httpx.get(ha.url).status_code in (200, 302, 401, 404)

@@ -352,6 +352,21 @@ def test_bridge_device_depends_on_the_bridge_alone() -> None:
     dumps(payload)
 
 
+def test_a_second_bridge_under_another_base_topic_is_its_own_device() -> None:
+    other = Topics(base="garage", discovery_prefix=T.discovery_prefix)
+    ((topic, payload),) = bridge_discovery(other, "1.2.3", "device")
+    assert topic == "homeassistant/device/car2mqtt_bridge_garage/config"
+    assert topic != T.bridge_device_config
+    assert payload["device"]["identifiers"] == ["car2mqtt_bridge_garage"]
+    assert payload["device"]["name"] == "car2mqtt garage"
+    version = payload["components"]["version"]
+    assert version["unique_id"] == "car2mqtt_bridge_garage_version"
+    assert version["default_entity_id"] == "sensor.car2mqtt_garage_version"
+    assert payload["availability"] == [{"topic": "garage/bridge/availability"}]
+    car = device_discovery(xee_car(), other, applicable_keys(xee_car()), origin_version="1.2.3")[1]
+    assert car["device"]["via_device"] == "car2mqtt_bridge_garage"
+
+
 def test_bridge_entity_mode() -> None:
     pairs = bridge_discovery(T, "1.2.3", "entity")
     assert [topic for topic, _ in pairs] == [

@@ -47,8 +47,11 @@ def test_bridge_and_home_assistant_topics() -> None:
     assert t.entity_config("sensor", REF, "battery") == (
         "ha/sensor/car2mqtt_enode_4b6e1f0c-9f3a/battery/config"
     )
-    assert t.bridge_device_config == "ha/device/car2mqtt_bridge/config"
-    assert t.bridge_entity_config("sensor", "version") == "ha/sensor/car2mqtt_bridge/version/config"
+    # Not the default base: this bridge is a device of its own.
+    assert t.bridge_device_config == "ha/device/car2mqtt_bridge_cars/config"
+    assert t.bridge_entity_config("sensor", "version") == (
+        "ha/sensor/car2mqtt_bridge_cars/version/config"
+    )
 
 
 def test_vehicle_ids_are_made_topic_safe() -> None:
@@ -112,3 +115,10 @@ def test_discovery_topics_match_home_assistant_pattern(ref: VehicleRef) -> None:
 def test_unusable_bases_are_config_errors(base: str, prefix: str) -> None:
     with pytest.raises(ConfigError, match="MQTT"):
         Topics(base=base, discovery_prefix=prefix)
+
+
+def test_the_bridge_device_id_follows_a_non_default_base_topic() -> None:
+    assert Topics().bridge_id == "car2mqtt_bridge"  # what every existing install has
+    garage = Topics(base="home/garage")
+    assert garage.bridge_id == "car2mqtt_bridge_home_garage"
+    assert garage.bridge_device_config == "homeassistant/device/car2mqtt_bridge_home_garage/config"

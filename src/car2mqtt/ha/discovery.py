@@ -92,7 +92,7 @@ def _vehicle_device(
         device["model"] = info.model
     if expose_vin and info.vin:
         device["serial_number"] = info.vin
-    device["via_device"] = BRIDGE_IDENTIFIER
+    device["via_device"] = topics.bridge_id
     return _Device(
         identifier=identifier,
         slug=slugify(info.name) or slugify(ref.key),
@@ -121,16 +121,18 @@ def _bridge_device(topics: Topics, version: str, support_url: str | None) -> _De
         msg = f"bridge entities have no controls, got {control!r}"
         raise ValueError(msg)
 
+    # A second bridge (another base topic) gets its own name, so its entity ids differ too.
+    name = ORIGIN_NAME if topics.bridge_id == BRIDGE_IDENTIFIER else f"{ORIGIN_NAME} {topics.base}"
     return _Device(
-        identifier=BRIDGE_IDENTIFIER,
-        slug=slugify(ORIGIN_NAME),
+        identifier=topics.bridge_id,
+        slug=slugify(name),
         sources={"bridge_state": topics.bridge_state},
         command_topic=no_commands,
         bridge_only=None,
         root={
             "device": {
-                "identifiers": [BRIDGE_IDENTIFIER],
-                "name": "car2mqtt",
+                "identifiers": [topics.bridge_id],
+                "name": name,
                 "sw_version": version,
             },
             "origin": _origin(version, support_url),

@@ -43,6 +43,20 @@ class Topics:
                 raise ConfigError(msg)
 
     @property
+    def bridge_id(self) -> str:
+        """The bridge device's id: `car2mqtt_bridge`, or one per base topic for a second bridge.
+
+        Two bridges on one broker (say, one per household) under different base topics must
+        not share a device, or each would overwrite the other's discovery.
+        """
+        default = "car2mqtt"
+        return (
+            f"{default}_bridge"
+            if self.base == default
+            else f"{default}_bridge_{safe_id(self.base)}"
+        )
+
+    @property
     def bridge_availability(self) -> str:
         """The bridge's retained online/offline topic, also its last will."""
         return f"{self.base}/bridge/availability"
@@ -118,8 +132,8 @@ class Topics:
     @property
     def bridge_device_config(self) -> str:
         """The device-discovery topic of the bridge itself."""
-        return f"{self.discovery_prefix}/device/car2mqtt_bridge/config"
+        return f"{self.discovery_prefix}/device/{self.bridge_id}/config"
 
     def bridge_entity_config(self, platform: str, key: str) -> str:
         """Return the per-entity discovery topic of the bridge's entity `key`."""
-        return f"{self.discovery_prefix}/{platform}/car2mqtt_bridge/{key}/config"
+        return f"{self.discovery_prefix}/{platform}/{self.bridge_id}/{key}/config"
