@@ -99,6 +99,9 @@ class _Account:
     failures: int = 0
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     commands_in_flight: int = 0
+    # Event-loop time before which nothing may read from the cloud: the end of a backoff,
+    # Retry-After included. A wake (after a command) cannot bring the next poll before it.
+    not_before: float = 0.0
 
 
 class Bridge:
@@ -418,7 +421,7 @@ class Bridge:
             await self._rest(account, delay)
 
     async def _rest(self, account: _Account, delay: float) -> None:
-        """Wait `delay` s, or until woken, or until a re-link shows up in the store."""
+        """Wait `delay` s, or until woken or re-linked, but never past the end of a backoff."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + delay
         while True:
@@ -428,16 +431,25 @@ class Bridge:
                 step = min(step, self._timing.relink_check_s)
             if step <= 0:
                 return
+            woken = False
             # asyncio.timeout, not wait_for: on Python 3.11 wait_for can turn a cancellation
             # that coincides with its timeout into a TimeoutError, and the loop would go on.
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(step):
                     await account.wake.wait()
-                return
+                woken = True
             if cancel_requests():
                 raise asyncio.CancelledError
-            if relinking and self._relinked(account):
-                return
+            if woken or (relinking and self._relinked(account)):
+                if self._backoff_left(account) <= 0:
+                    return
+                # The cloud asked for a pause (Retry-After): an early wake only ends it.
+                account.wake.clear()
+                deadline = min(deadline, account.not_before)
+
+    def _backoff_left(self, account: _Account) -> float:
+        """Seconds until `account` may read from its cloud again (0 when not backing off)."""
+        return max(0.0, account.not_before - asyncio.get_running_loop().time())
 
     def _relinked(self, account: _Account) -> bool:
         """Whether `car2mqtt link` saved new credentials for `account` (never raises)."""
@@ -501,7 +513,9 @@ class Bridge:
         delay = min(timing.backoff_max_s, timing.backoff_base_s * 2.0 ** (account.failures - 1))
         delay *= random.uniform(0.8, 1.2)
         retry_after = exc.retry_after if isinstance(exc, ProviderUnavailable) else None
-        return max(delay, retry_after or 0.0)
+        delay = max(delay, retry_after or 0.0)
+        account.not_before = asyncio.get_running_loop().time() + delay
+        return delay
 
     def _interval(self, account: _Account) -> float:
         spec, timing = account.provider.spec, self._timing
@@ -671,7 +685,10 @@ class Bridge:
         started = self._clock.time()
         polled_early = False
         while not result.status.final:
-            await asyncio.sleep(timing.command_poll_s)
+            # The action's status is a read like any other: it waits out the account's backoff.
+            await asyncio.sleep(max(timing.command_poll_s, self._backoff_left(account)))
+            if self._backoff_left(account) > 0:
+                continue  # a poll failed meanwhile: its backoff holds for this read too
             if not polled_early and self._clock.time() - started >= timing.after_command_poll_s:
                 polled_early = True
                 account.wake.set()  # let the cloud's refreshed data show up soon

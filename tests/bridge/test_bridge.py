@@ -465,3 +465,40 @@ async def test_a_car_removed_while_the_broker_is_down_is_cleared_once_it_is_back
         assert device_topic(sim.vehicle_ids()[1]) in kept
     finally:
         broker.stop()
+
+
+def enode_api_calls(sim: Sim) -> int:
+    calls: int = sim.admin_call("GET", "/").json()["apiCalls"]["enode"]
+    return calls
+
+
+async def test_a_command_during_backoff_waits_for_retry_after(
+    sim: Sim, mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    tesla = sim.vehicle_ids()[0]
+    sim.admin_call("POST", f"/enode/vehicles/{tesla}/plug-in", {"startCharging": False})
+    sim.refresh(tesla)
+    retry_after = 3.0
+    async with bridge_for(sim, mosquitto, tmp_path) as harness, probe(mosquitto.port) as seen:
+        bridge, loop = harness.running.bridge, asyncio.get_running_loop()
+        await seen.wait_json(TOPICS.state(ref(tesla)), lambda s: s["plugged_in"] == "ON")
+        rule = {"rateLimit": 1.0, "retryAfter": int(retry_after)}
+        sim.admin_call("PUT", "/faults", {"classes": {"read": rule}})
+        await seen.wait_for(lambda _: bridge.failures("home") > 0, what="a refused poll")
+        refused_at = loop.time()
+        # The cloud answers again at once, so any call before Retry-After is counted below.
+        sim.admin_call("PUT", "/faults", {"profile": "none"})
+        before = enode_api_calls(sim)
+        await publish(mosquitto.port, TOPICS.command(ref(tesla), "charging"), b"ON")
+        await seen.wait_json(TOPICS.command_result(ref(tesla)), lambda c: c["status"] == "pending")
+        # The command's wake-up (after_command_poll_s, 0.2 s) and its status checks come due
+        # well inside the window; none of them may read from the cloud before it ends.
+        await asyncio.sleep(refused_at + retry_after - 0.5 - loop.time())
+        assert enode_api_calls(sim) == before + 2  # the charging action and its refresh hint
+        assert bridge.failures("home") == 1
+        await seen.wait_for(lambda _: bridge.failures("home") == 0, what="recovery")
+        assert loop.time() >= refused_at + retry_after
+        sim.advance(130)
+        await seen.wait_json(
+            TOPICS.command_result(ref(tesla)), lambda c: c["status"] == "confirmed"
+        )
