@@ -15,7 +15,7 @@ import json
 import logging
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -88,6 +88,22 @@ class _Vehicle:
     # the payloads themselves cost ~40 KB of Python objects per car (400 MB for a 10k fleet).
     published: dict[str, int] = field(default_factory=dict)
     discovery_inputs: tuple[object, ...] | None = None  # what the discovery was built from
+    # Commands to one car go to the cloud one at a time, in the order they came: sent
+    # concurrently, an older ON could reach Enode after a newer OFF and win.
+    command_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    following: dict[str, _Followed] = field(default_factory=dict)  # control -> its command
+
+
+@dataclass(slots=True)
+class _Followed:
+    """A command whose action the bridge follows, until it settles or a newer one replaces it."""
+
+    result: CommandResult
+    superseded_by: str | None = None
+
+    def superseded(self) -> bool:
+        """Whether a newer command on the same control took over."""
+        return self.superseded_by is not None
 
 
 @dataclass(slots=True)
@@ -657,36 +673,62 @@ class Bridge:
             return
         _LOGGER.info("%s: %s requested", ref.key, command.value)
         account.commands_in_flight += 1
+        followed = _Followed(CommandResult(command.value, CommandStatus.SENT, self._now()))
         try:
-            await self._record(
-                account, vehicle, CommandResult(command.value, CommandStatus.SENT, self._now())
-            )
-            try:
-                result = await provider.send_command(ref, command)
-            except (ProviderError, AuthError) as exc:
-                status = (
-                    CommandStatus.REJECTED
-                    if isinstance(exc, ProviderRejected)
-                    else CommandStatus.FAILED
-                )
-                result = CommandResult(command.value, status, self._now(), reason=str(exc))
-            await self._record(account, vehicle, result)
+            async with vehicle.command_lock:
+                await self._supersede(account, vehicle, control, command.value)
+                vehicle.following[control] = followed
+                await self._record(account, vehicle, followed.result)
+                try:
+                    result = await provider.send_command(ref, command)
+                except (ProviderError, AuthError) as exc:
+                    status = (
+                        CommandStatus.REJECTED
+                        if isinstance(exc, ProviderRejected)
+                        else CommandStatus.FAILED
+                    )
+                    result = CommandResult(command.value, status, self._now(), reason=str(exc))
+                followed.result = result
+                await self._record(account, vehicle, result)
             settled_at_once = result.status.final
-            await self._track(account, vehicle, result)
+            await self._track(account, vehicle, followed)
         finally:
             account.commands_in_flight -= 1
+            if vehicle.following.get(control) is followed:
+                del vehicle.following[control]
         if settled_at_once:
             # The cloud refreshes its cache a little after a hint: poll once that is done.
             await asyncio.sleep(self._timing.after_command_poll_s)
         account.wake.set()
 
-    async def _track(self, account: _Account, vehicle: _Vehicle, result: CommandResult) -> None:
+    async def _supersede(
+        self, account: _Account, vehicle: _Vehicle, control: str, newer: str
+    ) -> None:
+        """Stop following the older command on `control`, and say it was superseded."""
+        older = vehicle.following.pop(control, None)
+        if older is None or older.result.status.final:
+            return
+        older.superseded_by = newer
+        # Enode itself cancels a pending action when a conflicting one arrives.
+        ended = replace(
+            older.result,
+            status=CommandStatus.CANCELLED,
+            at=self._now(),
+            reason=f"superseded by {newer}",
+        )
+        _LOGGER.info("%s: %s superseded by %s", vehicle.state.ref.key, ended.command, newer)
+        await self._record(account, vehicle, ended)
+
+    async def _track(self, account: _Account, vehicle: _Vehicle, followed: _Followed) -> None:
         timing, provider = self._timing, account.provider
         started = self._clock.time()
         polled_early = False
+        result = followed.result
         while not result.status.final:
             # The action's status is a read like any other: it waits out the account's backoff.
             await asyncio.sleep(max(timing.command_poll_s, self._backoff_left(account)))
+            if followed.superseded():
+                return  # a newer command on the same control took over
             if self._backoff_left(account) > 0:
                 continue  # a poll failed meanwhile: its backoff holds for this read too
             if not polled_early and self._clock.time() - started >= timing.after_command_poll_s:
@@ -699,10 +741,13 @@ class Bridge:
             except (ProviderError, AuthError) as exc:
                 _LOGGER.debug("command status for %s unavailable: %s", vehicle.state.ref.key, exc)
                 latest = result
+            if followed.superseded():
+                return
             if self._clock.time() - started > timing.command_timeout_s and not latest.status.final:
                 latest = CommandResult(
                     result.command, CommandStatus.FAILED, self._now(), result.action_id, "timed out"
                 )
+            followed.result = latest
             if latest.status != result.status or latest.reason != result.reason:
                 await self._record(account, vehicle, latest)
             result = latest

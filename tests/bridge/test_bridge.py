@@ -502,3 +502,42 @@ async def test_a_command_during_backoff_waits_for_retry_after(
         await seen.wait_json(
             TOPICS.command_result(ref(tesla)), lambda c: c["status"] == "confirmed"
         )
+
+
+async def test_a_newer_command_supersedes_the_one_in_flight(
+    sim: Sim, mosquitto: Mosquitto, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    tesla = sim.vehicle_ids()[0]
+    sim.admin_call("POST", f"/enode/vehicles/{tesla}/plug-in", {"startCharging": False})
+    sim.refresh(tesla)
+    command_topic, charging = (
+        TOPICS.command_result(ref(tesla)),
+        TOPICS.command(ref(tesla), "charging"),
+    )
+    caplog.set_level(logging.INFO)
+    async with bridge_for(sim, mosquitto, tmp_path), probe(mosquitto.port) as seen:
+        await seen.wait_json(TOPICS.state(ref(tesla)), lambda s: s["plugged_in"] == "ON")
+        await publish(mosquitto.port, charging, b"ON")
+        await publish(mosquitto.port, charging, b"OFF")
+        await seen.wait_json(
+            command_topic, lambda c: (c["command"], c["status"]) == ("stop_charging", "pending")
+        )
+        sim.advance(130)  # Enode cancelled the START for the newer STOP, and carries that out
+        last = await seen.wait_json(command_topic, lambda c: c["status"] == "confirmed")
+        state = await seen.wait_json(TOPICS.state(ref(tesla)), lambda s: s["charging"] == "OFF")
+        await asyncio.sleep(0.5)  # anything the older command still had to say would be here
+        steps = [json.loads(p) for t, p, _ in seen.messages if t == command_topic]
+    assert [(s["command"], s["status"]) for s in steps] == [
+        ("start_charging", "sent"),
+        ("start_charging", "pending"),
+        ("start_charging", "cancelled"),
+        ("stop_charging", "sent"),
+        ("stop_charging", "pending"),
+        ("stop_charging", "confirmed"),
+    ]
+    assert "superseded" in steps[2]["reason"]
+    assert steps[2]["action_id"] == steps[1]["action_id"] != last["action_id"]
+    assert last["command"] == "stop_charging"
+    assert state["charge_state"] != "charging"
+    assert sim.live(tesla)["chargeMode"] != "CHARGING"
+    assert not [r for r in caplog.records if r.exc_info]
