@@ -152,6 +152,9 @@ class Bridge:
         # Cars removed whose retained topics the broker may still hold: the store keeps them
         # until the empty payloads went out, so a broker away at that moment gets them later.
         self._removals = set(store.pending_removals())
+        # Discovery topics an earlier run announced, per car: those the current discovery mode
+        # does not use are handed over to it (migrate_discovery) at the car's first publish.
+        self._announced: dict[str, frozenset[str]] = {}
         self.polls = 0
         self._restore_known()
 
@@ -205,7 +208,9 @@ class Bridge:
 
     def _restore_known(self) -> None:
         # Read once: per car, 10,000 known cars would read 10,000 rows 10,000 times.
-        announced = _keys_by_vehicle(self._store.published())
+        published = self._store.published()
+        announced = _keys_by_vehicle(published)
+        self._announced = _topics_by_vehicle(published)
         for account in self._accounts.values():
             for ref in self._store.known_vehicles(account.provider.account):
                 # Placeholder until the first poll: lets removal, republish and the stale
@@ -281,10 +286,19 @@ class Bridge:
                         state, t, keys, origin_version=__version__, expose_vin=self._pub.expose_vin
                     )
                 ]
+            old_mode = self._announced.get(ref.key, frozenset()) - {t for t, _ in config_topics}
+            # Home Assistant's order for a move between device and entity discovery: mark the
+            # old topics, announce the new ones, then clear the old. The entities keep their
+            # registry entries (ids, names, areas); clearing alone would delete them.
+            for topic, marker in discovery.migration_markers(t, ref, keys, self._pub.mode):
+                if topic in old_mode:
+                    await self._publish(topic, marker)
             for topic, payload in config_topics:
                 await self._send_if_changed(vehicle, topic, payload, force=force)
                 if self._known_published.get(topic) != keys:
                     self._pending_published[topic] = keys
+            if old_mode:
+                await self._clear_old_mode(ref.key, old_mode)
             vehicle.discovery_inputs = inputs
         vehicle.keys = keys
         await self._send_if_changed(
@@ -312,6 +326,15 @@ class Bridge:
                 discovery.command_payload(vehicle.last_command),
                 force=force,
             )
+
+    async def _clear_old_mode(self, key: str, topics: frozenset[str]) -> None:
+        """Clear a car's discovery topics of the other mode; forget them once all went out."""
+        for topic in sorted(topics):
+            if not await self._publish(topic, b""):
+                return  # the broker is away: the next connection's republish does it again
+        self._store.forget_published(*topics)
+        self._announced.pop(key, None)
+        _LOGGER.info("vehicle %s: moved to %s discovery", key, self._pub.mode)
 
     def _flush_store(self) -> None:
         """Save what publishing gathered, in one transaction."""
@@ -342,6 +365,7 @@ class Bridge:
             (k for topic, k in published.items() if f"car2mqtt_{key}" in topic), frozenset()
         )
         configs = [topic for topic, _ in discovery.removal(t, ref, keys, self._pub.mode)]
+        configs += sorted(self._announced.pop(key, frozenset()) - set(configs))
         for topic in configs:
             self._known_published.pop(topic, None)
             self._pending_published.pop(topic, None)
@@ -784,10 +808,26 @@ def _keys_by_vehicle(published: Mapping[str, frozenset[str]]) -> dict[str, froze
     """Map each vehicle key to the entity keys announced on its `.../car2mqtt_<key>/...` topics."""
     found: dict[str, set[str]] = {}
     for topic, keys in published.items():
-        for part in topic.split("/")[1:-1]:
-            if part.startswith("car2mqtt_"):
-                found.setdefault(part.removeprefix("car2mqtt_"), set()).update(keys)
+        for vehicle in _vehicles_in(topic):
+            found.setdefault(vehicle, set()).update(keys)
     return {key: frozenset(keys) for key, keys in found.items()}
+
+
+def _topics_by_vehicle(published: Mapping[str, frozenset[str]]) -> dict[str, frozenset[str]]:
+    """Map each vehicle key to the discovery topics announced for it."""
+    found: dict[str, set[str]] = {}
+    for topic in published:
+        for vehicle in _vehicles_in(topic):
+            found.setdefault(vehicle, set()).add(topic)
+    return {key: frozenset(topics) for key, topics in found.items()}
+
+
+def _vehicles_in(topic: str) -> list[str]:
+    return [
+        part.removeprefix("car2mqtt_")
+        for part in topic.split("/")[1:-1]
+        if part.startswith("car2mqtt_")
+    ]
 
 
 def _encode(payload: Mapping[str, Any] | str | bytes | None) -> bytes | str:

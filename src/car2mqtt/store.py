@@ -433,10 +433,10 @@ class Store:
                 (topic, text),
             )
 
-    def forget_published(self, topic: str) -> None:
-        """Forget `topic` (once its retained discovery message has been cleared)."""
+    def forget_published(self, *topics: str) -> None:
+        """Forget `topics` (once their retained discovery messages have been cleared)."""
         with self._write("write") as conn:
-            conn.execute("DELETE FROM published WHERE topic = ?", (topic,))
+            conn.executemany("DELETE FROM published WHERE topic = ?", [(t,) for t in topics])
 
     # -- last states ---------------------------------------------------------------------
 

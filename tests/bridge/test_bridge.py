@@ -13,6 +13,7 @@ import pytest
 
 from car2mqtt.bridge import Publishing
 from car2mqtt.clock import SimClock
+from car2mqtt.ha.discovery import DiscoveryMode
 from car2mqtt.models import VehicleRef
 from tests.bridge.conftest import TOPICS, bridge_for
 from tests.enode_spec import EnodeSpec
@@ -541,3 +542,37 @@ async def test_a_newer_command_supersedes_the_one_in_flight(
     assert state["charge_state"] != "charging"
     assert sim.live(tesla)["chargeMode"] != "CHARGING"
     assert not [r for r in caplog.records if r.exc_info]
+
+
+@pytest.mark.parametrize(("before", "after"), [("entity", "device"), ("device", "entity")])
+async def test_switching_discovery_mode_migrates_the_old_topics(
+    sim: Sim, mosquitto: Mosquitto, tmp_path: Path, before: DiscoveryMode, after: DiscoveryMode
+) -> None:
+    tesla = sim.vehicle_ids()[0]
+    car = f"car2mqtt_enode_{tesla}"
+
+    def configs(kept: dict[str, bytes]) -> set[str]:
+        return {t for t in kept if t.startswith("homeassistant/") and car in t}
+
+    async with bridge_for(sim, mosquitto, tmp_path, publishing=Publishing(mode=before)):
+        old = configs(await wait_retained(mosquitto.port, lambda r: bool(configs(r))))
+    async with (
+        probe(mosquitto.port) as seen,
+        bridge_for(sim, mosquitto, tmp_path, publishing=Publishing(mode=after)) as harness,
+    ):
+        kept = await wait_retained(mosquitto.port, lambda r: bool(configs(r)) and not old & set(r))
+        published = set(harness.store.published())
+    new = configs(kept)
+    assert new
+    assert not new & old
+    assert all(json.loads(kept[t])["device"]["identifiers"] == [car] for t in new)
+    assert not old & published  # forgotten once cleared, so never cleared again
+    # Home Assistant's order: mark every old topic, announce the new ones, then clear the old.
+    steps = [(t, p) for t, p, retain in seen.messages if t in old | new and not retain]
+    first_new = next(i for i, (t, _) in enumerate(steps) if t in new)
+    marked = steps[:first_new]
+    assert sorted(t for t, _ in marked) == sorted(old)
+    assert all(json.loads(p) == {"migrate_discovery": True} for _, p in marked)
+    cleared = [t for t, p in steps[first_new:] if t in old]
+    assert sorted(cleared) == sorted(old)
+    assert all(p == b"" for t, p in steps[first_new:] if t in old)
