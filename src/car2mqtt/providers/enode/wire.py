@@ -18,6 +18,7 @@ from car2mqtt.models import (
     VehicleRef,
     VehicleState,
 )
+from car2mqtt.providers.values import Number
 
 
 class _Wire(BaseModel):
@@ -37,32 +38,32 @@ class Information(_Wire):
 class ChargeStateWire(_Wire):
     """`chargeState`: every field may be null (Enode could not determine it)."""
 
-    battery_level: float | None = Field(None, alias="batteryLevel")
-    range: float | None = None
+    battery_level: Number = Field(None, alias="batteryLevel")
+    range: Number = None
     is_plugged_in: bool | None = Field(None, alias="isPluggedIn")
     is_charging: bool | None = Field(None, alias="isCharging")
     is_fully_charged: bool | None = Field(None, alias="isFullyCharged")
-    battery_capacity: float | None = Field(None, alias="batteryCapacity")
-    charge_limit: float | None = Field(None, alias="chargeLimit")
-    charge_rate: float | None = Field(None, alias="chargeRate")
-    charge_time_remaining: float | None = Field(None, alias="chargeTimeRemaining")
+    battery_capacity: Number = Field(None, alias="batteryCapacity")
+    charge_limit: Number = Field(None, alias="chargeLimit")
+    charge_rate: Number = Field(None, alias="chargeRate")
+    charge_time_remaining: Number = Field(None, alias="chargeTimeRemaining")
     last_updated: datetime | None = Field(None, alias="lastUpdated")
-    max_current: float | None = Field(None, alias="maxCurrent")
+    max_current: Number = Field(None, alias="maxCurrent")
     power_delivery_state: str | None = Field(None, alias="powerDeliveryState")
 
 
 class LocationWire(_Wire):
     """`location`."""
 
-    longitude: float | None = None
-    latitude: float | None = None
+    longitude: Number = None
+    latitude: Number = None
     last_updated: datetime | None = Field(None, alias="lastUpdated")
 
 
 class OdometerWire(_Wire):
     """`odometer`."""
 
-    distance: float | None = None
+    distance: Number = None
     last_updated: datetime | None = Field(None, alias="lastUpdated")
 
 

@@ -7,7 +7,6 @@ looked up by name: their order is not stable.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
@@ -22,6 +21,7 @@ from car2mqtt.models import (
     VehicleRef,
     VehicleState,
 )
+from car2mqtt.providers.values import Number, number_or_none
 
 _DATE = TypeAdapter(datetime)
 
@@ -38,17 +38,6 @@ def _date_or_none(value: Any) -> datetime | None:
         return _DATE.validate_python(value)
     except ValidationError:
         return None
-
-
-def _number_or_none(value: Any) -> float | None:
-    """Read a finite number; anything else (text, inf, NaN, 1e400) is as good as none."""
-    if not isinstance(value, bool | int | float | str):
-        return None
-    try:
-        number = float(value)
-    except (ValueError, OverflowError):  # text, or an integer too big for a float
-        return None
-    return number if math.isfinite(number) else None
 
 
 class Device(_Wire):
@@ -84,32 +73,28 @@ class Signal(_Wire):
     """One `{name, value, date}` entry."""
 
     name: str
-    value: float | None = None
+    value: Number = None
     date: datetime | None = None
 
-    _value = field_validator("value", mode="before")(_number_or_none)
     _date = field_validator("date", mode="before")(_date_or_none)
 
 
 class LocationWire(_Wire):
     """`location`."""
 
-    latitude: float | None = None
-    longitude: float | None = None
-    altitude: float | None = None
-    heading: float | None = None
+    latitude: Number = None
+    longitude: Number = None
+    altitude: Number = None
+    heading: Number = None
     satellites: int | None = Field(None, alias="nbSat")
     date: datetime | None = None
 
-    _numbers = field_validator("latitude", "longitude", "altitude", "heading", mode="before")(
-        _number_or_none
-    )
     _date = field_validator("date", mode="before")(_date_or_none)
 
     @field_validator("satellites", mode="before")
     @classmethod
     def _satellites(cls, value: Any) -> int | None:
-        number = _number_or_none(value)
+        number = number_or_none(value)
         return None if number is None else int(number)
 
 
