@@ -248,4 +248,4 @@ def test_a_late_answer_has_already_taken_effect(sim: Sim) -> None:
     assert sim.admin_call("GET", "/").json()["apiCalls"]["xee"] == 1
     slow = httpx.post(xee["tokenUrl"], data=form, auth=auth, timeout=5)
     assert slow.status_code == 200
-    assert slow.elapsed.total_seconds() >= 0.5
+    assert slow.elapsed.total_seconds() >= 0.45  # held back 0.5 s (timer granularity aside)
