@@ -12,7 +12,7 @@ import pytest
 from car2mqtt.clock import SimClock
 from car2mqtt.errors import BadCloudResponse, RateLimited
 from car2mqtt.providers import enode
-from car2mqtt.providers.enode import EnodeClient
+from car2mqtt.providers.enode import EnodeClient, EnodeProvider
 
 NOW = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC).timestamp()
 
@@ -75,3 +75,33 @@ async def test_an_endless_list_of_new_cursors_stops_at_the_page_limit(
     with pytest.raises(BadCloudResponse, match="more than 5 pages"):
         await client(handler).user_vehicles("demo")
     assert len(asked) == 5
+
+
+async def test_every_request_carries_the_enode_version() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.url.path.endswith("/token"):
+            return httpx.Response(200, json={"access_token": "a", "expires_in": 3599})
+        return httpx.Response(200, json={"data": [], "pagination": {"after": None}})
+
+    provider = EnodeProvider.create(
+        account="home",
+        user_id="demo",
+        api_url="https://enode.example/",
+        token_url="https://oauth.enode.example/token",
+        client_id="id",
+        client_secret="secret",
+        clock=SimClock(start=NOW, factor=0),
+        transport=httpx.MockTransport(handler),
+    )
+    try:
+        assert await provider.poll() == []
+    finally:
+        await provider.aclose()
+    api = [r for r in seen if r.url.host == "enode.example"]
+    assert [r.url.path for r in api] == ["/users/demo/vehicles"]
+    assert api[0].headers["Enode-Version"] == "2024-10-01"
+    assert api[0].headers["Authorization"] == "Bearer a"
+    assert all(r.headers["User-Agent"].startswith("car2mqtt/") for r in seen)

@@ -2,15 +2,57 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import httpx
 from pydantic import BaseModel, ValidationError
 
+from car2mqtt import __version__
 from car2mqtt.auth.oauth2 import retry_after
+from car2mqtt.auth.tokens import BearerAuth, TokenManager
 from car2mqtt.errors import AuthError, BadCloudResponse, ProviderUnavailable, RateLimited
 
 M = TypeVar("M", bound=BaseModel)
+_USER_AGENT = {"User-Agent": f"car2mqtt/{__version__}"}
+
+
+def token_client(transport: httpx.AsyncBaseTransport | None, timeout_s: float) -> httpx.AsyncClient:
+    """Return the client an account asks its token endpoint with."""
+    return httpx.AsyncClient(transport=transport, timeout=timeout_s, headers=_USER_AGENT)
+
+
+def api_client(
+    api_url: str,
+    tokens: TokenManager,
+    transport: httpx.AsyncBaseTransport | None,
+    timeout_s: float,
+    **headers: str,
+) -> httpx.AsyncClient:
+    """Return the client an account calls its cloud's API with, authorised by `tokens`."""
+    return httpx.AsyncClient(
+        base_url=api_url.rstrip("/"),
+        auth=BearerAuth(tokens),
+        transport=transport,
+        timeout=timeout_s,
+        headers={**_USER_AGENT, "Accept": "application/json", **headers},
+    )
+
+
+class TokenAccount:
+    """What every provider holding an OAuth token and HTTP clients shares."""
+
+    tokens: TokenManager
+    _closers: Sequence[httpx.AsyncClient]
+
+    def reload_credentials(self) -> bool:
+        """Adopt a token another process (`car2mqtt link`) saved; return whether it did."""
+        return self.tokens.reload()
+
+    async def aclose(self) -> None:
+        """Close the HTTP clients."""
+        for http in self._closers:
+            await http.aclose()
 
 
 async def send(

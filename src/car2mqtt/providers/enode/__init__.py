@@ -10,9 +10,8 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 
-from car2mqtt import __version__
 from car2mqtt.auth.oauth2 import Token, TokenEndpoint, request_token
-from car2mqtt.auth.tokens import BearerAuth, TokenManager, TokenPersistence
+from car2mqtt.auth.tokens import TokenManager, TokenPersistence
 from car2mqtt.clock import Clock
 from car2mqtt.errors import (
     BadCloudResponse,
@@ -30,7 +29,15 @@ from car2mqtt.providers.enode.wire import (
     Vehicle,
     VehiclePage,
 )
-from car2mqtt.providers.http import M, parse, raise_for_transient, send
+from car2mqtt.providers.http import (
+    M,
+    TokenAccount,
+    api_client,
+    parse,
+    raise_for_transient,
+    send,
+    token_client,
+)
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -151,7 +158,7 @@ def _problem(response: httpx.Response) -> str:
     return problem.detail or problem.title or f"HTTP {response.status_code}"
 
 
-class EnodeProvider:
+class EnodeProvider(TokenAccount):
     """One Enode account (client credentials plus the user whose cars it bridges)."""
 
     spec = SPEC
@@ -190,8 +197,7 @@ class EnodeProvider:
         timeout_s: float = 30.0,
     ) -> EnodeProvider:
         """Wire an account: a token client, a token owner and an authorised API client."""
-        headers = {"User-Agent": f"car2mqtt/{__version__}"}
-        token_http = httpx.AsyncClient(transport=transport, timeout=timeout_s, headers=headers)
+        token_http = token_client(transport, timeout_s)
         endpoint = TokenEndpoint(token_url, client_id, client_secret)
 
         async def fetch(_old: Token | None) -> Token:
@@ -199,12 +205,8 @@ class EnodeProvider:
             return await request_token(token_http, endpoint, clock, "client_credentials")
 
         tokens = TokenManager(account, fetch, clock, persistence)
-        api_http = httpx.AsyncClient(
-            base_url=api_url.rstrip("/"),
-            auth=BearerAuth(tokens),
-            transport=transport,
-            timeout=timeout_s,
-            headers={**headers, "Enode-Version": API_VERSION, "Accept": "application/json"},
+        api_http = api_client(
+            api_url, tokens, transport, timeout_s, **{"Enode-Version": API_VERSION}
         )
         return cls(
             account, user_id, EnodeClient(api_http, clock), tokens, clock, (token_http, api_http)
@@ -266,15 +268,6 @@ class EnodeProvider:
             return result
         action = await self.client.action(result.action_id)
         return _result(result.command, action, datetime.fromtimestamp(self._clock.time(), UTC))
-
-    def reload_credentials(self) -> bool:
-        """Adopt a token another process saved; return whether there was a new one."""
-        return self.tokens.reload()
-
-    async def aclose(self) -> None:
-        """Close the HTTP clients."""
-        for http in self._closers:
-            await http.aclose()
 
 
 def _result(command: str, action: Action, now: datetime) -> CommandResult:

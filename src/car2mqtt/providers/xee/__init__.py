@@ -15,9 +15,8 @@ import httpx
 from authlib.oauth2.rfc6749 import parameters
 from pydantic import TypeAdapter, ValidationError
 
-from car2mqtt import __version__
 from car2mqtt.auth.oauth2 import RELINK_ERRORS, Token, TokenEndpoint, request_token
-from car2mqtt.auth.tokens import BearerAuth, TokenManager, TokenPersistence
+from car2mqtt.auth.tokens import TokenManager, TokenPersistence
 from car2mqtt.clock import Clock
 from car2mqtt.errors import (
     BadCloudResponse,
@@ -26,7 +25,14 @@ from car2mqtt.errors import (
 )
 from car2mqtt.models import CommandResult, CommandStatus, VehicleRef, VehicleState
 from car2mqtt.providers.base import Command, Grant, ProviderSpec
-from car2mqtt.providers.http import parse, raise_for_transient, send
+from car2mqtt.providers.http import (
+    TokenAccount,
+    api_client,
+    parse,
+    raise_for_transient,
+    send,
+    token_client,
+)
 from car2mqtt.providers.xee.wire import ErrorBody, Status, Vehicle, to_state
 
 _LOGGER = logging.getLogger(__name__)
@@ -112,7 +118,7 @@ def _error(response: httpx.Response) -> tuple[str | None, str]:
     return body.error, text
 
 
-class XeeProvider:
+class XeeProvider(TokenAccount):
     """One Xee account: the user who consented, and the cars on their dongles."""
 
     spec = SPEC
@@ -156,8 +162,7 @@ class XeeProvider:
         timeout_s: float = 30.0,
     ) -> XeeProvider:
         """Wire an account: a token client, a token owner and an authorised API client."""
-        headers = {"User-Agent": f"car2mqtt/{__version__}"}
-        token_http = httpx.AsyncClient(transport=transport, timeout=timeout_s, headers=headers)
+        token_http = token_client(transport, timeout_s)
         endpoint = TokenEndpoint(
             token_url, client_id, client_secret, relink_errors=XEE_RELINK_ERRORS
         )
@@ -197,13 +202,7 @@ class XeeProvider:
             raise ReauthRequired(msg)
 
         tokens = TokenManager(account, fetch, clock, persistence)
-        api_http = httpx.AsyncClient(
-            base_url=api_url.rstrip("/"),
-            auth=BearerAuth(tokens),
-            transport=transport,
-            timeout=timeout_s,
-            headers={**headers, "Accept": "application/json"},
-        )
+        api_http = api_client(api_url, tokens, transport, timeout_s)
         closers = (token_http, api_http)
         return cls(
             account, XeeClient(api_http, clock), tokens, endpoint, token_http, clock, closers
@@ -236,10 +235,6 @@ class XeeProvider:
         )
         await self.tokens.adopt(token)
         return token
-
-    def reload_credentials(self) -> bool:
-        """Pick up tokens a `car2mqtt link xee` run saved; return whether there were new ones."""
-        return self.tokens.reload()
 
     async def poll(self) -> list[VehicleState]:
         """Return every car of the account: one list call, then one status call per car."""
@@ -295,11 +290,6 @@ class XeeProvider:
     async def command_status(self, ref: VehicleRef, result: CommandResult) -> CommandResult:
         """Commands settle at once: return `result`."""
         return result
-
-    async def aclose(self) -> None:
-        """Close the HTTP clients."""
-        for http in self._closers:
-            await http.aclose()
 
 
 _EPOCH = datetime.fromtimestamp(0, UTC)
