@@ -80,6 +80,17 @@ MIGRATIONS: list[str] = [
         topics TEXT NOT NULL             -- JSON array of retained topics still to clear
     );
     """,
+    """
+    CREATE TABLE vehicle_names (
+        key TEXT PRIMARY KEY,            -- the car's vehicle key
+        cloud_name TEXT NOT NULL,        -- the name the cloud gave when `name` was chosen
+        name TEXT NOT NULL               -- the name announced to Home Assistant
+    );
+    CREATE TABLE commands (
+        key TEXT PRIMARY KEY,            -- the car's vehicle key
+        result TEXT NOT NULL             -- JSON object: the car's last command and its fate
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -133,8 +144,27 @@ def _create_private_file(path: Path) -> None:
                 path,
                 mode,
             )
+        if os.geteuid() == 0 and (owner := os.fstat(fd).st_uid) != 0:
+            # root can read and write it anyway, but the file's owner can read the tokens in it,
+            # and a later run as that user would find files root created beside it unwritable.
+            logger.warning(
+                "state file %s belongs to uid %d, not to root, who runs car2mqtt now: "
+                "that user can read its tokens; chown it to root or run car2mqtt as that user",
+                path,
+                owner,
+            )
     finally:
         os.close(fd)
+
+
+def _damaged(path: Path, detail: str) -> StoreError:
+    """Return the one error a damaged state file gets: what is wrong and what to do."""
+    msg = (
+        f"state file {path} is damaged ({detail}). Move it aside (mv {path} {path}.damaged) "
+        "and start again: the cars come back on the first poll, and an account whose link "
+        "lives only in this file may need re-linking (car2mqtt status says which)"
+    )
+    return StoreError(msg)
 
 
 class Store:
@@ -178,8 +208,14 @@ class Store:
     def _prepare(self) -> None:
         """Check the file is ours and not too new, set durability pragmas, migrate."""
         with self._translate("open"):
-            # The first read of the header: a file that is not SQLite fails here.
-            self._check_version(self._user_version())
+            try:
+                # The first read of the header: a file that is not SQLite fails here.
+                self._check_version(self._user_version())
+                self._check_integrity()
+            except sqlite3.DatabaseError as exc:
+                if isinstance(exc, sqlite3.OperationalError):
+                    raise  # locked, unreadable: not damage, and said as it is
+                raise _damaged(self.path, str(exc)) from exc
             conn = self._connection()
             mode = cast(str, conn.execute("PRAGMA journal_mode = DELETE").fetchone()[0])
             if mode.lower() != "delete":
@@ -205,6 +241,17 @@ class Store:
                     conn.execute(statement)
                 # PRAGMA takes no parameters; the value is our own int.
                 conn.execute(f"PRAGMA user_version = {version + 1}")
+
+    def _check_integrity(self) -> None:
+        """Refuse a damaged file at start, in one line, rather than fail every poll later."""
+        try:
+            rows = self._connection().execute("PRAGMA quick_check").fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise _damaged(self.path, str(exc)) from exc
+        problems = [cast(str, row[0]) for row in rows]
+        if problems != ["ok"]:
+            shown = "; ".join(problems[:3]) + (" ..." if len(problems) > 3 else "")
+            raise _damaged(self.path, shown)
 
     def _user_version(self) -> int:
         return cast(int, self._connection().execute("PRAGMA user_version").fetchone()[0])
@@ -505,6 +552,8 @@ class Store:
             )
             conn.executemany("DELETE FROM published WHERE topic = ?", [(t,) for t in cleared])
             conn.execute("DELETE FROM states WHERE key = ?", (key,))
+            conn.execute("DELETE FROM commands WHERE key = ?", (key,))
+            conn.execute("DELETE FROM vehicle_names WHERE key = ?", (key,))
 
     def pending_removals(self) -> dict[str, list[str]]:
         """Return the removals not yet sent: car key -> retained topics to clear."""
@@ -518,6 +567,43 @@ class Store:
         """Forget the removal of `key` (sent, or the car came back; no error if there is none)."""
         with self._write("write") as conn:
             conn.execute("DELETE FROM removals WHERE key = ?", (key,))
+
+    # -- names and commands ----------------------------------------------------------------
+
+    def vehicle_names(self) -> dict[str, tuple[str, str]]:
+        """Return every car's announced name: key -> (the cloud's name then, announced name)."""
+        rows = self._rows("read", "SELECT key, cloud_name, name FROM vehicle_names")
+        return {cast(str, k): (cast(str, c), cast(str, n)) for k, c, n in rows}
+
+    def save_vehicle_names(self, names: Mapping[str, tuple[str, str]]) -> None:
+        """Record announced names: key -> (the cloud's name, the name announced)."""
+        if not names:
+            return
+        with self._write("write") as conn:
+            conn.executemany(
+                "INSERT INTO vehicle_names (key, cloud_name, name) VALUES (?, ?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET cloud_name = excluded.cloud_name,"
+                " name = excluded.name",
+                [(key, cloud, name) for key, (cloud, name) in names.items()],
+            )
+
+    def save_command(self, key: str, result: Mapping[str, Any]) -> None:
+        """Store car `key`'s last command and its fate (JSON), replacing the one before."""
+        text = _dump(result)
+        with self._write("write") as conn:
+            conn.execute(
+                "INSERT INTO commands (key, result) VALUES (?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET result = excluded.result",
+                (key, text),
+            )
+
+    def load_commands(self) -> dict[str, dict[str, Any]]:
+        """Return every car's last command: key -> JSON object."""
+        rows = self._rows("read", "SELECT key, result FROM commands")
+        return {
+            cast(str, key): self._json_object(cast(str, text), f"command of {key!r}")
+            for key, text in rows
+        }
 
     # -- account status ------------------------------------------------------------------
 
