@@ -83,7 +83,7 @@ def test_minimal_file_takes_every_default(tmp_path: Path) -> None:
     assert mqtt.ca_file is None
     assert mqtt.tls_insecure is False
     assert mqtt.client_id == "car2mqtt"
-    assert mqtt.protocol == "5"
+    assert mqtt.protocol == "auto"
     assert mqtt.keepalive == 60
     assert mqtt.discovery_prefix == "homeassistant"
     assert mqtt.base_topic == "car2mqtt"
@@ -301,7 +301,7 @@ accounts:
     expected = [
         "mqtt.url: got 'http://broker'; expected a URL starting with mqtt:// or mqtts:// (TLS)",
         "mqtt.keepalive: got 'often'; expected a whole number",
-        "mqtt.protocol: got '4'; expected one of: 5, 3.1.1",
+        "mqtt.protocol: got '4'; expected one of: auto, 5, 3.1.1",
         "mqtt.base_topic: got 'cars/#'; expected an MQTT topic without wildcards",
         "mqtt.discovery_mode: got 'legacy'; expected one of: device, entity",
         "store: got a list; expected a path",

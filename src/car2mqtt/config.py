@@ -69,7 +69,7 @@ ENV_PREFIX: Final = "CAR2MQTT__"
 DEFAULT_CONFIG_PATH: Final = Path("car2mqtt.yaml")
 
 EnodeEnvironment = Literal["production", "sandbox"]
-MqttProtocol = Literal["5", "3.1.1"]
+MqttProtocol = Literal["auto", "5", "3.1.1"]
 DiscoveryMode = Literal["device", "entity"]
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 LogFormat = Literal["text", "json"]
@@ -294,7 +294,8 @@ class MqttSettings(_Model):
     ca_file: ConfigPath | None = None
     tls_insecure: bool = False
     client_id: str = Field("car2mqtt", min_length=1)
-    protocol: MqttProtocol = "5"
+    # "auto": MQTT 5, or 3.1.1 when the broker does not take an MQTT 5 CONNECT.
+    protocol: MqttProtocol = "auto"
     keepalive: int = Field(60, ge=5, le=65535)
     discovery_prefix: str = "homeassistant"
     base_topic: str = "car2mqtt"
@@ -978,7 +979,7 @@ def describe(config: Config) -> list[str]:
     else:
         tls = f"TLS, CA {mqtt.ca_file}" if mqtt.ca_file else "TLS, system CAs"
     return [
-        f"mqtt: {mqtt.host}:{mqtt.port} ({tls}), MQTT {mqtt.protocol}, "
+        f"mqtt: {mqtt.host}:{mqtt.port} ({tls}), MQTT {_protocol_text(mqtt.protocol)}, "
         f"client_id {mqtt.client_id}, keepalive {mqtt.keepalive} s",
         f"mqtt login: username {mqtt.username or 'none'}, "
         f"password {_secret_text(mqtt.password, mqtt.password_file)}",
@@ -989,3 +990,8 @@ def describe(config: Config) -> list[str]:
         f"heartbeat every {config.heartbeat_s} s, VIN {'shown' if config.expose_vin else 'hidden'}",
         *(account.summary() for account in config.accounts),
     ]
+
+
+def _protocol_text(protocol: str) -> str:
+    """Say what `mqtt.protocol` means in words."""
+    return "5, or 3.1.1 if the broker refuses 5" if protocol == "auto" else protocol

@@ -59,7 +59,7 @@ def build(
         on_connect=bridge.on_connect,
         on_message=bridge.on_message,
     )
-    bridge.attach(link.publish)
+    bridge.attach(link.publish, protocol=lambda: link.protocol)
     return bridge, link
 
 
@@ -76,8 +76,13 @@ async def _run(bridge: Bridge, link: MqttLink, providers: list[Provider]) -> Non
             tg.create_task(bridge.run(), name="bridge")
     finally:
         for provider in providers:
-            with contextlib.suppress(Exception):
+            try:
                 await provider.aclose()
+            except Exception as exc:
+                # Closing connections on the way out; worth a line, not a stop.
+                _LOGGER.warning(
+                    "account %s: closing its connections failed: %s", provider.account, exc
+                )
 
 
 @contextlib.asynccontextmanager

@@ -71,8 +71,8 @@ class LosingLink(MqttLink):
     async def _message(self, topic: str, payload: bytes, retained: bool) -> None:
         pass
 
-    def _make_client(self) -> aiomqtt.Client:
-        client = super()._make_client()
+    def _make_client(self, version: str) -> aiomqtt.Client:
+        client = super()._make_client(version)
         acked = client.publish
 
         async def publish(topic: str, payload: bytes, **kwargs: Any) -> None:

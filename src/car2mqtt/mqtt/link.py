@@ -19,6 +19,8 @@ from urllib.parse import unquote, urlsplit
 
 import aiomqtt
 from paho.mqtt.enums import MQTTProtocolVersion
+from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from car2mqtt.errors import ConfigError
 
@@ -60,7 +62,7 @@ class BrokerSettings:
     ca_file: str | None = None
     tls_insecure: bool = False
     client_id: str = "car2mqtt"
-    protocol: str = "5"
+    protocol: str = "auto"  # "auto": MQTT 5, else 3.1.1 if the broker refuses it; or "5", "3.1.1"
     keepalive: int = 60
 
     @classmethod
@@ -93,6 +95,25 @@ class BrokerSettings:
     def describe(self) -> str:
         """Where the broker is, without credentials."""
         return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
+
+
+# How long a first MQTT 5 CONNECT may wait for its CONNACK before "auto" tries 3.1.1: some
+# 3.1.1-only brokers never answer a CONNECT they cannot read.
+PROBE_TIMEOUT_S = 5.0
+_TIMED_OUT = "Operation timed out"
+# CONNACK codes for "unacceptable protocol version": 1 in MQTT 3.1.1, 0x84 in MQTT 5.
+_BAD_VERSION = (1, 0x84)
+
+
+def _version_refused(exc: aiomqtt.MqttError) -> bool:
+    """Whether a failed CONNECT looks like the broker not speaking the protocol version."""
+    if isinstance(exc, aiomqtt.MqttCodeError):
+        code = exc.rc
+        value = code.value if isinstance(code, ReasonCode) else code
+        return value in _BAD_VERSION
+    # A broker that cannot parse the CONNECT may stay silent, or hang up before a CONNACK.
+    text = str(exc)
+    return _TIMED_OUT in text or "closed" in text.lower() or "reset" in text.lower()
 
 
 def _tls_context(settings: BrokerSettings) -> ssl.SSLContext | None:
@@ -133,10 +154,14 @@ class MqttLink:
         self.connected = asyncio.Event()
         self.connections = 0
         self.published = 0
+        # The version the broker accepted ("5" or "3.1.1"); with "auto", None until it answers.
+        self.protocol: str | None = None if settings.protocol == "auto" else settings.protocol
+        self._publish_failing = False
 
-    def _make_client(self) -> aiomqtt.Client:
+    def _make_client(self, version: str) -> aiomqtt.Client:
         s = self._settings
-        protocol = MQTTProtocolVersion.MQTTv5 if s.protocol == "5" else MQTTProtocolVersion.MQTTv311
+        protocol = MQTTProtocolVersion.MQTTv5 if version == "5" else MQTTProtocolVersion.MQTTv311
+        probing = s.protocol == "auto" and self.protocol is None
         return aiomqtt.Client(
             s.host,
             s.port,
@@ -147,7 +172,7 @@ class MqttLink:
             keepalive=s.keepalive,
             tls_context=self._tls,
             will=aiomqtt.Will(self._availability, b"offline", qos=1, retain=True),
-            timeout=10,
+            timeout=PROBE_TIMEOUT_S if probing else 10,
         )
 
     async def run(self) -> None:
@@ -155,20 +180,30 @@ class MqttLink:
         backoff = 1.0
         was_down = False
         while True:
+            version = self.protocol or "5"
             try:
-                async with self._make_client() as client:
+                async with self._make_client(version) as client:
                     self._client = client
                     self.connections += 1
+                    self.protocol = version
+                    where = f"{self._settings.describe()} (MQTT {version})"
                     if was_down:
-                        _LOGGER.info("MQTT broker %s is back", self._settings.describe())
+                        _LOGGER.info("MQTT broker %s is back", where)
                     else:
-                        _LOGGER.info("connected to MQTT broker %s", self._settings.describe())
+                        _LOGGER.info("connected to MQTT broker %s", where)
                     was_down, backoff = False, 1.0
                     await keeping_cancel(
                         client.publish(self._availability, b"online", qos=1, retain=True)
                     )
                     for topic in self._subscriptions:
-                        await client.subscribe(topic, qos=1)
+                        # MQTT 5 keeps the retain flag on messages forwarded live ("retain as
+                        # published"), so a retained command is recognised even then; 3.1.1
+                        # clears it, and only messages sent at subscribe time show as retained.
+                        if version == "5":
+                            options = SubscribeOptions(qos=1, retainAsPublished=True)
+                            await client.subscribe(topic, options=options)
+                        else:
+                            await client.subscribe(topic, qos=1)
                     self.connected.set()
                     try:
                         await self._on_connect()
@@ -181,15 +216,35 @@ class MqttLink:
                         self._client = None
                         await self._say_offline(client)
             except aiomqtt.MqttError as exc:
-                if not was_down:
-                    _LOGGER.warning(
-                        "MQTT broker %s unavailable (%s); retrying with backoff",
+                if self.protocol is None and version == "5" and _version_refused(exc):
+                    # "auto": the broker did not take an MQTT 5 CONNECT; speak 3.1.1 to it.
+                    _LOGGER.info(
+                        "MQTT broker %s did not accept MQTT 5 (%s); trying MQTT 3.1.1",
                         self._settings.describe(),
                         exc,
+                    )
+                    self.protocol = "3.1.1"
+                    continue
+                if not was_down:
+                    _LOGGER.warning(
+                        "MQTT broker %s unavailable (%s); retrying with backoff%s",
+                        self._settings.describe(),
+                        exc,
+                        self._hint(version, exc),
                     )
                 was_down = True
             await asyncio.sleep(backoff * random.uniform(0.8, 1.2))
             backoff = min(backoff * 2, self._max_backoff)
+
+    def _hint(self, version: str, exc: aiomqtt.MqttError) -> str:
+        """Return a likely cause worth naming, when the protocol version may be it."""
+        if self._settings.protocol == "auto" or not _version_refused(exc):
+            return ""
+        other = "3.1.1" if version == "5" else "5"
+        return (
+            f'. The broker may not speak MQTT {version}: set mqtt.protocol to "{other}", '
+            'or to "auto" to let car2mqtt choose'
+        )
 
     async def _say_offline(self, client: aiomqtt.Client) -> None:
         # A clean stop says so itself; the broker sends the will only for a dead connection.
@@ -209,7 +264,13 @@ class MqttLink:
         try:
             await keeping_cancel(client.publish(topic, payload, qos=qos, retain=retain))
         except aiomqtt.MqttError as exc:
-            _LOGGER.debug("publish to %s failed: %s", topic, exc)
+            if not self._publish_failing:
+                # Once per change of state: the bridge sends it again when the broker is back.
+                _LOGGER.warning("MQTT publish to %s failed (%s); will send it again", topic, exc)
+            self._publish_failing = True
             return False
+        if self._publish_failing:
+            _LOGGER.info("MQTT publishes go through again")
+            self._publish_failing = False
         self.published += 1
         return True
