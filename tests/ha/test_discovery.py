@@ -74,6 +74,23 @@ def test_a_xee_car_gets_signals_and_no_charging_entities() -> None:
     assert {"speed", "fuel_level", "battery_voltage", "lock", "ignition"} <= keys
     assert {"odometer", "location"} <= keys
     assert not keys & (CHARGE_KEYS | {"battery", "charging_control", "refresh"})
+    # Read-only: no command ever reaches the car, so there is no command to follow.
+    assert "last_command" not in keys
+    assert "last_command" not in device_payload(xee_car())["components"]
+
+
+def test_a_car_that_takes_only_a_refresh_still_follows_its_commands() -> None:
+    assert "last_command" in applicable_keys(enode_car(capabilities={Capability.REFRESH}))
+    assert "last_command" not in applicable_keys(enode_car(capabilities=frozenset()))
+
+
+def test_a_name_given_by_the_bridge_names_the_device_and_its_entity_ids() -> None:
+    state = enode_car()
+    payload = device_discovery(state, T, applicable_keys(state), origin_version="1", name="Kia 1a")
+    assert payload[1]["device"]["name"] == "Kia 1a"
+    battery = payload[1]["components"]["battery"]
+    assert battery["default_entity_id"] == "sensor.kia_1a_battery"
+    assert battery["object_id"] == "kia_1a_battery"
 
 
 @pytest.mark.parametrize(
@@ -231,7 +248,10 @@ def test_charging_switch_commands_the_car_and_shows_its_real_state() -> None:
     state = enode_car()
     switch = device_payload(state)["components"]["charging_control"]
     assert switch["platform"] == "switch"
-    assert switch["name"] == "Charging"
+    assert switch["name"] == "Charging control"
+    # The entity id keeps the row's key, as announced before the rename.
+    assert switch["default_entity_id"].startswith("switch.")
+    assert switch["default_entity_id"].endswith("_charging_control")
     assert switch["command_topic"] == T.command(state.ref, "charging")
     assert (switch["payload_on"], switch["payload_off"]) == ("ON", "OFF")
     assert switch["state_topic"] == T.state(state.ref)

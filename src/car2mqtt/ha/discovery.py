@@ -80,12 +80,14 @@ def _vehicle_device(
     origin_version: str,
     expose_vin: bool,
     support_url: str | None,
+    name: str | None,
 ) -> _Device:
     info, ref = state.info, state.ref
     identifier = f"car2mqtt_{ref.key}"
+    name = name or info.name
     device: JsonObject = {
         "identifiers": [identifier],
-        "name": info.name,
+        "name": name,
         "manufacturer": info.brand or info.vendor.title(),
     }
     if info.model:
@@ -95,7 +97,7 @@ def _vehicle_device(
     device["via_device"] = topics.bridge_id
     return _Device(
         identifier=identifier,
-        slug=slugify(info.name) or slugify(ref.key),
+        slug=slugify(name) or slugify(ref.key),
         sources={
             "state": topics.state(ref),
             "location": topics.location(ref),
@@ -209,9 +211,13 @@ def device_discovery(
     origin_version: str,
     expose_vin: bool = False,
     support_url: str | None = None,
+    name: str | None = None,
 ) -> tuple[str, JsonObject]:
-    """Return the device-discovery topic and payload of a vehicle, with a component per key."""
-    device = _vehicle_device(state, topics, origin_version, expose_vin, support_url)
+    """Return the device-discovery topic and payload of a vehicle, with a component per key.
+
+    `name` overrides the cloud's name for the car (the bridge makes names of equal cars unique).
+    """
+    device = _vehicle_device(state, topics, origin_version, expose_vin, support_url, name)
     payload = {**device.root, "components": _components(VEHICLE_ENTITIES, device, keys)}
     return topics.device_config(state.ref), payload
 
@@ -224,9 +230,10 @@ def entity_discoveries(
     origin_version: str,
     expose_vin: bool = False,
     support_url: str | None = None,
+    name: str | None = None,
 ) -> list[tuple[str, JsonObject]]:
     """Return one discovery topic and payload per entity of a vehicle (pre-2024.11 HA)."""
-    device = _vehicle_device(state, topics, origin_version, expose_vin, support_url)
+    device = _vehicle_device(state, topics, origin_version, expose_vin, support_url, name)
     components = _components(VEHICLE_ENTITIES, device, keys)
     return [
         (topics.entity_config(_VEHICLE_ROWS[key].platform, state.ref, key), payload)

@@ -73,6 +73,11 @@ class EntityDescription:
     source_type: str | None = None
 
 
+_COMMAND_CAPABILITIES = frozenset(
+    {Capability.START_CHARGING, Capability.STOP_CHARGING, Capability.REFRESH}
+)
+
+
 def _reports_charging(state: VehicleState) -> bool:
     # Tied to the car reporting charge data at all, never to values that exist only while it
     # charges: entities must not appear and disappear as charging starts and stops.
@@ -312,7 +317,8 @@ VEHICLE_ENTITIES: tuple[EntityDescription, ...] = (
     EntityDescription(
         key="charging_control",
         platform="switch",
-        name="Charging",
+        # Not "Charging": the binary sensor is already called that (after its device class).
+        name="Charging control",
         icon="mdi:ev-station",
         # One capability alone would make a switch that can only move one way.
         applies=lambda s: {Capability.START_CHARGING, Capability.STOP_CHARGING} <= s.capabilities,
@@ -335,6 +341,8 @@ VEHICLE_ENTITIES: tuple[EntityDescription, ...] = (
         key="last_command",
         platform="sensor",
         name="Last command",
+        # Only for cars that take commands: a read-only car has no command to follow.
+        applies=lambda s: bool(s.capabilities & _COMMAND_CAPABILITIES),
         device_class="enum",
         icon="mdi:console-line",
         options=tuple(c.value for c in CommandStatus),
