@@ -14,7 +14,7 @@ import contextlib
 import json
 import logging
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -28,9 +28,11 @@ from car2mqtt.errors import (
     ProviderRejected,
     ProviderUnavailable,
     ReauthRequired,
+    StoreError,
 )
 from car2mqtt.ha import discovery
-from car2mqtt.ha.discovery import DiscoveryMode
+from car2mqtt.ha.discovery import DiscoveryMode, slugify
+from car2mqtt.ha.entities import CONTROLS
 from car2mqtt.models import (
     CommandResult,
     CommandStatus,
@@ -43,7 +45,7 @@ from car2mqtt.models import (
 )
 from car2mqtt.mqtt.link import cancel_requests
 from car2mqtt.mqtt.topics import Topics
-from car2mqtt.providers.base import Provider
+from car2mqtt.providers.base import Command, Provider
 from car2mqtt.store import Store
 
 _LOGGER = logging.getLogger(__name__)
@@ -67,6 +69,10 @@ class Timing:
     heartbeat_s: float = 300.0
     birth_jitter_s: float = 2.0
     stale_after_failures: int = 2
+    # A refresh makes the cloud wake the car: one a minute per car, whatever HA sends.
+    refresh_min_interval_s: float = 60.0
+    # A state file that cannot be written (disk full) is said once per this many seconds.
+    store_error_every_s: float = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +98,8 @@ class _Vehicle:
     # concurrently, an older ON could reach Enode after a newer OFF and win.
     command_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     following: dict[str, _Followed] = field(default_factory=dict)  # control -> its command
+    last_refresh: float | None = None  # clock time of the last refresh sent to the cloud
+    publish_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 @dataclass(slots=True)
@@ -100,6 +108,7 @@ class _Followed:
 
     result: CommandResult
     superseded_by: str | None = None
+    status_failing: bool = False  # the cloud's answer on this command's status is missing
 
     def superseded(self) -> bool:
         """Whether a newer command on the same control took over."""
@@ -112,6 +121,7 @@ class _Account:
     vehicles: dict[str, _Vehicle] = field(default_factory=dict)  # ref.key -> vehicle
     link: LinkState = LinkState.OK
     problem: str | None = None
+    link_saved: bool = False  # whether the state file holds `link` and `problem` yet
     failures: int = 0
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     commands_in_flight: int = 0
@@ -142,8 +152,12 @@ class Bridge:
         self._pub = publishing or Publishing()
         self._timing = timing or Timing()
         self._publish_fn: Any = None
+        self._protocol: Callable[[], str | None] = lambda: "5"
         self._tg: asyncio.TaskGroup | None = None
         self._republish_lock = asyncio.Lock()
+        self._birth_pending = False  # a republish for Home Assistant's birth is waiting
+        self._store_failing_since: float | None = None  # loop time the last save error was said
+        self._said: dict[str, float] = {}  # throttled warnings: what -> loop time said
         # Writes gathered while publishing and saved together (one transaction, one disk sync)
         # by _flush_store: per-car transactions would mean thousands of syncs per poll.
         self._pending_published: dict[str, frozenset[str]] = {}
@@ -155,19 +169,29 @@ class Bridge:
         # Discovery topics an earlier run announced, per car: those the current discovery mode
         # does not use are handed over to it (migrate_discovery) at the car's first publish.
         self._announced: dict[str, frozenset[str]] = {}
+        # The name each car was announced under (key -> (cloud's name then, name announced)):
+        # two cars of one model must not share entity ids, and a name stays once given.
+        self._names: dict[str, tuple[str, str]] = store.vehicle_names()
         self.polls = 0
         self._restore_known()
 
     # ---- wiring ----------------------------------------------------------------------------
 
-    def attach(self, publish: Any) -> None:
-        """Give the bridge its way out: `await publish(topic, payload, retain=..., qos=...)`."""
+    def attach(self, publish: Any, *, protocol: Callable[[], str | None] | None = None) -> None:
+        """Give the bridge its way out: `await publish(topic, payload, retain=..., qos=...)`.
+
+        `protocol` says which MQTT version the link speaks now: with 3.1.1 a retained message
+        forwarded live does not show as retained, so the bridge clears command topics itself.
+        """
         self._publish_fn = publish
+        if protocol is not None:
+            self._protocol = protocol
 
     async def run(self) -> None:
         """Run until cancelled: one poller per account, a heartbeat, and command tasks."""
         async with asyncio.TaskGroup() as tg:
             self._tg = tg
+            self._resume_commands()
             for account in self._accounts.values():
                 tg.create_task(self._poll_loop(account), name=f"poll-{account.provider.account}")
             tg.create_task(self._heartbeat_loop(), name="heartbeat")
@@ -179,27 +203,58 @@ class Bridge:
     async def on_message(self, topic: str, payload: bytes, retained: bool) -> None:
         """Handle Home Assistant's birth message and commands."""
         if topic == self._topics.ha_status:
-            if payload.strip().lower() == b"online":
+            if payload.strip().lower() == b"online" and not self._birth_pending:
+                # Births that arrive while a republish waits are one: 200 of them once cost
+                # 200 full republishes.
+                self._birth_pending = True
                 self._spawn(self._republish_after_birth())
+            return
+        if not payload:
+            # An empty message on a command topic clears a retained one (ours included): it
+            # is not a command, and there is nothing to reject.
             return
         parsed = self._topics.parse_command_topic(topic)
         if parsed is None:
-            return
-        if retained:
-            # A retained command would fire again on every reconnect: never act on one.
-            _LOGGER.warning(
-                "ignoring a retained command on %s; commands must not be retained", topic
+            self._warn_throttled(
+                "bad-command-topic",
+                "ignoring a command on %s: command topics are "
+                "<base>/<provider>/<vehicle>/<control>/set, none of them empty",
+                topic,
             )
             return
+        if retained:
+            # A retained command would fire again on every reconnect: never act on one, and
+            # clear it so the broker stops handing it out.
+            self._warn_throttled(
+                f"retained:{topic}",
+                "ignoring a retained command on %s and clearing it; commands must not be retained",
+                topic,
+            )
+            self._spawn(self._publish(topic, b"", retain=True))
+            return
+        if self._protocol() != "5":
+            # MQTT 3.1.1 cannot tell a retained message forwarded live from a fresh one: clear
+            # the topic after acting, so a command retained by mistake fires at most once.
+            self._spawn(self._publish(topic, b"", retain=True))
         self._spawn(self._command(*parsed, payload))
 
-    def _spawn(self, coro: Any) -> None:
+    def _warn_throttled(self, what: str, message: str, *args: object) -> None:
+        """Log a warning about input from outside at most once a minute per kind."""
+        now = asyncio.get_running_loop().time()
+        if now - self._said.get(what, -1e9) < 60.0:
+            return
+        if len(self._said) > 1000:
+            self._said.clear()  # junk topics must not grow this without bound
+        self._said[what] = now
+        _LOGGER.warning(message, *args)
+
+    def _spawn(self, coro: Coroutine[Any, Any, object]) -> None:
         if self._tg is None:
             coro.close()
             return
         self._tg.create_task(self._guarded(coro))
 
-    async def _guarded(self, coro: Any) -> None:
+    async def _guarded(self, coro: Coroutine[Any, Any, object]) -> None:
         try:
             await coro
         except Exception:
@@ -209,16 +264,58 @@ class Bridge:
     def _restore_known(self) -> None:
         # Read once: per car, 10,000 known cars would read 10,000 rows 10,000 times.
         published = self._store.published()
-        announced = _keys_by_vehicle(published)
-        self._announced = _topics_by_vehicle(published)
+        announced = self._keys_by_vehicle(published)
+        self._announced = self._topics_by_vehicle(published)
+        commands = self._store.load_commands()
         for account in self._accounts.values():
             for ref in self._store.known_vehicles(account.provider.account):
                 # Placeholder until the first poll: lets removal, republish and the stale
                 # marking find the cars announced by an earlier run.
                 keys = announced.get(ref.key, frozenset())
-                account.vehicles.setdefault(
+                vehicle = account.vehicles.setdefault(
                     ref.key, _Vehicle(_placeholder(ref), keys, placeholder=True)
                 )
+                saved = commands.get(ref.key)
+                if saved is not None and vehicle.last_command is None:
+                    vehicle.last_command = _command_from_json(saved)
+
+    def _resume_commands(self) -> None:
+        """Finish what an earlier run left open: follow pending actions, fail unsent ones."""
+        for account in self._accounts.values():
+            for vehicle in list(account.vehicles.values()):
+                result = vehicle.last_command
+                if result is None or result.status.final:
+                    continue
+                if result.action_id is None:
+                    # Sent to the cloud, but the bridge stopped before it answered: whether it
+                    # arrived is unknown, and there is nothing to follow.
+                    failed = replace(
+                        result,
+                        status=CommandStatus.FAILED,
+                        at=self._now(),
+                        reason="the bridge stopped before the cloud answered",
+                    )
+                    self._spawn(self._record(account, vehicle, failed))
+                else:
+                    self._spawn(self._resume(account, vehicle, result))
+
+    async def _resume(self, account: _Account, vehicle: _Vehicle, result: CommandResult) -> None:
+        """Follow a command an earlier run sent, to its end."""
+        _LOGGER.info("%s: following %s from before the restart", vehicle.state.ref.key, result)
+        control = _control_of(result.command)
+        followed = _Followed(result)
+        account.commands_in_flight += 1
+        try:
+            async with vehicle.command_lock:
+                if control in vehicle.following:
+                    return  # a newer command came in first
+                vehicle.following[control] = followed
+            await self._track(account, vehicle, followed)
+        finally:
+            account.commands_in_flight -= 1
+            if vehicle.following.get(control) is followed:
+                del vehicle.following[control]
+        account.wake.set()
 
     # ---- publishing --------------------------------------------------------------------------
 
@@ -264,6 +361,14 @@ class Bridge:
         await self.republish()
 
     async def _publish_vehicle(self, account: _Account, vehicle: _Vehicle, *, force: bool) -> None:
+        # One publish of a car at a time: a poll and a reconnect's republish interleaved would
+        # send a discovery move's steps twice and out of order.
+        async with vehicle.publish_lock:
+            await self._publish_vehicle_now(account, vehicle, force=force)
+
+    async def _publish_vehicle_now(
+        self, account: _Account, vehicle: _Vehicle, *, force: bool
+    ) -> None:
         state, ref, t = vehicle.state, vehicle.state.ref, self._topics
         if account.vehicles.get(ref.key) is not vehicle:
             return  # removed meanwhile: publishing now would leave a ghost behind
@@ -273,17 +378,19 @@ class Bridge:
                 await self._send_if_changed(vehicle, t.availability(ref), "offline", force=force)
             return
         keys = vehicle.keys | discovery.applicable_keys(state)
-        inputs = (keys, state.info, self._pub)
+        name = self._name_of(account, state)
+        inputs = (keys, state.info, self._pub, name)
         if force or vehicle.discovery_inputs != inputs:
             config_topics: list[tuple[str, Any]]
+            vin = self._pub.expose_vin
             if self._pub.mode == "entity":
                 config_topics = discovery.entity_discoveries(
-                    state, t, keys, origin_version=__version__, expose_vin=self._pub.expose_vin
+                    state, t, keys, origin_version=__version__, expose_vin=vin, name=name
                 )
             else:
                 config_topics = [
                     discovery.device_discovery(
-                        state, t, keys, origin_version=__version__, expose_vin=self._pub.expose_vin
+                        state, t, keys, origin_version=__version__, expose_vin=vin, name=name
                     )
                 ]
             old_mode = self._announced.get(ref.key, frozenset()) - {t for t, _ in config_topics}
@@ -293,13 +400,15 @@ class Bridge:
             for topic, marker in discovery.migration_markers(t, ref, keys, self._pub.mode):
                 if topic in old_mode:
                     await self._publish(topic, marker)
+            sent_all = True
             for topic, payload in config_topics:
-                await self._send_if_changed(vehicle, topic, payload, force=force)
+                sent_all &= await self._send_if_changed(vehicle, topic, payload, force=force)
                 if self._known_published.get(topic) != keys:
                     self._pending_published[topic] = keys
             if old_mode:
                 await self._clear_old_mode(ref.key, old_mode)
-            vehicle.discovery_inputs = inputs
+            # Built again next time unless the broker took all of it.
+            vehicle.discovery_inputs = inputs if sent_all else None
         vehicle.keys = keys
         await self._send_if_changed(
             vehicle, t.availability(ref), "online" if online else "offline", force=force
@@ -313,8 +422,11 @@ class Bridge:
         # data_age moves every minute; the heartbeat refreshes it, a change alone does not.
         compare = hash(_encode({k: v for k, v in payload.items() if k != "data_age"}))
         if force or vehicle.published.get(t.state(ref)) != compare:
-            vehicle.published[t.state(ref)] = compare
-            await self._publish(t.state(ref), payload)
+            # Noted only once the broker took it: a failed publish is tried again next time.
+            if await self._publish(t.state(ref), payload):
+                vehicle.published[t.state(ref)] = compare
+            else:
+                vehicle.published.pop(t.state(ref), None)
             self._pending_states[ref.key] = (t.state(ref), payload)
         location = discovery.location_payload(state)
         if location is not None:
@@ -327,12 +439,80 @@ class Bridge:
                 force=force,
             )
 
+    def _name_of(self, account: _Account, state: VehicleState) -> str:
+        """Return the name `state`'s car is announced under (its own, or made unique)."""
+        known = self._names.get(state.ref.key)
+        if known is not None and known[0] == state.info.name:
+            return known[1]
+        return state.info.name
+
+    def _assign_names(self, states: Sequence[VehicleState]) -> None:
+        """Name new and renamed cars so no two cars share entity ids; keep names once given.
+
+        A car keeps the cloud's name unless another car has it (compared as entity-id slugs):
+        then the newcomer, or every newcomer of one poll that shares it, takes a short suffix
+        from its vehicle id ("Kia EV6 3f9a"). Home Assistant would otherwise make `_2` ids in
+        discovery order, which can swap between restarts.
+        """
+        fresh = [
+            st
+            for st in states
+            if st.info.name and self._names.get(st.ref.key, ("",))[0] != st.info.name
+        ]
+        if not fresh:
+            return
+        renamed = {st.ref.key for st in fresh}
+        taken = {slugify(n): k for k, (_, n) in self._names.items() if k not in renamed}
+        groups: dict[str, list[VehicleState]] = {}
+        for st in fresh:
+            groups.setdefault(slugify(st.info.name), []).append(st)
+        changed: dict[str, tuple[str, str]] = {}
+        for slug, group in groups.items():
+            clash = len(group) > 1 or slug in taken
+            for st in group:
+                name = st.info.name
+                if clash:
+                    name = _unique_name(name, st.ref.vehicle_id, taken)
+                taken[slugify(name)] = st.ref.key
+                changed[st.ref.key] = (st.info.name, name)
+                if name != st.info.name:
+                    _LOGGER.info(
+                        "vehicle %s: another car is also called %r; announcing it as %r",
+                        st.ref.key,
+                        st.info.name,
+                        name,
+                    )
+        self._names.update(changed)
+        self._save("vehicle names", lambda: self._store.save_vehicle_names(changed))
+
+    def _save(self, what: str, write: Callable[[], object]) -> bool:
+        """Write to the state file; a failure (disk full) is logged, never fatal."""
+        try:
+            write()
+        except StoreError as exc:
+            loop_now = asyncio.get_running_loop().time()
+            last = self._store_failing_since
+            if last is None or loop_now - last >= self._timing.store_error_every_s:
+                # One line per few minutes, no traceback: it is the disk, not a bug.
+                _LOGGER.error(
+                    "cannot save %s: %s. Still publishing from memory; free space or fix the "
+                    "file, and saving resumes by itself",
+                    what,
+                    exc,
+                )
+                self._store_failing_since = loop_now
+            return False
+        if self._store_failing_since is not None:
+            _LOGGER.info("the state file can be written again")
+            self._store_failing_since = None
+        return True
+
     async def _clear_old_mode(self, key: str, topics: frozenset[str]) -> None:
         """Clear a car's discovery topics of the other mode; forget them once all went out."""
         for topic in sorted(topics):
             if not await self._publish(topic, b""):
                 return  # the broker is away: the next connection's republish does it again
-        self._store.forget_published(*topics)
+        self._save("a discovery move", lambda: self._store.forget_published(*topics))
         self._announced.pop(key, None)
         _LOGGER.info("vehicle %s: moved to %s discovery", key, self._pub.mode)
 
@@ -341,18 +521,28 @@ class Bridge:
         if not self._pending_published and not self._pending_states:
             return
         published, states = self._pending_published, self._pending_states
+        if not self._save(
+            "the published state",
+            lambda: self._store.save_many(published=published, states=states),
+        ):
+            return  # kept: saved with the next batch, once the file can be written
         self._pending_published, self._pending_states = {}, {}
-        self._store.save_many(published=published, states=states)
         self._known_published.update(published)
 
     async def _send_if_changed(
         self, vehicle: _Vehicle, topic: str, payload: Any, *, force: bool
-    ) -> None:
+    ) -> bool:
+        """Publish unless the broker already has this payload; return whether it has it now."""
         data = _encode(payload)
         digest = hash(data)
-        if force or vehicle.published.get(topic) != digest:
-            vehicle.published[topic] = digest
-            await self._publish(topic, data)
+        if not force and vehicle.published.get(topic) == digest:
+            return True
+        # Noted only once the broker took it: a failed publish is tried again next time.
+        vehicle.published.pop(topic, None)
+        if not await self._publish(topic, data):
+            return False
+        vehicle.published[topic] = digest
+        return True
 
     async def _remove_vehicle(self, account: _Account, key: str) -> None:
         vehicle = account.vehicles.pop(key)
@@ -360,10 +550,7 @@ class Bridge:
         _LOGGER.info(
             "vehicle %s is gone from %s; removing it from Home Assistant", key, ref.account
         )
-        published = self._store.published()
-        keys = vehicle.keys or next(
-            (k for topic, k in published.items() if f"car2mqtt_{key}" in topic), frozenset()
-        )
+        keys = vehicle.keys or self._keys_by_vehicle(self._store.published()).get(key, frozenset())
         configs = [topic for topic, _ in discovery.removal(t, ref, keys, self._pub.mode)]
         configs += sorted(self._announced.pop(key, frozenset()) - set(configs))
         for topic in configs:
@@ -378,7 +565,8 @@ class Bridge:
             t.command_result(ref),
         ]
         # Saved before anything is sent: the broker may be away now, or go away half-way.
-        self._store.begin_removal(key, topics)
+        self._save(f"the removal of {key}", lambda: self._store.begin_removal(key, topics))
+        self._names.pop(key, None)
         self._removals.add(key)
         await self._send_removal(key, topics)
 
@@ -391,12 +579,12 @@ class Bridge:
                 _LOGGER.info("vehicle %s: will clear its topics when the broker is back", key)
                 return
         self._removals.discard(key)
-        self._store.finish_removal(key)
+        self._save(f"the removal of {key}", lambda: self._store.finish_removal(key))
 
     def _cancel_removal(self, key: str) -> None:
         if key in self._removals:
             self._removals.discard(key)
-            self._store.finish_removal(key)
+            self._save(f"the removal of {key}", lambda: self._store.finish_removal(key))
 
     async def _publish_bridge_state(self) -> None:
         accounts = {
@@ -573,42 +761,81 @@ class Bridge:
     async def _apply(
         self, account: _Account, states: Sequence[VehicleState], *, force: bool
     ) -> None:
-        seen: set[str] = set()
+        provider = account.provider
+        # Listed by the cloud but unreadable this time: kept as they are, never removed. Only
+        # a clean vehicle list may take a car away.
+        spec_name, name = provider.spec.name, provider.account
+        seen = {VehicleRef(spec_name, name, v).key for v in provider.unreadable}
+        self._assign_names(states)
         for state in states:
             key = state.ref.key
             seen.add(key)
             vehicle = account.vehicles.get(key)
-            if vehicle is None or vehicle.placeholder:
-                restored = vehicle.keys if vehicle else frozenset()
-                vehicle = _Vehicle(state, keys=restored or self._published_keys(state.ref))
+            if vehicle is None:
+                vehicle = _Vehicle(state, keys=self._published_keys(state.ref))
                 account.vehicles[key] = vehicle
-                self._cancel_removal(key)
-                _LOGGER.info(
-                    "vehicle %s (%s) found on account %s", key, state.info.name, state.ref.account
-                )
+            elif vehicle.placeholder:
+                # The same object: a command an earlier run left open is followed on it.
+                vehicle.state, vehicle.placeholder = state, False
+                vehicle.keys = vehicle.keys or self._published_keys(state.ref)
             else:
                 vehicle.state = merge_newer(vehicle.state, state)
+                await self._publish_vehicle(account, vehicle, force=force)
+                continue
+            self._cancel_removal(key)
+            _LOGGER.info(
+                "vehicle %s (%s) found on account %s", key, state.info.name, state.ref.account
+            )
             await self._publish_vehicle(account, vehicle, force=force)
         self._flush_store()
         for key in [k for k in account.vehicles if k not in seen]:
             await self._remove_vehicle(account, key)
-        self._store.save_vehicles(
-            account.provider.account, [v.state.ref for v in account.vehicles.values()]
-        )
+        refs = [v.state.ref for v in account.vehicles.values()]
+        self._save("the known vehicles", lambda: self._store.save_vehicles(provider.account, refs))
         await self._publish_bridge_state()
 
     def _published_keys(self, ref: VehicleRef) -> frozenset[str]:
-        return _keys_by_vehicle(self._store.published()).get(ref.key, frozenset())
+        return self._keys_by_vehicle(self._store.published()).get(ref.key, frozenset())
+
+    def _keys_by_vehicle(
+        self, published: Mapping[str, frozenset[str]]
+    ) -> dict[str, frozenset[str]]:
+        """Map each vehicle key to the entity keys announced on its discovery topics."""
+        found: dict[str, set[str]] = {}
+        for topic, keys in published.items():
+            key = self._topics.config_vehicle_key(topic)
+            if key is not None:
+                found.setdefault(key, set()).update(keys)
+        return {key: frozenset(keys) for key, keys in found.items()}
+
+    def _topics_by_vehicle(
+        self, published: Mapping[str, frozenset[str]]
+    ) -> dict[str, frozenset[str]]:
+        """Map each vehicle key to the discovery topics announced for it."""
+        found: dict[str, set[str]] = {}
+        for topic in published:
+            key = self._topics.config_vehicle_key(topic)
+            if key is not None:
+                found.setdefault(key, set()).add(topic)
+        return {key: frozenset(topics) for key, topics in found.items()}
 
     def _note_link(
         self, account: _Account, link: LinkState, problem: str | None, *, config_fix: bool = False
     ) -> bool:
         """Record and log a change of link state; return whether it changed."""
         name = account.provider.account
-        if account.link is link and account.problem == problem:
+        unchanged = account.link is link and account.problem == problem
+        if unchanged and account.link_saved:
+            return False
+        # Saved even when unchanged from the default, so `car2mqtt status` reads what the
+        # bridge sees (a recovered link equals the default and was once never saved).
+        account.link_saved = self._save(
+            f"account {name}'s status",
+            lambda: self._store.save_account_status(name, link.value, problem),
+        )
+        if unchanged:
             return False
         account.link, account.problem = link, problem
-        self._store.save_account_status(name, link.value, problem)
         if link is LinkState.RELINK_REQUIRED and config_fix:
             _LOGGER.error(
                 "account %s: %s. Check its client_id and client_secret in the configuration",
@@ -676,7 +903,7 @@ class Bridge:
 
     async def _command(self, provider_name: str, key: str, control: str, payload: bytes) -> None:
         found = self._find(provider_name, key)
-        error_topic = f"{self._topics.base}/{provider_name}/{key}/error"
+        error_topic = self._topics.command_error(provider_name, key)
         if found is None:
             await self._reject(error_topic, f"no vehicle {provider_name}/{key}", control, payload)
             return
@@ -687,6 +914,8 @@ class Bridge:
             if command not in provider.spec.commands:
                 msg = f"{provider.spec.title} cannot {command.value.replace('_', ' ')}"
                 raise CommandRejected(msg)
+            if command is Command.REFRESH:
+                self._check_refresh_allowed(vehicle)
         except CommandRejected as exc:
             await self._reject(error_topic, str(exc), control, payload)
             await self._record(
@@ -724,6 +953,18 @@ class Bridge:
             # The cloud refreshes its cache a little after a hint: poll once that is done.
             await asyncio.sleep(self._timing.after_command_poll_s)
         account.wake.set()
+
+    def _check_refresh_allowed(self, vehicle: _Vehicle) -> None:
+        """Allow one refresh per car per minute; raise CommandRejected for the rest."""
+        now, last = self._clock.time(), vehicle.last_refresh
+        wait = self._timing.refresh_min_interval_s
+        if last is not None and now - last < wait:
+            msg = (
+                f"refresh dropped: one a minute per car (each wakes the car through its "
+                f"cloud); the next is possible in {wait - (now - last):.0f} s"
+            )
+            raise CommandRejected(msg)
+        vehicle.last_refresh = now
 
     async def _supersede(
         self, account: _Account, vehicle: _Vehicle, control: str, newer: str
@@ -763,8 +1004,24 @@ class Bridge:
             try:
                 latest = await provider.command_status(vehicle.state.ref, result)
             except (ProviderError, AuthError) as exc:
-                _LOGGER.debug("command status for %s unavailable: %s", vehicle.state.ref.key, exc)
+                if not followed.status_failing:
+                    # Once per change of state: it is asked again every command_poll_s.
+                    _LOGGER.warning(
+                        "%s: cannot read what became of %s (%s); asking again",
+                        vehicle.state.ref.key,
+                        result.command,
+                        exc,
+                    )
+                followed.status_failing = True
                 latest = result
+            else:
+                if followed.status_failing:
+                    _LOGGER.info(
+                        "%s: the status of %s can be read again",
+                        vehicle.state.ref.key,
+                        result.command,
+                    )
+                followed.status_failing = False
             if followed.superseded():
                 return
             if self._clock.time() - started > timing.command_timeout_s and not latest.status.final:
@@ -785,13 +1042,15 @@ class Bridge:
 
     async def _record(self, account: _Account, vehicle: _Vehicle, result: CommandResult) -> None:
         vehicle.last_command = result
-        if account.vehicles.get(vehicle.state.ref.key) is not vehicle:
+        key = vehicle.state.ref.key
+        if account.vehicles.get(key) is not vehicle:
             return
+        payload = discovery.command_payload(result)
+        # Saved, so a restart (even kill -9) follows a pending action to its end, and never
+        # leaves "sent" standing for ever.
+        self._save(f"the command of {key}", lambda: self._store.save_command(key, payload))
         await self._send_if_changed(
-            vehicle,
-            self._topics.command_result(vehicle.state.ref),
-            discovery.command_payload(result),
-            force=False,
+            vehicle, self._topics.command_result(vehicle.state.ref), payload, force=False
         )
 
     async def _reject(self, topic: str, message: str, control: str, payload: bytes) -> None:
@@ -804,30 +1063,39 @@ class Bridge:
         )
 
 
-def _keys_by_vehicle(published: Mapping[str, frozenset[str]]) -> dict[str, frozenset[str]]:
-    """Map each vehicle key to the entity keys announced on its `.../car2mqtt_<key>/...` topics."""
-    found: dict[str, set[str]] = {}
-    for topic, keys in published.items():
-        for vehicle in _vehicles_in(topic):
-            found.setdefault(vehicle, set()).update(keys)
-    return {key: frozenset(keys) for key, keys in found.items()}
+def _unique_name(name: str, vehicle_id: str, taken: Mapping[str, str]) -> str:
+    """Return `name` with the shortest suffix of `vehicle_id` that no other car's slug has."""
+    tail = slugify(vehicle_id).replace("_", "") or "car"
+    for length in (4, 6, 8, len(tail)):
+        candidate = f"{name} {tail[-length:]}"
+        if slugify(candidate) not in taken:
+            return candidate
+    n = 2
+    while slugify(f"{name} {tail} {n}") in taken:
+        n += 1
+    return f"{name} {tail} {n}"
 
 
-def _topics_by_vehicle(published: Mapping[str, frozenset[str]]) -> dict[str, frozenset[str]]:
-    """Map each vehicle key to the discovery topics announced for it."""
-    found: dict[str, set[str]] = {}
-    for topic in published:
-        for vehicle in _vehicles_in(topic):
-            found.setdefault(vehicle, set()).add(topic)
-    return {key: frozenset(topics) for key, topics in found.items()}
+def _command_from_json(saved: Mapping[str, Any]) -> CommandResult | None:
+    """Read a command saved by `discovery.command_payload`; None if it is not one."""
+    try:
+        return CommandResult(
+            command=str(saved["command"]),
+            status=CommandStatus(saved["status"]),
+            at=datetime.fromisoformat(str(saved["at"]).replace("Z", "+00:00")),
+            action_id=saved.get("action_id"),
+            reason=saved.get("reason"),
+        )
+    except (KeyError, ValueError, TypeError):
+        return None
 
 
-def _vehicles_in(topic: str) -> list[str]:
-    return [
-        part.removeprefix("car2mqtt_")
-        for part in topic.split("/")[1:-1]
-        if part.startswith("car2mqtt_")
-    ]
+def _control_of(command: str) -> str:
+    """Return the MQTT control that sends `command` (its own name if none does)."""
+    for control, accepted in CONTROLS.items():
+        if any(c.value == command for c in accepted.values()):
+            return control
+    return command
 
 
 def _encode(payload: Mapping[str, Any] | str | bytes | None) -> bytes | str:

@@ -90,6 +90,10 @@ class Topics:
         """Return the topic of the vehicle's last error."""
         return f"{self.vehicle_root(ref)}/error"
 
+    def command_error(self, provider: str, vehicle: str) -> str:
+        """Return the error topic for a command addressed as `<provider>/<vehicle>` in a topic."""
+        return f"{self.base}/{provider}/{vehicle}/error"
+
     def command(self, ref: VehicleRef, control: str) -> str:
         """Return the topic Home Assistant sends `control` commands for `ref` to."""
         return f"{self.vehicle_root(ref)}/{control}/set"
@@ -128,6 +132,21 @@ class Topics:
     def entity_config(self, platform: str, ref: VehicleRef, key: str) -> str:
         """Return the per-entity discovery topic of entity `key` of `ref`."""
         return f"{self.discovery_prefix}/{platform}/car2mqtt_{ref.key}/{key}/config"
+
+    def config_vehicle_key(self, topic: str) -> str | None:
+        """Return the vehicle key a discovery topic of ours announces, or None.
+
+        Whole segments are compared: `.../car2mqtt_enode_v1/...` belongs to `enode_v1` only,
+        never to `enode_v10`.
+        """
+        prefix = f"{self.discovery_prefix}/"
+        if not topic.startswith(prefix) or not topic.endswith("/config"):
+            return None
+        parts = topic[len(prefix) :].split("/")
+        # <platform>/car2mqtt_<key>/config, or <platform>/car2mqtt_<key>/<entity>/config
+        if len(parts) not in (3, 4) or not parts[1].startswith("car2mqtt_"):
+            return None
+        return parts[1].removeprefix("car2mqtt_") or None
 
     @property
     def bridge_device_config(self) -> str:

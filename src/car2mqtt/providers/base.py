@@ -51,6 +51,9 @@ class Provider(Protocol):
     account: str
     # Set by poll() when the cloud says only the user can repair the link (None when fine).
     link_problem: str | None
+    # Set by poll(): ids of cars the cloud listed whose state could not be read this time.
+    # They are missing from poll()'s result but are not gone: only a clean list removes a car.
+    unreadable: frozenset[str]
 
     async def poll(self) -> Sequence[VehicleState]:
         """Return the current state of every vehicle of the account."""

@@ -179,6 +179,7 @@ class EnodeProvider(TokenAccount):
         self._clock = clock
         self._closers = closers
         self.link_problem: str | None = None
+        self.unreadable: frozenset[str] = frozenset()  # the list call carries every state
         self._user_checked_at: float | None = None
 
     @classmethod

@@ -143,6 +143,7 @@ class XeeProvider(TokenAccount):
         self.link_problem: str | None = None
         # Each car's last good state, shown again while its status is unreadable.
         self._last: dict[str, VehicleState] = {}
+        self.unreadable: frozenset[str] = frozenset()
 
     @classmethod
     def create(
@@ -240,16 +241,21 @@ class XeeProvider(TokenAccount):
         """Return every car of the account: one list call, then one status call per car."""
         vehicles = await self.client.vehicles()
         self.link_problem = None
-        states = await self._statuses(vehicles)
-        gone = {v.stable_id for v in vehicles} - states.keys()
+        unreadable: set[str] = set()
+        states = await self._statuses(vehicles, unreadable)
+        gone = {v.stable_id for v in vehicles} - states.keys() - unreadable
         if gone:
             # Re-paired between the list and its status (new vehicle id, same dongle): list
             # again so the car keeps its Home Assistant device instead of vanishing for a poll.
             again = [v for v in await self.client.vehicles() if v.stable_id in gone]
-            states.update(await self._statuses(again))
+            states.update(await self._statuses(again, unreadable))
+        self.unreadable = frozenset(unreadable - states.keys())
         return list(states.values())
 
-    async def _statuses(self, vehicles: Sequence[Vehicle]) -> dict[str, VehicleState]:
+    async def _statuses(
+        self, vehicles: Sequence[Vehicle], unreadable: set[str]
+    ) -> dict[str, VehicleState]:
+        """Read each car's status; cars whose answer was garbled go into `unreadable`."""
         limit = asyncio.Semaphore(STATUS_CONCURRENCY)
 
         async def one(vehicle: Vehicle) -> VehicleState | None:
@@ -265,6 +271,10 @@ class XeeProvider(TokenAccount):
                     # One car's garbled answer must not take its siblings down with it.
                     last = self._last.get(vehicle.stable_id)
                     _LOGGER.warning("%s; keeping its last state", exc)
+                    if last is None:
+                        # Nothing read yet in this process: the car is skipped for this poll,
+                        # which must not read as "gone" (the bridge keeps what it knew).
+                        unreadable.add(vehicle.stable_id)
                     return last
             state = to_state(self.account, vehicle, status)
             self._last[vehicle.stable_id] = state
