@@ -1,8 +1,11 @@
 """End-to-end fixtures: a real Home Assistant, mosquitto, the simulator and the bridge.
 
-One stack serves the whole module (Home Assistant takes seconds to start); the scenarios run in
-file order and each leaves the stack as it found it. A failing scenario prints Home Assistant's
-log tail, the retained topics and the bridge's log.
+Every scenario runs against each tested Home Assistant version (`install_ha.HA_VERSIONS`: the
+stack is parametrized over them, test ids end in `[2025.4.4]` or `[2026.11.0]`). One stack per
+version serves the whole module (Home Assistant takes seconds to start), so pytest runs every
+scenario on the first version, stops that stack, then runs them all on the next; within a
+version the scenarios run in file order and each leaves the stack as it found it. A failing
+scenario prints Home Assistant's log tail, the retained topics and the bridge's log.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from car2mqtt.runtime import serve
 from car2mqtt.store import Store
 from tests.bridge.conftest import enode_provider, xee_provider
 from tests.e2e.ha import HomeAssistant
-from tests.e2e.install_ha import install
+from tests.e2e.install_ha import HA_VERSIONS, INSTALLS
 from tests.mqtt_support import Mosquitto, retained
 from tests.support import Sim, running_sim
 
@@ -103,7 +106,8 @@ class BridgeThread:
     def stop(self) -> None:
         """Stop the bridge cleanly (it says offline on its way out)."""
         if self._loop is not None and self._task is not None:
-            self._loop.call_soon_threadsafe(self._task.cancel)
+            with contextlib.suppress(RuntimeError):  # its loop is closed: it has stopped already
+                self._loop.call_soon_threadsafe(self._task.cancel)
         if self._thread is not None:
             self._thread.join(timeout=20)
         self._thread = self._loop = self._task = None
@@ -120,34 +124,41 @@ class Stack:
     log: LogBuffer
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+@pytest.fixture(scope="module", params=HA_VERSIONS)
+def stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
     """Install (once per machine) and start Home Assistant, mosquitto, the simulator, the bridge."""
-    install()
-    root = tmp_path_factory.mktemp("e2e")
+    install = INSTALLS[request.param]
+    install.install()
+    root = tmp_path_factory.mktemp(f"e2e-{install.version}")
     broker = Mosquitto(root)
     broker.start()
-    ha = HomeAssistant(root / "ha", broker.port)
-    ha.prepare()
     log = LogBuffer()
     bridge_logger = logging.getLogger("car2mqtt")
     level = bridge_logger.level
     bridge_logger.setLevel(logging.INFO)
     bridge_logger.addHandler(log)
     try:
-        ha.start()
-        ha.bootstrap()
-        with running_sim(vehicles=4, seed=0) as sim:
-            bridge = BridgeThread(sim, broker, root / "bridge.db")
-            bridge.start()
+        with install.config_dir(root) as config:
+            ha = HomeAssistant(install, config, broker.port)
+            ha.prepare()
             try:
-                yield Stack(ha, broker, sim, bridge, log)
+                ha.start()
+                ha.bootstrap()
+                assert ha.version_reported() == install.version
+                with running_sim(vehicles=4, seed=0) as sim:
+                    bridge = BridgeThread(sim, broker, root / "bridge.db")
+                    bridge.start()
+                    try:
+                        yield Stack(ha, broker, sim, bridge, log)
+                    finally:
+                        bridge.stop()
             finally:
-                bridge.stop()
+                ha.stop()
     finally:
         bridge_logger.removeHandler(log)
         bridge_logger.setLevel(level)
-        ha.stop()
         broker.stop()
 
 

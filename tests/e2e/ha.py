@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import shutil
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -14,23 +15,34 @@ from typing import Any, BinaryIO
 import httpx
 import websockets
 
-from tests.e2e.install_ha import HA_VERSION, hass_binary
+from tests.e2e.install_ha import HaInstall
 from tests.mqtt_support import free_port
 
 USER, PASSWORD = "ci", "ci-password-123"
+
+
+def _dies_with_us() -> list[str]:
+    """A prefix that has the kernel stop Home Assistant if the test process dies first."""
+    setpriv = shutil.which("setpriv")  # util-linux; it execs, so the process stays HA's
+    return [setpriv, "--pdeathsig", "TERM", "--"] if setpriv else []
 
 
 @dataclass
 class HomeAssistant:
     """One Home Assistant process with its own config dir, wired to one MQTT broker."""
 
-    config_dir: Path
+    install: HaInstall
+    config_dir: Path  # on this machine; HA sees it as install.inside(config_dir)
     broker_port: int
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     token: str | None = None
-    version: str = HA_VERSION
     _out: BinaryIO | None = None
+
+    @property
+    def version(self) -> str:
+        """The Home Assistant version."""
+        return self.install.version
 
     @property
     def url(self) -> str:
@@ -47,17 +59,9 @@ class HomeAssistant:
             f"http:\n  server_host: 127.0.0.1\n  server_port: {self.port}\n"
             "api:\nauth:\nconfig:\nlogger:\n  default: warning\n"
         )
+        config = self.install.inside(self.config_dir)
         subprocess.run(
-            [
-                str(hass_binary()),
-                "--script",
-                "auth",
-                "-c",
-                str(self.config_dir),
-                "add",
-                USER,
-                PASSWORD,
-            ],
+            self.install.command("--script", "auth", "-c", config, "add", USER, PASSWORD),
             check=True,
             capture_output=True,
         )
@@ -65,8 +69,9 @@ class HomeAssistant:
     def start(self, timeout: float = 120.0) -> None:
         """Start Home Assistant and wait for its HTTP API."""
         self._out = (self.config_dir / "ha.out").open("ab")
+        config = self.install.inside(self.config_dir)
         self.process = subprocess.Popen(
-            [str(hass_binary()), "-c", str(self.config_dir), "--log-no-color"],
+            _dies_with_us() + self.install.command("-c", config, "--log-no-color"),
             stdout=self._out,
             stderr=subprocess.STDOUT,
         )
@@ -133,10 +138,7 @@ class HomeAssistant:
                     headers=auth,
                 ).json()
                 assert form.get("step_id") == "broker", form
-                data: dict[str, Any] = {"broker": "127.0.0.1", "port": self.broker_port}
-                for item in form["data_schema"]:
-                    if item.get("required") and "default" in item and item["name"] not in data:
-                        data[item["name"]] = item["default"]
+                data = _broker_form(form["data_schema"], "127.0.0.1", self.broker_port)
                 created = http.post(
                     f"/api/config/config_entries/flow/{form['flow_id']}", json=data, headers=auth
                 ).json()
@@ -163,6 +165,13 @@ class HomeAssistant:
         r = httpx.get(f"{self.url}/api/states", headers=self._headers(), timeout=30)
         r.raise_for_status()
         return {s["entity_id"]: s for s in r.json()}
+
+    def version_reported(self) -> str:
+        """The version the running Home Assistant says it is."""
+        r = httpx.get(f"{self.url}/api/config", headers=self._headers(), timeout=30)
+        r.raise_for_status()
+        version: str = r.json()["version"]
+        return version
 
     def state(self, entity_id: str) -> dict[str, Any] | None:
         """One entity's state, or None if Home Assistant has no such entity."""
@@ -253,3 +262,25 @@ class HomeAssistant:
 
 
 _ids = itertools.count(1)
+
+# Required fields of the MQTT broker form's sections (2026.x) that come without a default.
+_SECTION_DEFAULTS = {"set_client_cert": False, "set_ca_cert": "off", "transport": "tcp"}
+
+
+def _broker_form(schema: list[dict[str, Any]], host: str, port: int) -> dict[str, Any]:
+    """Fill the MQTT config flow's broker form: HA 2025.x has flat fields, 2026.x adds sections.
+
+    The form is built from the schema HA returns, with every required field at its default, so
+    the same code fills both versions' forms.
+    """
+    data: dict[str, Any] = {"broker": host, "port": port}
+    for item in schema:
+        if item.get("type") == "expandable":  # a section, e.g. 2026's "other_settings"
+            data[item["name"]] = {
+                entry["name"]: entry.get("default", _SECTION_DEFAULTS.get(entry["name"]))
+                for entry in item["schema"]
+                if entry.get("required")
+            }
+        elif item.get("required") and "default" in item and item["name"] not in data:
+            data[item["name"]] = item["default"]
+    return data
