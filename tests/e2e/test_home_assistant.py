@@ -101,6 +101,26 @@ def test_entities_states_units_and_classes(e2e: Stack) -> None:
     assert states[f"binary_sensor.{VW}_plugged_in"]["state"] == "on"
 
 
+def test_entity_ids_come_from_the_bridge_not_from_the_names(e2e: Stack) -> None:
+    """2025.4 reads `object_id`, 2026.4 and later only `default_entity_id`: both give our ids.
+
+    The charging switch is named "Charging" and the problem sensor "Re-link needed", so ids Home
+    Assistant made up from the names would be `switch.<car>_charging` and
+    `binary_sensor.<car>_re_link_needed`.
+    """
+    tesla = ids(e2e)[TESLA]
+    registry = {e["unique_id"]: e for e in e2e.ha.entity_registry() if e["platform"] == "mqtt"}
+    for key, entity_id, name in [
+        ("charging_control", f"switch.{TESLA}_charging_control", "Charging"),
+        ("relink_required", f"binary_sensor.{TESLA}_relink_required", "Re-link needed"),
+    ]:
+        entry = registry[f"car2mqtt_enode_{tesla}_{key}"]
+        assert (entry["entity_id"], entry["original_name"]) == (entity_id, name)
+    states = e2e.ha.states()
+    assert f"switch.{TESLA}_charging" not in states
+    assert f"binary_sensor.{TESLA}_re_link_needed" not in states
+
+
 def test_device_tracker_home_and_away(e2e: Stack) -> None:
     ha, sim = e2e.ha, e2e.sim
     tesla = ids(e2e)[TESLA]
