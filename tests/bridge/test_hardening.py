@@ -1,0 +1,505 @@
+"""What a new user and a hostile tester hit (issue 9), against the real simulator and mosquitto."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import logging
+import resource
+import signal
+import time
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from iotcore import Broker
+
+from car2mqtt.bridge import Bridge
+from car2mqtt.ha.discovery import slugify
+from car2mqtt.models import (
+    CommandResult,
+    CommandStatus,
+    VehicleInfo,
+    VehicleRef,
+    VehicleState,
+)
+from car2mqtt.providers.base import Command, Grant, ProviderSpec
+from car2mqtt.store import Store
+from tests.bridge.conftest import TOPICS, bridge_for, enode_provider, xee_provider
+from tests.bridge.test_bridge import device_topic, ref, wait_retained
+from tests.mqtt_support import Mosquitto, free_port, probe, publish, retained
+from tests.support import Sim, running_sim
+
+pytestmark = pytest.mark.asyncio
+
+
+async def until(check: Callable[[], bool], timeout: float = 20.0) -> None:
+    """Wait until `check()` holds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        await asyncio.sleep(0.05)
+    msg = f"timed out waiting for {check}"
+    raise AssertionError(msg)
+
+
+def polled(bridge: Bridge, times: int) -> bool:
+    """Whether `bridge` has polled `times` times."""
+    return bridge.polls >= times
+
+
+def commands_log(records: Sequence[logging.LogRecord]) -> list[str]:
+    return [r.getMessage() for r in records if "retained command" in r.getMessage()]
+
+
+# ---- retained commands -----------------------------------------------------------------------
+
+
+async def test_a_command_retained_while_the_bridge_is_connected_is_refused_and_cleared(
+    sim: Sim, mosquitto: Mosquitto, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    vw = sim.vehicle_ids()[1]  # charging: a retained OFF would stop it
+    topic = TOPICS.command(ref(vw), "charging")
+    caplog.set_level(logging.WARNING)
+    async with bridge_for(sim, mosquitto, tmp_path) as harness, probe(mosquitto.port) as seen:
+        await seen.wait_json(TOPICS.state(ref(vw)), lambda s: "battery" in s)
+        assert harness.running.link.protocol == "5"
+        await publish(mosquitto.port, topic, b"OFF", retain=True)
+        # The bridge clears it: the broker hands it to no one any more.
+        await seen.wait_for(lambda p: (topic, b"", True) in p.messages or p.last(topic) == b"")
+        assert topic not in await retained(mosquitto.port, topic)
+        await asyncio.sleep(0.5)
+        assert seen.last(TOPICS.command_result(ref(vw))) is None
+        assert seen.last(TOPICS.error(ref(vw))) is None  # the clearing is not a bad command
+    assert commands_log(caplog.records)
+    assert sim.live(vw)["chargeMode"] in ("INITIALIZING", "CHARGING")
+
+
+async def test_under_mqtt_311_a_live_retained_command_fires_once_and_is_cleared(
+    sim: Sim, mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    tesla = sim.vehicle_ids()[0]
+    topic = TOPICS.command(ref(tesla), "refresh")
+    result = TOPICS.command_result(ref(tesla))
+    async with (
+        bridge_for(sim, mosquitto, tmp_path, protocol="3.1.1") as harness,
+        probe(mosquitto.port) as seen,
+    ):
+        await seen.wait_json(TOPICS.state(ref(tesla)), lambda s: "battery" in s)
+        assert harness.running.link.protocol == "3.1.1"
+        # MQTT 3.1.1 forwards it with the retain flag cleared: it looks like any command.
+        await publish(mosquitto.port, topic, b"PRESS", retain=True)
+        await seen.wait_json(result, lambda c: c["command"] == "refresh")
+        await wait_retained(mosquitto.port, lambda r: topic not in r)
+    # A second bridge start finds nothing retained: the command never fires again.
+    async with (
+        bridge_for(sim, mosquitto, tmp_path, protocol="3.1.1"),
+        probe(mosquitto.port) as again,
+    ):
+        await again.wait_json(TOPICS.state(ref(tesla)), lambda s: "battery" in s)
+        await asyncio.sleep(0.5)
+        fired = [json.loads(p) for t, p, _ in again.messages if t == result and p]
+        assert all(c["status"] != "sent" for c in fired)
+
+
+async def test_an_empty_message_on_a_command_topic_is_not_rejected(
+    sim: Sim, mosquitto: Mosquitto, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    tesla = sim.vehicle_ids()[0]
+    caplog.set_level(logging.WARNING)
+    async with bridge_for(sim, mosquitto, tmp_path), probe(mosquitto.port) as seen:
+        await seen.wait_json(TOPICS.state(ref(tesla)), lambda s: "battery" in s)
+        await publish(mosquitto.port, TOPICS.command(ref(tesla), "charging"), b"")
+        await publish(mosquitto.port, TOPICS.command(ref(tesla), "charging"), b"MAYBE")
+        # The bad one is reported; the empty one, sent first, left no trace.
+        error = await seen.wait_json(TOPICS.error(ref(tesla)), lambda e: "error" in e)
+        assert "MAYBE" in error["error"]
+        errors = [p for t, p, _ in seen.messages if t == TOPICS.error(ref(tesla))]
+        assert len(errors) == 1
+    assert not [r for r in caplog.records if "rejected command ''" in r.getMessage()]
+
+
+async def test_a_command_with_an_empty_vehicle_id_is_logged(
+    sim: Sim, mosquitto: Mosquitto, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    async with bridge_for(sim, mosquitto, tmp_path), probe(mosquitto.port) as seen:
+        await seen.wait_for(lambda p: bool(p.topics("car2mqtt/enode/")))
+        await publish(mosquitto.port, "car2mqtt/enode//charging/set", b"ON")
+        await asyncio.sleep(0.3)
+    said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("car2mqtt/enode//charging/set" in m and "none of them empty" in m for m in said)
+
+
+# ---- MQTT version ---------------------------------------------------------------------------
+
+
+def mosquitto_protocols(broker: Mosquitto) -> list[str]:
+    """The protocol versions mosquitto logged for each client connection of the bridge."""
+    log = (broker.workdir / "mosquitto.log").read_text()
+    return [
+        line.split("(", 1)[1].split(",", 1)[0]
+        for line in log.splitlines()
+        if "as car2mqtt-test (" in line
+    ]
+
+
+async def test_mqtt_311_forced_is_what_the_broker_sees(
+    sim: Sim, mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    tesla = sim.vehicle_ids()[0]
+    async with bridge_for(sim, mosquitto, tmp_path, protocol="3.1.1") as harness:
+        await wait_retained(mosquitto.port, lambda r: device_topic(tesla) in r)
+        assert harness.running.link.protocol == "3.1.1"
+    assert mosquitto_protocols(mosquitto) == ["p2"]  # mosquitto's name for MQTT 3.1.1
+
+
+async def test_auto_speaks_mqtt_5_to_a_broker_that_can(
+    sim: Sim, mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    tesla = sim.vehicle_ids()[0]
+    async with bridge_for(sim, mosquitto, tmp_path, protocol="auto") as harness:
+        await wait_retained(mosquitto.port, lambda r: device_topic(tesla) in r)
+        assert harness.running.link.protocol == "5"
+    assert mosquitto_protocols(mosquitto) == ["p5"]
+
+
+async def test_auto_falls_back_to_311_on_a_broker_that_speaks_only_that(
+    sim: Sim, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The demo's embedded broker answers no MQTT 5 CONNECT: once a silent timeout for ever.
+    caplog.set_level(logging.INFO)
+    port = free_port()
+    broker = Broker(port=port, listen="127.0.0.1").start()
+    try:
+        fake = Mosquitto(tmp_path / "unused", port=port)
+        async with bridge_for(sim, fake, tmp_path, protocol="auto") as harness:
+            await asyncio.wait_for(harness.running.link.connected.wait(), 30)
+            assert harness.running.link.protocol == "3.1.1"
+    finally:
+        broker.stop()
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("did not accept MQTT 5" in m for m in messages)
+    assert any("(MQTT 3.1.1)" in m and "connected" in m for m in messages)
+
+
+async def test_a_forced_mqtt_5_on_a_311_broker_names_the_likely_cause(
+    sim: Sim, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    port = free_port()
+    broker = Broker(port=port, listen="127.0.0.1").start()
+    try:
+        fake = Mosquitto(tmp_path / "unused", port=port)
+        async with bridge_for(sim, fake, tmp_path, protocol="5") as harness:
+            await until(lambda: any("mqtt.protocol" in r.getMessage() for r in caplog.records))
+            assert not harness.running.link.connected.is_set()
+    finally:
+        broker.stop()
+    hint = next(r.getMessage() for r in caplog.records if "mqtt.protocol" in r.getMessage())
+    assert 'set mqtt.protocol to "3.1.1"' in hint
+
+
+# ---- an unreadable car is never gone -----------------------------------------------------------
+
+
+async def test_garbled_xee_answers_after_restarts_never_remove_a_car(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    with running_sim() as sim:
+
+        def providers(store: Store) -> list[Any]:
+            return [xee_provider(sim, store)]
+
+        async with bridge_for(sim, mosquitto, tmp_path, providers=providers) as harness:
+            kept = await wait_retained(
+                mosquitto.port,
+                lambda r: (
+                    len([t for t in r if t.startswith("homeassistant/device/car2mqtt_xee")]) == 2
+                ),
+            )
+            cars = {t for t in kept if t.startswith("homeassistant/device/car2mqtt_xee")}
+            assert harness.running.bridge.polls >= 1
+        fault = {"classes": {"read": {"malformed": 0.5}}}
+        assert sim.admin_call("PUT", "/xee/faults", fault).status_code == 200
+        async with probe(mosquitto.port) as seen:
+            for _ in range(8):
+                async with bridge_for(sim, mosquitto, tmp_path, providers=providers) as harness:
+                    await until(functools.partial(polled, harness.running.bridge, 3))
+        cleared = [t for t, p, _ in seen.messages if t in cars and p == b""]
+        assert cleared == []
+        assert cars <= set(await retained(mosquitto.port))
+
+
+class OneShotCloud:
+    """A provider of the test suite's own: lists what the test says, marks what it says."""
+
+    spec = ProviderSpec(
+        name="tiny",
+        title="Tiny",
+        grant=Grant.CLIENT_CREDENTIALS,
+        poll_interval_s=0.3,
+        active_poll_interval_s=0.3,
+        min_poll_interval_s=0.1,
+        commands=frozenset(),
+    )
+
+    def __init__(self, account: str, ids: list[str]) -> None:
+        self.account = account
+        self.link_problem: str | None = None
+        self.unreadable: frozenset[str] = frozenset()
+        self.ids = ids
+        self.calls = 0
+
+    async def poll(self) -> list[VehicleState]:
+        self.calls += 1
+        return [
+            VehicleState(
+                info=VehicleInfo(
+                    ref=VehicleRef("tiny", self.account, vid), vendor="tiny", model="One"
+                ),
+                battery_pct=50.0,
+                last_seen=datetime.now(UTC),
+            )
+            for vid in self.ids
+            if vid not in self.unreadable
+        ]
+
+    async def send_command(self, ref: VehicleRef, command: Command) -> CommandResult:
+        raise NotImplementedError
+
+    async def command_status(self, ref: VehicleRef, result: CommandResult) -> CommandResult:
+        return result
+
+    def reload_credentials(self) -> bool:
+        return False
+
+    async def aclose(self) -> None:
+        return None
+
+
+def tiny_device(vid: str) -> str:
+    return TOPICS.device_config(VehicleRef("tiny", "t", vid))
+
+
+async def test_a_car_marked_unreadable_keeps_its_device(
+    sim: Sim, mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    cloud = OneShotCloud("t", ["a", "b"])
+    async with bridge_for(sim, mosquitto, tmp_path, providers=lambda _: [cloud]):
+        await wait_retained(
+            mosquitto.port, lambda r: {tiny_device("a"), tiny_device("b")} <= set(r)
+        )
+        cloud.unreadable = frozenset({"b"})
+        start = cloud.calls
+        await until(lambda: cloud.calls >= start + 3)
+        assert tiny_device("b") in await retained(mosquitto.port)
+        cloud.unreadable = frozenset()
+        cloud.ids = ["a"]  # now the clean list says it is gone
+        await wait_retained(mosquitto.port, lambda r: tiny_device("b") not in r)
+
+
+async def test_removing_a_car_leaves_a_car_whose_id_it_prefixes(
+    sim: Sim, mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    cloud = OneShotCloud("t", ["v1", "v10"])
+    async with bridge_for(sim, mosquitto, tmp_path, providers=lambda _: [cloud]):
+        await wait_retained(
+            mosquitto.port, lambda r: {tiny_device("v1"), tiny_device("v10")} <= set(r)
+        )
+    # Restarted, the bridge knows both from its state file and must find v1's topics only.
+    cloud = OneShotCloud("t", ["v10"])
+    async with bridge_for(sim, mosquitto, tmp_path, providers=lambda _: [cloud]):
+        await wait_retained(mosquitto.port, lambda r: tiny_device("v1") not in r)
+        kept = await retained(mosquitto.port)
+    assert tiny_device("v10") in kept
+    assert json.loads(kept[tiny_device("v10")])["components"]
+
+
+# ---- names and entity ids --------------------------------------------------------------------
+
+
+async def test_cars_of_one_model_get_distinct_stable_names_and_entity_ids(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    with running_sim(vehicles=12) as sim:
+        ids = sim.vehicle_ids()
+
+        async def announced() -> dict[str, tuple[str, set[str]]]:
+            kept = await wait_retained(
+                mosquitto.port, lambda r: all(device_topic(v) in r for v in ids), timeout=20
+            )
+            found = {}
+            for vid in ids:
+                config = json.loads(kept[device_topic(vid)])
+                entity_ids = {c["default_entity_id"] for c in config["components"].values()}
+                found[vid] = (config["device"]["name"], entity_ids)
+            return found
+
+        with Store.open(tmp_path / "probe.db") as store:
+            cloud = enode_provider(sim, store)
+            cloud_names = [s.info.name for s in await cloud.poll()]
+            await cloud.aclose()
+        # The fleet does have cars of one model: the case this test is about.
+        assert len(set(cloud_names)) < len(cloud_names), cloud_names
+        async with bridge_for(sim, mosquitto, tmp_path):
+            first = await announced()
+        names = [name for name, _ in first.values()]
+        assert len({slugify(n) for n in names}) == len(names), names
+        every_id = [e for _, ents in first.values() for e in ents]
+        assert len(every_id) == len(set(every_id))
+        async with bridge_for(sim, mosquitto, tmp_path):
+            again = await announced()
+        assert again == first
+
+
+# ---- state file -------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def no_room_for_writes() -> Iterator[None]:
+    """Make every file write of this process fail, as on a full disk (RLIMIT_FSIZE of 0)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    # Past the limit the kernel sends SIGXFSZ, which kills by default; ignored, write() fails.
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (0, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+
+
+async def test_a_state_file_that_cannot_be_written_is_one_line_and_publishing_goes_on(
+    sim: Sim, mosquitto: Mosquitto, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    tesla = sim.vehicle_ids()[0]
+    caplog.set_level(logging.INFO)
+    async with bridge_for(sim, mosquitto, tmp_path), probe(mosquitto.port) as seen:
+        await seen.wait_json(TOPICS.state(ref(tesla)), lambda s: s["plugged_in"] == "OFF")
+        with no_room_for_writes():
+            for vid in sim.vehicle_ids():
+                sim.admin_call("POST", f"/enode/vehicles/{vid}/plug-in", {"startCharging": False})
+                sim.refresh(vid)
+            # Every save fails from here on; the cars keep coming through from memory.
+            await seen.wait_json(TOPICS.state(ref(tesla)), lambda s: s["plugged_in"] == "ON")
+            await asyncio.sleep(1.0)
+            failing = [r for r in caplog.records if "cannot save" in r.getMessage()]
+        await asyncio.sleep(1.0)  # room again: the next save goes through
+    assert len(failing) == 1, [r.getMessage() for r in failing]
+    assert "Still publishing from memory" in failing[0].getMessage()
+    assert any("can be written again" in r.getMessage() for r in caplog.records)
+    assert not [r for r in caplog.records if r.exc_info]
+
+
+async def test_a_damaged_state_file_is_refused_at_start_with_what_to_do(tmp_path: Path) -> None:
+    path = tmp_path / "car2mqtt.db"
+    with Store.open(path) as store:
+        for i in range(200):
+            store.save_state(f"k{i}", "t", {"v": "x" * 200})
+    data = bytearray(path.read_bytes())
+    page = 4096
+    data[page * 3 : page * 4] = b"\xa5" * page  # one page in the middle, overwritten
+    path.write_bytes(bytes(data))
+    with pytest.raises(Exception, match="damaged") as caught:
+        Store.open(path)
+    message = str(caught.value)
+    assert f"mv {path} {path}.damaged" in message
+    assert "re-linking" in message
+
+
+# ---- commands across a restart ---------------------------------------------------------------
+
+
+async def test_a_pending_action_left_by_a_stopped_bridge_is_followed_to_its_end(
+    sim: Sim, mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    tesla = sim.vehicle_ids()[0]
+    sim.admin_call("POST", f"/enode/vehicles/{tesla}/plug-in", {"startCharging": False})
+    sim.refresh(tesla)
+    result = TOPICS.command_result(ref(tesla))
+    async with bridge_for(sim, mosquitto, tmp_path), probe(mosquitto.port) as seen:
+        await seen.wait_json(TOPICS.state(ref(tesla)), lambda s: s["plugged_in"] == "ON")
+        await publish(mosquitto.port, TOPICS.command(ref(tesla), "charging"), b"ON")
+        await seen.wait_json(result, lambda c: c["status"] == "pending")
+    sim.advance(130)  # the vendor acts while no bridge runs
+    async with bridge_for(sim, mosquitto, tmp_path), probe(mosquitto.port) as seen:
+        done = await seen.wait_json(result, lambda c: c["status"] == "confirmed", timeout=15)
+    assert done["command"] == "start_charging"
+
+
+async def test_a_sent_command_without_an_action_is_failed_on_start(
+    sim: Sim, mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    tesla = sim.vehicle_ids()[0]
+    async with bridge_for(sim, mosquitto, tmp_path) as harness:
+        await wait_retained(mosquitto.port, lambda r: device_topic(tesla) in r)
+        sent = {"command": "start_charging", "status": "sent", "at": "2026-12-01T10:00:00Z"}
+        # What a bridge killed between sending and the cloud's answer leaves behind.
+        harness.store.save_command(ref(tesla).key, {**sent, "action_id": None, "reason": None})
+    async with bridge_for(sim, mosquitto, tmp_path), probe(mosquitto.port) as seen:
+        failed = await seen.wait_json(
+            TOPICS.command_result(ref(tesla)), lambda c: c["status"] == "failed"
+        )
+    assert "stopped before the cloud answered" in failed["reason"]
+
+
+# ---- status agrees with the bridge ------------------------------------------------------------
+
+
+async def test_the_state_file_holds_the_link_state_the_bridge_sees(
+    sim: Sim, mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    tesla = sim.vehicle_ids()[0]
+    async with bridge_for(sim, mosquitto, tmp_path) as harness:
+        await wait_retained(mosquitto.port, lambda r: device_topic(tesla) in r)
+        # A link that was fine all along equals the in-memory default: once never saved.
+        assert harness.store.account_statuses()["home"] == ("ok", None)
+        harness.store.save_account_status("home", "relink_required", "an earlier run's problem")
+    async with bridge_for(sim, mosquitto, tmp_path) as harness:
+        await wait_retained(mosquitto.port, lambda r: device_topic(tesla) in r)
+        bridge = harness.running.bridge
+        await until(lambda: bridge.polls >= 2)
+        assert harness.store.account_statuses()["home"] == ("ok", None)
+
+
+# ---- repeated input -------------------------------------------------------------------------
+
+
+async def test_a_burst_of_births_is_one_republish(
+    sim: Sim, mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    tesla = sim.vehicle_ids()[0]
+    async with bridge_for(sim, mosquitto, tmp_path), probe(mosquitto.port) as seen:
+        await seen.wait_for(lambda p: p.last(device_topic(tesla)) is not None)
+        await asyncio.sleep(0.5)
+        before = len([t for t, _, _ in seen.messages if t == device_topic(tesla)])
+        for _ in range(50):
+            await publish(mosquitto.port, TOPICS.ha_status, b"online")
+        await asyncio.sleep(1.0)
+        after = len([t for t, _, _ in seen.messages if t == device_topic(tesla)])
+    assert 1 <= after - before <= 2
+
+
+async def test_refresh_is_limited_to_one_a_minute_per_car(
+    sim: Sim, mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    tesla = sim.vehicle_ids()[0]
+    result = TOPICS.command_result(ref(tesla))
+    async with bridge_for(sim, mosquitto, tmp_path), probe(mosquitto.port) as seen:
+        await seen.wait_json(TOPICS.state(ref(tesla)), lambda s: "battery" in s)
+        for _ in range(10):
+            await publish(mosquitto.port, TOPICS.command(ref(tesla), "refresh"), b"PRESS")
+        await seen.wait_json(result, lambda c: "one a minute" in (c["reason"] or ""))
+        await asyncio.sleep(1.0)
+    outcomes = [json.loads(p) for t, p, _ in seen.messages if t == result and p]
+    dropped = [c for c in outcomes if c["status"] == CommandStatus.REJECTED]
+    sent = [c for c in outcomes if c["status"] == CommandStatus.SENT]
+    assert len(sent) == 1
+    assert dropped
+    assert all("one a minute" in c["reason"] for c in dropped)
