@@ -6,6 +6,8 @@ The scenarios share one stack and run in this order; each leaves it as it found 
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 from typing import Any
 
 import httpx
@@ -101,24 +103,37 @@ def test_entities_states_units_and_classes(e2e: Stack) -> None:
     assert states[f"binary_sensor.{VW}_plugged_in"]["state"] == "on"
 
 
+def _id_from_name(platform: str, device: str, name: str) -> str:
+    """The id Home Assistant would make up from the device's and the entity's names."""
+    return f"{platform}." + re.sub(r"[^a-z0-9]+", "_", f"{device} {name}".lower()).strip("_")
+
+
 def test_entity_ids_come_from_the_bridge_not_from_the_names(e2e: Stack) -> None:
     """2025.4 reads `object_id`, 2026.4 and later only `default_entity_id`: both give our ids.
 
-    The charging switch is named "Charging" and the problem sensor "Re-link needed", so ids Home
-    Assistant made up from the names would be `switch.<car>_charging` and
-    `binary_sensor.<car>_re_link_needed`.
+    Every entity of every device the bridge announced gets the id the bridge chose, including
+    those whose names would give another one (say "Re-link needed": `..._re_link_needed`).
     """
-    tesla = ids(e2e)[TESLA]
-    registry = {e["unique_id"]: e for e in e2e.ha.entity_registry() if e["platform"] == "mqtt"}
-    for key, entity_id, name in [
-        ("charging_control", f"switch.{TESLA}_charging_control", "Charging"),
-        ("relink_required", f"binary_sensor.{TESLA}_relink_required", "Re-link needed"),
-    ]:
-        entry = registry[f"car2mqtt_enode_{tesla}_{key}"]
-        assert (entry["entity_id"], entry["original_name"]) == (entity_id, name)
-    states = e2e.ha.states()
-    assert f"switch.{TESLA}_charging" not in states
-    assert f"binary_sensor.{TESLA}_re_link_needed" not in states
+    kept = asyncio.run(retained(e2e.broker.port, "homeassistant/device/#", settle=0.5))
+    wanted: dict[str, tuple[str, str]] = {}  # unique_id: (the bridge's id, the name-made id)
+    for payload in kept.values():
+        config = json.loads(payload)
+        for component in config["components"].values():
+            platform, bridge_id = component["platform"], component["default_entity_id"]
+            assert bridge_id.startswith(f"{platform}.")
+            assert bridge_id == f"{platform}.{component['object_id']}"
+            by_name = _id_from_name(platform, config["device"]["name"], component.get("name", ""))
+            wanted[component["unique_id"]] = (bridge_id, by_name)
+    assert len(wanted) > 50, "the cars and the bridge announced their entities"
+
+    def registry() -> dict[str, str] | None:
+        found = {e["unique_id"]: e["entity_id"] for e in e2e.ha.entity_registry()}
+        return found if wanted.keys() <= found.keys() else None
+
+    found = wait_until(registry, 30, "every announced entity in the registry")
+    assert {uid: found[uid] for uid in wanted} == {uid: pair[0] for uid, pair in wanted.items()}
+    renamed = [bridge for bridge, by_name in wanted.values() if bridge != by_name]
+    assert f"binary_sensor.{TESLA}_relink_required" in renamed  # so the check can fail
 
 
 def test_device_tracker_home_and_away(e2e: Stack) -> None:
