@@ -296,3 +296,20 @@ def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]
     return subprocess.run(  # noqa: PLW1510
         [*CLI, *args], capture_output=True, text=True, timeout=timeout, env=env
     )
+
+
+def table_row(output: str, first_cell: str) -> dict[str, str]:
+    """Return the row of a rich table (as printed) whose first cell is `first_cell`, by column."""
+
+    def cells(line: str, bar: str) -> list[str]:
+        return [cell.strip() for cell in line.strip().strip(bar).split(bar)]
+
+    lines = output.splitlines()
+    header = next(cells(line, "┃") for line in lines if line.strip().startswith("┃"))
+    for line in lines:
+        if line.strip().startswith("│"):
+            row = cells(line, "│")
+            if row[0] == first_cell:
+                return dict(zip(header, row, strict=True))
+    msg = f"no row {first_cell!r} in:\n{output}"
+    raise AssertionError(msg)

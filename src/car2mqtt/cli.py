@@ -12,6 +12,7 @@ from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from urllib.parse import urlsplit
 
 import typer
 from rich.console import Console
@@ -23,7 +24,8 @@ from car2mqtt.clock import SystemClock
 from car2mqtt.config import Account, Config, config_path, describe, load_config
 from car2mqtt.errors import Car2MqttError, ConfigError, ReauthRequired
 from car2mqtt.logs import setup_logging
-from car2mqtt.models import VehicleState
+from car2mqtt.models import ChargeState, VehicleState
+from car2mqtt.mqtt.link import BrokerSettings
 
 # Each command imports what it alone needs: `car2mqtt run` on a Raspberry Pi should not carry
 # the simulator, the demo's broker or the QR encoder in memory.
@@ -41,19 +43,26 @@ app = typer.Typer(
 )
 err = Console(stderr=True, soft_wrap=True)
 
-Host = Annotated[str, typer.Option(help="Address to listen on.")]
+Host = Annotated[str, typer.Option(metavar="HOST", help="Address to listen on.")]
 Port = Annotated[
-    int, typer.Option(min=0, max=65535, help="Port to listen on (0 picks a free one).")
+    int,
+    typer.Option(min=0, max=65535, metavar="PORT", help="Port to listen on (0 picks a free one)."),
 ]
-Seed = Annotated[int, typer.Option(help="Seed for every random choice: same seed, same cars.")]
+Seed = Annotated[
+    int, typer.Option(metavar="N", help="Seed for every random choice: same seed, same cars.")
+]
 Vehicles = Annotated[
-    int, typer.Option(min=0, max=100_000, help="Vehicles pre-linked to the --user.")
+    int, typer.Option(min=0, max=100_000, metavar="N", help="Vehicles pre-linked to the --user.")
 ]
-User = Annotated[str, typer.Option(help="Enode user id that owns the pre-linked vehicles.")]
+User = Annotated[
+    str, typer.Option(metavar="ID", help="Enode user id that owns the pre-linked vehicles.")
+]
 TimeFactor = Annotated[
     float,
     typer.Option(
-        min=0, help="Simulated seconds per real second (0 freezes time; /admin/clock moves it)."
+        min=0,
+        metavar="FACTOR",
+        help="Simulated seconds per real second (0 freezes time; /admin/clock moves it).",
     ),
 ]
 
@@ -68,7 +77,10 @@ def _profile(value: str) -> str:
 Faults = Annotated[
     str,
     typer.Option(
-        callback=_profile, help=f"Fault profile: {', '.join(PROFILES)}.", show_default=True
+        callback=_profile,
+        metavar="PROFILE",
+        help=f"Fault profile: {', '.join(PROFILES)}.",
+        show_default=True,
     ),
 ]
 
@@ -90,6 +102,7 @@ Start = Annotated[
     str | None,
     typer.Option(
         callback=_start,
+        metavar="TIME",
         help="Simulated start time (ISO 8601, UTC by default); default now. With "
         "--time-factor 0 and a --seed, runs are identical.",
     ),
@@ -123,19 +136,29 @@ def simulate(
     faults: Faults = "none",
     start: Start = None,
     xee_vehicles: Annotated[
-        int, typer.Option(min=0, max=100_000, help="Cars on the Xee demo user's dongles.")
+        int,
+        typer.Option(min=0, max=100_000, metavar="N", help="Cars on the Xee demo user's dongles."),
     ] = 2,
     xee_token_ttl: Annotated[
-        float, typer.Option(min=1, help="Xee access token lifetime (expires_in), seconds.")
+        float,
+        typer.Option(
+            min=1, metavar="SECONDS", help="Xee access token lifetime (expires_in), seconds."
+        ),
     ] = 3600.0,
     xee_early_expiry: Annotated[
         float,
-        typer.Option(min=0, help="Xee tokens really die this many seconds before expires_in."),
+        typer.Option(
+            min=0,
+            metavar="SECONDS",
+            help="Xee tokens really die this many seconds before expires_in.",
+        ),
     ] = 0.0,
     xee_refresh_grace: Annotated[
         float,
         typer.Option(
-            min=0, help="Seconds a used Xee refresh token may be replayed (0: single use)."
+            min=0,
+            metavar="SECONDS",
+            help="Seconds a used Xee refresh token may be replayed (0: single use).",
         ),
     ] = 60.0,
     access_log: Annotated[bool, typer.Option(help="Log every request.")] = False,
@@ -164,6 +187,7 @@ ConfigOption = Annotated[
     typer.Option(
         "--config",
         "-c",
+        metavar="FILE",
         help="Configuration file (default: $CAR2MQTT_CONFIG, else ./car2mqtt.yaml).",
     ),
 ]
@@ -194,15 +218,29 @@ def demo(
     host: Host = "127.0.0.1",
     port: Port = 8700,
     mqtt_host: Annotated[
-        str, typer.Option(help="Address the embedded broker listens on (0.0.0.0 for a remote HA).")
+        str,
+        typer.Option(
+            metavar="HOST", help="Address the embedded broker listens on (0.0.0.0 for a remote HA)."
+        ),
     ] = "127.0.0.1",
-    mqtt_port: Annotated[int, typer.Option(min=1, max=65535, help="Embedded broker port.")] = 1883,
+    mqtt_port: Annotated[
+        int, typer.Option(min=1, max=65535, metavar="PORT", help="Embedded broker port.")
+    ] = 1883,
     broker: Annotated[
-        str | None, typer.Option(help="Use this broker instead, e.g. mqtt://127.0.0.1:1883.")
+        str | None,
+        typer.Option(metavar="URL", help="Use this broker instead, e.g. mqtt://127.0.0.1:1883."),
     ] = None,
     seed: Seed = 0,
     vehicles: Vehicles = 3,
     time_factor: TimeFactor = 60.0,
+    state_dir: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="DIR",
+            help="Folder for the demo's state file and configuration, started afresh each time "
+            "(default: ~/.cache/car2mqtt/demo).",
+        ),
+    ] = None,
 ) -> None:
     """Run simulated clouds, an MQTT broker and the bridge, with no credentials at all."""
     from car2mqtt.demo import run_demo
@@ -220,6 +258,7 @@ def demo(
                 time_factor=time_factor,
                 seed=seed,
                 announce=_print_demo,
+                state_dir=state_dir,
             )
         )
 
@@ -227,49 +266,38 @@ def demo(
 
 
 def _print_demo(info: DemoInfo) -> None:
+    from car2mqtt.demo import instructions
+
     out = Console(soft_wrap=True)
-    first = info.vehicle_ids[0] if info.vehicle_ids else "<vehicle id>"
-    xee_first = info.xee_vehicle_ids[0] if info.xee_vehicle_ids else "<vehicle id>"
-    broker = f"-h {info.broker_host} -p {info.broker_port}"
     out.print(f"[bold green]car2mqtt demo[/] is running. Time runs {info.time_factor:g}x faster.")
     out.print(
         f"  simulated Enode cloud: {info.simulator_url}/enode (admin API: {info.admin_url})\n"
-        f"  simulated Xee cloud: {info.simulator_url}/xee/v4\n"
+        f"  simulated Xee cloud: {info.simulator_url}/xee/v4 (test login: {info.xee_username}"
+        f" / {info.xee_password})\n"
         f"  MQTT broker: mqtt://{info.broker_host}:{info.broker_port}"
         f"{' (embedded)' if info.embedded_broker else ''}\n"
         f"  {len(info.vehicle_ids)} Enode cars: a parked Tesla, a charging Volkswagen, an XPENG "
         f"on a trip;\n  {len(info.xee_vehicle_ids)} cars with Xee dongles, petrol and electric "
         "in turn.\n"
+        f"  state folder: {info.state_dir} (started afresh each time)\n"
+        f"  configuration: {info.config_path} (the demo's accounts, broker and state file)\n",
+        markup=False,
+        highlight=False,
     )
-    lines = [
-        ("Watch the cars' state", f"mosquitto_sub {broker} -t 'car2mqtt/#' -v"),
-        (
-            "See what Home Assistant would discover",
-            f"mosquitto_sub {broker} -t 'homeassistant/#' -v",
-        ),
-        (
-            "Plug the Tesla in (admin API)",
-            f"curl -s -X POST -d '{{\"startCharging\":false}}' "
-            f"{info.admin_url}/enode/vehicles/{first}/plug-in",
-        ),
-        (
-            "Start charging it, as Home Assistant's switch would",
-            f"mosquitto_pub {broker} -t 'car2mqtt/enode/{first}/charging/set' -m ON",
-        ),
-        (
-            "Send the first Xee car (petrol) on a drive",
-            f"curl -s -X POST -d '{{\"speedKmh\":50}}' "
-            f"{info.admin_url}/xee/vehicles/{xee_first}/drive",
-        ),
-        ("Jump an hour ahead", f"curl -s -d '{{\"seconds\":3600}}' {info.admin_url}/clock/advance"),
-    ]
-    for title, cmd in lines:
-        out.print(f"[bold]# {title}[/]")
-        out.print(cmd, markup=False, highlight=False, soft_wrap=True)
+    told = instructions(info)
+    for title, cmd in told.steps:
+        out.print(f"# {title}", style="bold", markup=False, highlight=False)
+        out.print(cmd, markup=False, highlight=False)
+    out.print()
+    for note in told.notes:
+        out.print(note, markup=False, highlight=False)
+    where = info.broker_public or f"{info.broker_host}:{info.broker_port}"
     out.print(
-        "\nTo see the cars in a real Home Assistant, add its MQTT integration pointing at this "
-        "broker (start the demo with --mqtt-host 0.0.0.0 if HA runs on another machine); the "
-        "cars appear as devices by themselves. Ctrl-C stops everything."
+        f"To see the cars in a real Home Assistant, add its MQTT integration with the broker at "
+        f"{where} (start the demo with --mqtt-host 0.0.0.0 if HA runs on another machine); the "
+        "cars appear as devices by themselves. Ctrl-C stops everything.",
+        markup=False,
+        highlight=False,
     )
     sys.stdout.flush()
 
@@ -298,8 +326,15 @@ link_app = typer.Typer(help="Link cars to an account, without curl.", no_args_is
 app.add_typer(link_app, name="link")
 
 
-AccountName = Annotated[str, typer.Option(help="The account name in the configuration.")]
-LinkTimeout = Annotated[float, typer.Option(min=1, help="Minutes to wait for the user.")]
+AccountName = Annotated[
+    str, typer.Option(metavar="NAME", help="The account name in the configuration.")
+]
+LinkTimeout = Annotated[
+    float, typer.Option(min=1, metavar="MINUTES", help="Minutes to wait for the user.")
+]
+
+
+_PROVIDER_LABELS = {"enode": "Enode", "xee": "Xee"}
 
 
 def _account_for(cfg: Config, name: str, provider: str) -> Account:
@@ -310,12 +345,24 @@ def _account_for(cfg: Config, name: str, provider: str) -> Account:
         msg = f"no account named {name!r} in the configuration; it has: {names}"
         raise ConfigError(msg) from None
     if acct.provider != provider:
+        label = _PROVIDER_LABELS.get(acct.provider, acct.provider)
+        article = "an" if label[:1].lower() in "aeiou" else "a"
         msg = (
-            f"account {name!r} is a {acct.provider} account: "
+            f"account {name!r} is {article} {label} account: "
             f"use car2mqtt link {acct.provider} --account {name}"
         )
         raise ConfigError(msg)
     return acct
+
+
+def _public_url(value: str | None) -> str | None:
+    if value is None:
+        return None
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        msg = f"{value!r} is not an http:// or https:// URL, e.g. http://192.168.1.20:8765"
+        raise typer.BadParameter(msg)
+    return value.strip()
 
 
 @link_app.command("enode")
@@ -323,14 +370,28 @@ def link_enode_cmd(
     account: AccountName,
     config: ConfigOption = None,
     vendor: Annotated[
-        str | None, typer.Option(help="Skip the brand page: TESLA, XPENG, ...")
+        str | None, typer.Option(metavar="VENDOR", help="Skip the brand page: TESLA, XPENG, ...")
     ] = None,
     host: Annotated[
-        str, typer.Option(help="Where the redirect receiver listens (the browser must reach it).")
+        str,
+        typer.Option(
+            metavar="HOST",
+            help="Where the redirect receiver listens (the browser must reach it; 0.0.0.0 for "
+            "a browser on another device).",
+        ),
     ] = "127.0.0.1",
     port: Annotated[
-        int, typer.Option(min=0, max=65535, help="Receiver port (0: any free one).")
+        int, typer.Option(min=0, max=65535, metavar="PORT", help="Receiver port (0: any free one).")
     ] = 0,
+    public_url: Annotated[
+        str | None,
+        typer.Option(
+            callback=_public_url,
+            metavar="URL",
+            help="The address the browser reaches the receiver at, when it is not this "
+            "machine's own (a proxy, a forwarded port); /callback is added.",
+        ),
+    ] = None,
     timeout: LinkTimeout = 15,
 ) -> None:
     """Create an Enode Link session, show its URL and QR code, and wait until it is done."""
@@ -338,14 +399,20 @@ def link_enode_cmd(
     def go() -> None:
         cfg = _load(config)
         acct = _account_for(cfg, account, "enode")
-        vehicles = _run_async(_link(cfg, acct, vendor, host, port, timeout * 60))
+        vehicles = _run_async(_link(cfg, acct, vendor, host, port, public_url, timeout * 60))
         _vehicle_table(vehicles, title=f"Vehicles linked to {account}")
 
     _guard(go)
 
 
 async def _link(
-    cfg: Config, acct: Account, vendor: str | None, host: str, port: int, timeout_s: float
+    cfg: Config,
+    acct: Account,
+    vendor: str | None,
+    host: str,
+    port: int,
+    public_url: str | None,
+    timeout_s: float,
 ) -> list[VehicleState]:
     from car2mqtt.linking import link_enode
     from car2mqtt.providers import create_provider
@@ -356,16 +423,21 @@ async def _link(
         provider = create_provider(acct, clock=SystemClock(), persistence=store)
         assert isinstance(provider, EnodeProvider)
         try:
-            return await link_enode(
+            vehicles = await link_enode(
                 provider,
                 host=host,
                 port=port,
                 vendor=vendor,
                 show_url=_show_link,
                 timeout_s=timeout_s,
+                public_url=public_url,
             )
         finally:
             await provider.aclose()
+        store.save_account_status(acct.name, "ok", None)
+        # What `car2mqtt status` counts: the cars the link just listed.
+        store.save_vehicles(acct.name, [v.ref for v in vehicles])
+        return vehicles
 
 
 @link_app.command("xee")
@@ -413,6 +485,8 @@ async def _link_xee(cfg: Config, acct: Account, timeout_s: float) -> list[Vehicl
         finally:
             await provider.aclose()
         store.save_account_status(acct.name, "ok", None)
+        # What `car2mqtt status` counts: the cars the link just listed.
+        store.save_vehicles(acct.name, [v.ref for v in vehicles])
         return vehicles
 
 
@@ -458,7 +532,7 @@ def _show_consent(url: str, redirect_uri: str, listening: bool) -> None:
     sys.stdout.flush()
 
 
-def _show_link(url: str) -> None:
+def _show_link(url: str, redirect_uri: str) -> None:
     import segno
 
     out = Console(soft_wrap=True)
@@ -467,6 +541,12 @@ def _show_link(url: str) -> None:
     qr = io.StringIO()
     segno.make(url, error="l").terminal(out=qr, compact=True)
     out.print(qr.getvalue(), markup=False, highlight=False)
+    out.print(
+        f"When you are done, the browser comes back to {redirect_uri} . If that address does "
+        "not open where your browser is, stop (Ctrl-C) and use --host 0.0.0.0 or --public-url.",
+        markup=False,
+        highlight=False,
+    )
     out.print("Waiting for you to finish linking ...")
 
 
@@ -502,20 +582,44 @@ async def _poll_all(cfg: Config) -> list[VehicleState]:
     return found
 
 
+def _charging_text(state: VehicleState) -> str | None:
+    # A car that reports no charging data at all (a petrol car) never has any: no cell.
+    if state.charge_state is not ChargeState.UNKNOWN:
+        return state.charge_state.value
+    if state.charging is not None:
+        return "charging" if state.charging else "not charging"
+    return None if state.plugged_in is None else ("plugged in" if state.plugged_in else "unplugged")
+
+
+_VEHICLE_COLUMNS: tuple[tuple[str, Callable[[VehicleState], str | None]], ...] = (
+    ("account", lambda s: s.ref.account),
+    ("vehicle", lambda s: s.ref.vehicle_id),
+    ("name", lambda s: s.info.name),
+    ("battery", lambda s: None if s.battery_pct is None else f"{s.battery_pct:.0f} %"),
+    ("range", lambda s: None if s.range_km is None else f"{s.range_km:.0f} km"),
+    ("charging", _charging_text),
+    ("fuel", lambda s: None if s.fuel_level_l is None else f"{s.fuel_level_l:.0f} l"),
+    (
+        "last seen",
+        lambda s: s.last_seen.astimezone().strftime("%Y-%m-%d %H:%M") if s.last_seen else None,
+    ),
+)
+
+
 def _vehicle_table(states: list[VehicleState], *, title: str) -> None:
+    rows = [[cell(s) for _, cell in _VEHICLE_COLUMNS] for s in states]
+    # Only columns some car has; a car without a thing gets an empty cell, never "unknown".
+    shown = [i for i, (name, _) in enumerate(_VEHICLE_COLUMNS) if any(r[i] for r in rows)]
+    if not rows:
+        shown = list(range(len(_VEHICLE_COLUMNS)))
     table = Table(title=title)
-    for column in ("account", "vehicle", "name", "battery", "range", "charging", "last seen"):
-        table.add_column(column)
-    for s in states:
-        table.add_row(
-            s.ref.account,
-            s.ref.vehicle_id,
-            s.info.name,
-            "-" if s.battery_pct is None else f"{s.battery_pct:.0f} %",
-            "-" if s.range_km is None else f"{s.range_km:.0f} km",
-            s.charge_state.value,
-            s.last_seen.isoformat(timespec="minutes") if s.last_seen else "-",
-        )
+    for i in shown:
+        name = _VEHICLE_COLUMNS[i][0]
+        # Ids are copied into commands and topics: folded onto a second line if they must
+        # be, never cut short with an ellipsis.
+        table.add_column(name, overflow="fold", no_wrap=name == "vehicle")
+    for row in rows:
+        table.add_row(*(row[i] or "" for i in shown))
     Console().print(table)
     if not states:
         Console().print("No vehicles. Link some with: car2mqtt link enode --account NAME")
@@ -565,6 +669,80 @@ def _token_age(token: dict[str, object] | None) -> str:
     return f"valid {left / 60:.0f} more min" if left > 0 else "expired (renewed on next use)"
 
 
+mqtt_app = typer.Typer(
+    help="Watch and publish on the configured MQTT broker, without mosquitto's clients.",
+    no_args_is_help=True,
+)
+app.add_typer(mqtt_app, name="mqtt")
+
+
+def _broker(config: Path | None) -> tuple[Config, BrokerSettings]:
+    from car2mqtt.runtime import broker_settings
+
+    cfg = load_config(config)
+    return cfg, broker_settings(cfg)
+
+
+@mqtt_app.command("watch")
+def mqtt_watch(
+    topics: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="TOPIC", help="Topics or filters to watch (default: <base_topic>/#)."
+        ),
+    ] = None,
+    config: ConfigOption = None,
+    count: Annotated[
+        int | None, typer.Option(min=1, metavar="N", help="Stop after N messages.")
+    ] = None,
+) -> None:
+    """Print every message on the broker's TOPICs as `topic payload`, like mosquitto_sub -v."""
+    from car2mqtt.tools import watch
+
+    def go() -> None:
+        cfg, settings = _broker(config)
+        patterns = topics or [f"{cfg.mqtt.base_topic}/#"]
+        _run_async(watch(settings, patterns, lambda line: print(line, flush=True), count))
+
+    _guard(go)
+
+
+@mqtt_app.command("publish")
+def mqtt_publish(
+    topic: Annotated[str, typer.Argument(metavar="TOPIC", help="Where to publish.")],
+    payload: Annotated[str, typer.Argument(metavar="PAYLOAD", help="What to publish.")],
+    config: ConfigOption = None,
+    retain: Annotated[bool, typer.Option(help="Ask the broker to keep the message.")] = False,
+) -> None:
+    """Publish one message on the configured broker, like mosquitto_pub."""
+    from car2mqtt.tools import publish
+
+    def go() -> None:
+        _, settings = _broker(config)
+        _run_async(publish(settings, topic, payload, retain=retain))
+
+    _guard(go)
+
+
+@app.command("sim-admin")
+def sim_admin(
+    url: Annotated[
+        str,
+        typer.Argument(
+            metavar="URL",
+            help="An admin API address, e.g. http://127.0.0.1:8700/admin/clock/advance.",
+        ),
+    ],
+    body: Annotated[
+        str | None, typer.Argument(metavar="JSON", help="POST this JSON body (else GET).")
+    ] = None,
+) -> None:
+    """Call the simulator's admin API, as the demo's curl lines do."""
+    from car2mqtt.tools import admin_call
+
+    _guard(lambda: print(admin_call(url, body), flush=True))
+
+
 def _run_async(coro: Coroutine[Any, Any, T]) -> T:
     """Run `coro`; SIGTERM and Ctrl-C stop it cleanly (the bridge says offline on its way out)."""
 
@@ -604,9 +782,31 @@ def _guard(action: Callable[[], None]) -> None:
         raise typer.Exit(2) from None
 
 
+def _no_type(ctx: object) -> None:
+    return None
+
+
+def _plain_metavars(command: Any) -> None:
+    """Give every parameter a plain metavar, so help shows no `<bool>` or `<str>` type noise."""
+    help_option = command.get_help_option(command.context_class(command))
+    for param in [*command.params, *([help_option] if help_option is not None else [])]:
+        if param.param_type_name == "argument":
+            # An argument's name column already shows its metavar; the type column repeats it.
+            param.display_type_rich = _no_type
+        if param.metavar is None:
+            flag = getattr(param, "is_flag", False) or getattr(param, "count", False)
+            param.metavar = "" if flag else str(param.name or "value").upper()
+    for sub in getattr(command, "commands", {}).values():
+        _plain_metavars(sub)
+
+
 def main() -> None:
     """Run the command line."""
-    app()
+    import typer.main
+
+    command = typer.main.get_command(app)
+    _plain_metavars(command)
+    command()
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from car2mqtt.store import Store
 from tests.bridge.conftest import FAST, TOPICS, bridge_for, write_xee_config, xee_provider
 from tests.bridge.test_cli import write_config as write_enode_config
 from tests.mqtt_support import Mosquitto, free_port, probe
-from tests.support import Sim, run_cli, started_cli
+from tests.support import Sim, run_cli, started_cli, table_row
 
 URL_LINE = re.compile(r"http://\S+/xee/v4/oauth/authorize\?\S+")
 
@@ -97,7 +97,10 @@ def test_consent_approved_links_and_lists_the_cars(sim: Sim, tmp_path: Path) -> 
     assert token["access_token"] not in out + err
     status = run_cli("status", "--config", str(path))
     assert status.returncode == 0, status.stderr
-    assert "ok" in status.stdout
+    row = table_row(status.stdout, "car")
+    assert row["link"] == "ok"
+    assert row["token"].startswith("valid")
+    assert row["vehicles"] == "2"  # the cars link listed, saved for status to count
 
 
 def test_consent_denied(sim: Sim, tmp_path: Path) -> None:

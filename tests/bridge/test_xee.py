@@ -319,14 +319,29 @@ async def test_tokens_that_die_before_expires_in_are_renewed_on_401(
     # Xee says an hour but the token dies after 10 simulated minutes (a third of a real second).
     with running_sim(time_factor=1800.0, xee_early_expiry_s=3000.0) as sim:
         clock = accelerated(sim)
-        async with xee_bridge_on(sim, mosquitto, tmp_path, clock) as (vehicle_id, ref, seen):
+        vehicle_id, dongle = next(iter(dongles(sim).items()))
+        ref = VehicleRef("xee", "car", dongle)
+        made: list[Any] = []
+
+        def providers(store: Store) -> list[Any]:
+            made.append(xee_provider(sim, store, clock=clock))
+            return made
+
+        async with (
+            bridge_for(sim, mosquitto, tmp_path, providers=providers, clock=clock),
+            probe(mosquitto.port) as seen,
+        ):
+            await seen.wait_json(TOPICS.state(ref), lambda s: "odometer" in s, 15)
             await asyncio.sleep(2.0)  # six token lives
             sim.admin_call("PUT", f"/xee/vehicles/{vehicle_id}/fuel", {"litres": 9.0})
             await seen.wait_json(
                 TOPICS.state(ref), lambda s: abs(s.get("fuel_level", 0) - 9) < 1, 15
             )
             bridge = seen.json(TOPICS.bridge_state)
+            refused = made[0].tokens.refused
     assert bridge["accounts"]["car"]["link"] == "ok"
+    # The 401 path was taken: tokens the bridge still thought valid were refused and renewed.
+    assert refused >= 1
 
 
 async def test_a_suspended_account_needs_attention_and_others_go_on(

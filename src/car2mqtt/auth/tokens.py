@@ -57,6 +57,7 @@ class TokenManager:
         self._lock = asyncio.Lock()
         self._token: Token | None = self._saved()
         self.renewals = 0
+        self.refused = 0  # renewals forced by a 401 on a token we thought was valid
 
     @property
     def token(self) -> Token | None:
@@ -116,6 +117,10 @@ class TokenManager:
         async with self._lock:
             token = self._token
             if token is None or token.access_token == rejected:
+                self.refused += 1
+                _LOGGER.debug(
+                    "account %s: the cloud refused the access token (401); renewing", self.account
+                )
                 token = await self._renew(token)
             return token.access_token
 
