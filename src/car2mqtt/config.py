@@ -15,6 +15,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import stat
 from collections.abc import Hashable, Mapping
 from functools import cache
 from pathlib import Path
@@ -44,6 +45,7 @@ __all__ = [
     "DEFAULT_CONFIG_PATH",
     "ENODE_ENVIRONMENTS",
     "ENV_PREFIX",
+    "MAX_FILE_BYTES",
     "XEE_API_URL",
     "XEE_SCOPES",
     "Account",
@@ -62,6 +64,7 @@ __all__ = [
     "config_path",
     "describe",
     "load_config",
+    "read_small_file",
 ]
 
 CONFIG_ENV_VAR: Final = "CAR2MQTT_CONFIG"
@@ -199,6 +202,43 @@ def _secret_fields(cls: type[BaseModel]) -> tuple[str, ...]:
     )
 
 
+MAX_FILE_BYTES: Final = 1024 * 1024
+
+
+class _Refused(ValueError):
+    """A file that is not read at all: not a regular file, or too big."""
+
+
+def read_small_file(path: Path, limit: int = MAX_FILE_BYTES) -> bytes:
+    """Return a regular file's bytes; raise _Refused for anything else or more than `limit`."""
+    # O_NONBLOCK: opening a named pipe must not wait for a writer before we can refuse it.
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(path, flags)
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise _Refused("it is a directory")
+        if not stat.S_ISREG(info.st_mode):
+            # /dev/zero or a pipe would be read for ever.
+            raise _Refused("not a regular file (a device, pipe or socket)")
+        if info.st_size > limit:
+            raise _Refused(f"it is larger than {_size(limit)} ({info.st_size:,} bytes)")
+        chunks, total = [], 0
+        while chunk := os.read(fd, min(65536, limit + 1 - total)):
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > limit:
+                raise _Refused(f"it is larger than {_size(limit)}")
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _size(count: int) -> str:
+    mib = 1024 * 1024
+    return f"{count // mib} MB" if count % mib == 0 else f"{count:,} bytes"
+
+
 def _read_secret_files(
     cls: type[BaseModel], data: dict[str, Any], context: Any
 ) -> list[InitErrorDetails]:
@@ -216,7 +256,10 @@ def _read_secret_files(
             continue  # the field's own validation reports the type
         path = _resolve(file, context)
         try:
-            text = path.read_bytes().decode("utf-8-sig")
+            text = read_small_file(path).decode("utf-8-sig")
+        except _Refused as exc:
+            problems.append(_problem((key,), f"cannot read {path}: {exc}"))
+            continue
         except UnicodeDecodeError:
             problems.append(_problem((key,), f"cannot read {path}: not UTF-8 text"))
             continue
@@ -663,7 +706,9 @@ def config_path(path: Path | None = None, env: Mapping[str, str] | None = None) 
 def _parse_yaml(path: Path) -> tuple[Any, str | None]:
     """Return the file's document, or None and what is wrong with the file."""
     try:
-        data = path.read_bytes()
+        data = read_small_file(path)
+    except _Refused as exc:
+        return None, f"cannot read config file {path}: {exc}"
     except FileNotFoundError:
         return None, f"config file not found: {path} (pass --config or set {CONFIG_ENV_VAR})"
     except IsADirectoryError:
