@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 
+import aiomqtt
 import pytest
 
-from car2mqtt.logs import JsonFormatter, RedactingFilter, setup_logging
+from car2mqtt.logs import JsonFormatter, PendingPublishFilter, RedactingFilter, setup_logging
+from tests.mqtt_support import running_mosquitto
 
 
 @pytest.fixture(autouse=True)
@@ -59,3 +63,37 @@ def test_filter_redacts_without_args() -> None:
     assert redactor.redact("token abcd1234 end") == "token *** end"
     assert redactor.redact("client_secret=hello&x=1") == "client_secret=***&x=1"
     assert isinstance(JsonFormatter(), logging.Formatter)
+
+
+def pending_record(count: int, at: float) -> logging.LogRecord:
+    record = logging.LogRecord(
+        "mqtt", logging.WARNING, __file__, 1, "There are %d pending publish calls.", (count,), None
+    )
+    record.created = at
+    return record
+
+
+def test_pending_publish_warnings_are_one_line_per_backlog() -> None:
+    quiet = PendingPublishFilter(quiet_s=30)
+    first = [quiet.filter(pending_record(n, 100 + n / 100)) for n in range(11, 268)]
+    assert first.count(True) == 1  # 257 warnings in one burst: one line
+    later = pending_record(12, 200)  # long after the last one: a new backlog
+    assert quiet.filter(later)
+    message = later.getMessage()
+    assert message.startswith("12 MQTT publishes await the broker's acknowledgement")
+    assert "held back 256 such warnings, peak 267" in message
+    other = logging.LogRecord("mqtt", logging.WARNING, __file__, 1, "something else", None, None)
+    assert quiet.filter(other)
+
+
+async def test_aiomqtt_under_load_logs_one_line(tmp_path: Path) -> None:
+    stream = io.StringIO()
+    setup_logging("info", "text")
+    logging.getLogger().handlers[0].setStream(stream)  # type: ignore[attr-defined]
+    with running_mosquitto(tmp_path) as broker:
+        async with aiomqtt.Client("127.0.0.1", broker.port, identifier="load") as client:
+            # Every publish waits for its ack at once: aiomqtt warns on each one past 10.
+            await asyncio.gather(*(client.publish(f"load/{i}", b"x", qos=1) for i in range(300)))
+    lines = [line for line in stream.getvalue().splitlines() if "publish" in line]
+    assert len(lines) == 1, lines
+    assert "MQTT publishes await the broker's acknowledgement" in lines[0]

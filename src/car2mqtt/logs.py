@@ -43,6 +43,50 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+_PENDING = "There are %d pending publish calls."
+
+
+class PendingPublishFilter(logging.Filter):
+    """Let aiomqtt's "N pending publish calls" warning through once per backlog, not per call."""
+
+    # aiomqtt warns on every publish while more than its threshold await an ack, so one busy
+    # moment made hundreds of lines. It says nothing when the backlog clears, so a backlog counts
+    # as over once no warning came for `quiet_s`: the next warning starts a new one, and its line
+    # says how many the last backlog held back, and its peak.
+
+    def __init__(self, quiet_s: float = 30.0) -> None:
+        super().__init__()
+        self.quiet_s = quiet_s
+        self._last: float | None = None
+        self._held = 0
+        self._peak = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Pass the first warning of a backlog; hold back the rest."""
+        if record.msg != _PENDING or not record.args:
+            return True
+        args = record.args if isinstance(record.args, tuple) else (record.args,)
+        pending = args[0] if isinstance(args[0], int) else 0
+        ongoing = self._last is not None and record.created - self._last < self.quiet_s
+        self._last = record.created
+        if ongoing:
+            self._held += 1
+            self._peak = max(self._peak, pending)
+            return False
+        before = (
+            f"; the last backlog held back {self._held} such warnings, peak {self._peak}"
+            if self._held
+            else ""
+        )
+        record.msg = (
+            f"{pending} MQTT publishes await the broker's acknowledgement (the broker or network "
+            f"is slow); said once until it clears{before}"
+        )
+        record.args = None
+        self._held, self._peak = 0, pending
+        return True
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line."""
 
@@ -68,6 +112,7 @@ def setup_logging(level: str = "info", fmt: str = "text", secrets: Iterable[str]
         REDACTOR.add(secret)
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(REDACTOR)
+    handler.addFilter(PendingPublishFilter())
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
