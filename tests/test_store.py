@@ -578,3 +578,39 @@ def test_save_many_writes_everything_in_one_go(tmp_path: Path) -> None:
             "k1": ("s/1", {"battery": 50}),
             "k2": ("s/2", {"battery": 60}),
         }
+
+
+# -- damage, ownership, names and commands --------------------------------------------------
+
+
+def test_a_page_overwritten_in_the_middle_is_caught_at_open(db: Path) -> None:
+    with Store.open(db) as store:
+        for i in range(300):
+            store.save_state(f"k{i}", "t", {"v": "x" * 300})
+    data = bytearray(db.read_bytes())
+    data[4096 * 5 : 4096 * 6] = bytes(range(256)) * 16
+    db.write_bytes(bytes(data))
+    with pytest.raises(StoreError, match="is damaged") as info:
+        Store.open(db)
+    assert "Move it aside" in str(info.value)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can give a file to another user")
+def test_a_file_of_another_user_warns_when_run_as_root(
+    db: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    Store.open(db).close()
+    os.chown(db, 12345, 12345)
+    caplog.set_level(logging.WARNING)
+    Store.open(db).close()
+    assert any("belongs to uid 12345" in r.getMessage() for r in caplog.records)
+
+
+def test_names_and_commands_round_trip_and_go_with_a_removal(store: Store) -> None:
+    store.save_vehicle_names({"enode_a": ("Kia EV6", "Kia EV6 1a2b")})
+    store.save_command("enode_a", {"command": "refresh", "status": "sent"})
+    assert store.vehicle_names() == {"enode_a": ("Kia EV6", "Kia EV6 1a2b")}
+    assert store.load_commands() == {"enode_a": {"command": "refresh", "status": "sent"}}
+    store.begin_removal("enode_a", ["t"])
+    assert store.vehicle_names() == {}
+    assert store.load_commands() == {}

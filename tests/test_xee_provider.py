@@ -85,6 +85,21 @@ async def test_a_car_never_read_and_unreadable_is_left_out_for_now() -> None:
     finally:
         await xee.aclose()
     assert [s.ref.vehicle_id for s in states] == ["D2"]
+    # Listed but unreadable: left out of this poll, and said so, so it is not taken for gone.
+    assert xee.unreadable == frozenset({"D1"})
+
+
+async def test_a_car_read_once_is_not_marked_unreadable_later() -> None:
+    cloud = Cloud()
+    xee = provider(cloud)
+    try:
+        await xee.poll()
+        cloud.status["v1"] = b"<html>oops</html>"
+        states = await xee.poll()
+    finally:
+        await xee.aclose()
+    assert {s.ref.vehicle_id for s in states} == {"D1", "D2"}
+    assert xee.unreadable == frozenset()
 
 
 async def test_tokens_refused_even_when_fresh_mean_the_grant_is_gone() -> None:

@@ -31,10 +31,9 @@ from car2mqtt.providers.base import Command, Grant, ProviderSpec
 from car2mqtt.store import Store
 from tests.bridge.conftest import TOPICS, bridge_for, enode_provider, xee_provider
 from tests.bridge.test_bridge import device_topic, ref, wait_retained
+from tests.bridge.test_cli import write_config
 from tests.mqtt_support import Mosquitto, free_port, probe, publish, retained
-from tests.support import Sim, running_sim
-
-pytestmark = pytest.mark.asyncio
+from tests.support import Sim, run_cli, running_sim, started_cli
 
 
 async def until(check: Callable[[], bool], timeout: float = 20.0) -> None:
@@ -503,3 +502,138 @@ async def test_refresh_is_limited_to_one_a_minute_per_car(
     assert len(sent) == 1
     assert dropped
     assert all("one a minute" in c["reason"] for c in dropped)
+
+
+# ---- as a user runs it -------------------------------------------------------------------------
+
+
+def test_run_on_a_damaged_state_file_is_one_line_and_exit_code_2(
+    sim: Sim, mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    path = write_config(tmp_path, sim, mosquitto)
+    state = tmp_path / "car2mqtt.db"
+    with Store.open(state) as store:
+        for i in range(300):
+            store.save_state(f"k{i}", "t", {"v": "x" * 300})
+    data = bytearray(state.read_bytes())
+    data[4096 * 5 : 4096 * 6] = b"\x00\xff" * 2048
+    state.write_bytes(bytes(data))
+    result = run_cli("run", "--config", str(path), timeout=30)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: ")
+    assert "is damaged" in result.stderr
+    assert f"{state}.damaged" in result.stderr.replace("\n", "")
+
+
+def test_sigkill_while_a_command_is_pending_then_restart_follows_it_to_its_end(
+    sim: Sim, mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    tesla = sim.vehicle_ids()[0]
+    sim.admin_call("POST", f"/enode/vehicles/{tesla}/plug-in", {"startCharging": False})
+    sim.refresh(tesla)
+    path = write_config(tmp_path, sim, mosquitto)
+    result = TOPICS.command_result(ref(tesla))
+
+    def command_now() -> dict[str, Any] | None:
+        kept = asyncio.run(retained(mosquitto.port, result, settle=0.3))
+        return json.loads(kept[result]) if result in kept else None
+
+    with started_cli("run", "--config", str(path)) as proc:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            kept = asyncio.run(retained(mosquitto.port, TOPICS.state(ref(tesla)), settle=0.3))
+            if b'"plugged_in":"ON"' in kept.get(TOPICS.state(ref(tesla)), b""):
+                break
+        asyncio.run(publish(mosquitto.port, TOPICS.command(ref(tesla), "charging"), b"ON"))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and (command_now() or {}).get("status") != "pending":
+            pass
+        proc.kill()  # SIGKILL: no goodbye, no cleanup
+        proc.wait(timeout=10)
+    assert (command_now() or {}).get("status") == "pending"
+    sim.advance(130)  # the vendor acts while no bridge runs
+    with started_cli("run", "--config", str(path)):
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and (command_now() or {}).get("status") == "pending":
+            pass
+        final = command_now()
+    assert final is not None
+    assert final["status"] == "confirmed", final
+    assert final["command"] == "start_charging"
+
+
+# ---- what a code review found --------------------------------------------------------------------
+
+
+async def test_a_publish_the_broker_did_not_take_is_sent_again_on_the_next_poll(
+    sim: Sim, mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    tesla = sim.vehicle_ids()[0]
+    state_topic = TOPICS.state(ref(tesla))
+    async with bridge_for(sim, mosquitto, tmp_path) as harness, probe(mosquitto.port) as seen:
+        await seen.wait_json(state_topic, lambda s: s["plugged_in"] == "OFF")
+        link, bridge = harness.running.link, harness.running.bridge
+        refused: list[bytes | str] = []
+
+        async def once_refused(topic: str, payload: bytes | str, **options: Any) -> bool:
+            # What MqttLink.publish says when the broker fails to ack (aiomqtt's MqttError).
+            if topic == state_topic and not refused:
+                refused.append(payload)
+                return False
+            return await link.publish(topic, payload, **options)
+
+        bridge.attach(once_refused, protocol=lambda: link.protocol)
+        sim.admin_call("POST", f"/enode/vehicles/{tesla}/plug-in", {"startCharging": False})
+        sim.refresh(tesla)
+        # The next poll carries the same data: only a digest noted too early would skip it.
+        await seen.wait_json(state_topic, lambda s: s["plugged_in"] == "ON")
+    assert refused
+    assert b'"plugged_in":"ON"' in (
+        refused[0] if isinstance(refused[0], bytes) else refused[0].encode()
+    )
+
+
+async def test_an_unreadable_command_status_is_one_warning_then_one_recovery(
+    sim: Sim, mosquitto: Mosquitto, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    tesla = sim.vehicle_ids()[0]
+    sim.admin_call("POST", f"/enode/vehicles/{tesla}/plug-in", {"startCharging": False})
+    sim.refresh(tesla)
+    result = TOPICS.command_result(ref(tesla))
+    caplog.set_level(logging.INFO)
+    async with bridge_for(sim, mosquitto, tmp_path), probe(mosquitto.port) as seen:
+        await seen.wait_json(TOPICS.state(ref(tesla)), lambda s: s["plugged_in"] == "ON")
+        await publish(mosquitto.port, TOPICS.command(ref(tesla), "charging"), b"ON")
+        await seen.wait_json(result, lambda c: c["status"] == "pending")
+        down = {"classes": {"read": {"unavailable": 1.0}}}
+        assert sim.admin_call("PUT", "/faults", down).status_code == 200
+        await until(
+            lambda: any("cannot read what became" in r.getMessage() for r in caplog.records)
+        )
+        await asyncio.sleep(1.0)  # several more status reads fail meanwhile
+        assert sim.admin_call("PUT", "/faults", {"profile": "none"}).status_code == 200
+        sim.advance(130)
+        await seen.wait_json(result, lambda c: c["status"] == "confirmed", timeout=15)
+    messages = [r.getMessage() for r in caplog.records]
+    assert len([m for m in messages if "cannot read what became" in m]) == 1
+    assert len([m for m in messages if "can be read again" in m]) == 1
+
+
+class FailsToClose(OneShotCloud):
+    """A provider whose connections cannot be closed."""
+
+    async def aclose(self) -> None:
+        msg = "the socket was already gone"
+        raise RuntimeError(msg)
+
+
+async def test_a_provider_that_fails_to_close_is_one_warning(
+    sim: Sim, mosquitto: Mosquitto, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    cloud = FailsToClose("t", ["a"])
+    async with bridge_for(sim, mosquitto, tmp_path, providers=lambda _: [cloud]):
+        await wait_retained(mosquitto.port, lambda r: tiny_device("a") in r)
+    said = [r.getMessage() for r in caplog.records if "closing its connections" in r.getMessage()]
+    assert said == ["account t: closing its connections failed: the socket was already gone"]

@@ -122,3 +122,22 @@ def test_the_bridge_device_id_follows_a_non_default_base_topic() -> None:
     garage = Topics(base="home/garage")
     assert garage.bridge_id == "car2mqtt_bridge_home_garage"
     assert garage.bridge_device_config == "homeassistant/device/car2mqtt_bridge_home_garage/config"
+
+
+def test_a_discovery_topic_names_its_vehicle_by_whole_segments() -> None:
+    t = Topics()
+    v1, v10 = VehicleRef("enode", "a", "v1"), VehicleRef("enode", "a", "v10")
+    assert t.config_vehicle_key(t.device_config(v1)) == v1.key
+    assert t.config_vehicle_key(t.device_config(v10)) == v10.key
+    assert t.config_vehicle_key(t.entity_config("sensor", v10, "battery")) == v10.key
+    # A prefix of another car's id is a different car.
+    assert t.config_vehicle_key(t.device_config(v10)) != v1.key
+    assert t.config_vehicle_key("homeassistant/device/other_thing/config") is None
+    assert t.config_vehicle_key("elsewhere/device/car2mqtt_enode_v1/config") is None
+    assert t.config_vehicle_key(t.state(v1)) is None
+
+
+def test_a_command_error_topic_lives_with_the_vehicle() -> None:
+    t = Topics()
+    ref = VehicleRef("enode", "a", "v1")
+    assert t.command_error(ref.provider, safe_id(ref.vehicle_id)) == t.error(ref)
