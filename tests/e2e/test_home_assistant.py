@@ -10,10 +10,10 @@ import json
 import re
 from typing import Any
 
-import httpx
 import pytest
 
 from car2mqtt.bridge import Publishing
+from car2mqtt.ha.discovery import slugify
 from car2mqtt.mqtt.topics import Topics
 from tests.e2e.conftest import BridgeThread, Stack, wait_until
 from tests.mqtt_support import publish, retained
@@ -94,6 +94,11 @@ def test_entities_states_units_and_classes(e2e: Stack) -> None:
     assert odometer["attributes"]["state_class"] == "total"
     assert float(odometer["state"]) > 1000
     assert states[f"switch.{TESLA}_charging_control"]["state"] == "off"
+    # The switch and the binary sensor no longer share a name.
+    switch_name = states[f"switch.{TESLA}_charging_control"]["attributes"]["friendly_name"]
+    sensor_name = states[f"binary_sensor.{TESLA}_charging"]["attributes"]["friendly_name"]
+    assert switch_name == "Tesla Model 3 Charging control"
+    assert sensor_name == "Tesla Model 3 Charging"
     assert f"button.{TESLA}_refresh" in states
     # XPENG reports no odometer; the Kia cannot be controlled.
     assert f"sensor.{XPENG}_odometer" not in states
@@ -207,9 +212,10 @@ def test_xee_cars_have_their_entities(e2e: Stack) -> None:
             attributes = states[entity]["attributes"]
             assert attributes.get("device_class") == device_class, entity
             assert attributes.get("unit_of_measurement") == unit, entity
-        # Xee cannot be controlled: no switch, no refresh button.
+        # Xee cannot be controlled: no switch, no refresh button, no command to follow.
         assert f"switch.{slug}_charging_control" not in states
         assert f"button.{slug}_refresh" not in states
+        assert f"sensor.{slug}_last_command" not in states
     fuel = states[f"sensor.{GOLF}_fuel_level"]
     assert fuel["attributes"]["unit_of_measurement"] == "L"
     assert fuel["attributes"]["device_class"] == "volume_storage"
@@ -363,4 +369,44 @@ def test_per_entity_discovery_gives_the_same_entities(e2e: Stack, tmp_path: Any)
             assert "sensor.car2mqtt_car2mqtt_legacy_version" in ha.states()
         finally:
             legacy.stop()
-    assert httpx.get(ha.url).status_code in (200, 302, 401, 404)
+    # Home Assistant still answers its API, and the first bridge's device is still there.
+    assert "sensor.car2mqtt_version" in ha.states()
+
+
+def test_two_cars_of_one_model_get_distinct_entity_ids(e2e: Stack, tmp_path: Any) -> None:
+    """Two Kia EV6 once both asked for sensor.kia_ev6_battery; HA then made _2 ids in order."""
+    ha = e2e.ha
+    with running_sim(vehicles=0, seed=11) as sim:
+        cars = []
+        for _ in range(2):
+            r = sim.admin_call("POST", "/enode/vehicles", {"userId": "demo", "vendor": "KIA"})
+            assert r.status_code == 201
+            cars.append(r.json()["id"])
+        fleet = BridgeThread(
+            sim, e2e.broker, tmp_path / "fleet.db", topics=Topics(base="car2mqtt_fleet"), xee=False
+        )
+        fleet.start()
+        try:
+
+            def batteries() -> dict[str, str] | None:
+                registry = {e["unique_id"]: e["entity_id"] for e in ha.entity_registry()}
+                found = {v: registry.get(f"car2mqtt_enode_{v}_battery") for v in cars}
+                return found if all(found.values()) else None  # type: ignore[return-value]
+
+            found = wait_until(batteries, 60, "both cars' battery sensors")
+            kept = asyncio.run(retained(e2e.broker.port, "homeassistant/device/#", settle=0.5))
+            names = {
+                v: json.loads(kept[f"homeassistant/device/car2mqtt_enode_{v}/config"])["device"][
+                    "name"
+                ]
+                for v in cars
+            }
+        finally:
+            fleet.stop()
+    assert len(set(found.values())) == 2
+    for vehicle_id, entity_id in found.items():
+        # Each id is the bridge's own, from a name made unique with the vehicle id's tail.
+        assert entity_id == f"sensor.{slugify(names[vehicle_id])}_battery", entity_id
+        assert names[vehicle_id].startswith("Kia EV6 ")
+        tail = names[vehicle_id].removeprefix("Kia EV6 ")
+        assert vehicle_id.replace("-", "").endswith(tail)
