@@ -22,7 +22,7 @@ from starlette.routing import Route
 
 from car2mqtt.errors import Car2MqttError, ConfigError
 from car2mqtt.models import VehicleState
-from car2mqtt.net import base_url, bind
+from car2mqtt.net import base_url, bind, http_url, is_wildcard, reachable_host
 from car2mqtt.providers.enode import EnodeProvider
 from car2mqtt.providers.xee import XeeProvider
 
@@ -98,12 +98,26 @@ async def _within(awaitable: Awaitable[T], timeout_s: float) -> T:
         raise LinkFailed(msg) from None
 
 
+def redirect_uri_for(sock: socket.socket, host: str, public_url: str | None = None) -> str:
+    """Where the browser is sent back to: `public_url`, else an address it can reach."""
+    if public_url:
+        return f"{public_url.rstrip('/')}/callback"
+    if is_wildcard(host):
+        # http://0.0.0.0:... opens on no other device: name this machine's real address.
+        return f"{http_url(reachable_host(host), sock.getsockname()[1])}/callback"
+    return f"{base_url(sock)}/callback"
+
+
 async def wait_for_redirect(
-    host: str, port: int, on_ready: Callable[[str], Awaitable[None]], timeout_s: float
+    host: str,
+    port: int,
+    on_ready: Callable[[str], Awaitable[None]],
+    timeout_s: float,
+    public_url: str | None = None,
 ) -> Redirect:
     """Serve `/callback` on host:port, await `on_ready(redirect_uri)`, return the redirect."""
     sock = bind(host, port)
-    redirect_uri = f"{base_url(sock)}/callback"
+    redirect_uri = redirect_uri_for(sock, host, public_url)
     async with redirect_receiver(sock) as arrived:
         await on_ready(redirect_uri)
         return await _within(arrived, timeout_s)
@@ -115,16 +129,17 @@ async def link_enode(
     host: str,
     port: int,
     vendor: str | None,
-    show_url: Callable[[str], None],
+    show_url: Callable[[str, str], None],
     timeout_s: float = 900.0,
+    public_url: str | None = None,
 ) -> list[VehicleState]:
-    """Run Enode's Link flow for the account's user and return the vehicles it then has."""
+    """Run Enode's Link flow, shown by `show_url(link_url, redirect_uri)`; return the cars."""
 
     async def start(redirect_uri: str) -> None:
         link = await provider.client.create_link(provider.user_id, redirect_uri, vendor=vendor)
-        show_url(link.link_url)
+        show_url(link.link_url, redirect_uri)
 
-    redirect = await wait_for_redirect(host, port, start, timeout_s)
+    redirect = await wait_for_redirect(host, port, start, timeout_s, public_url)
     if "error" in redirect.params:
         detail = redirect.params.get("error_message") or redirect.params["error"]
         msg = f"linking stopped: {detail} ({redirect.params['error']})"
