@@ -1,28 +1,47 @@
-"""The demo: the simulated clouds, an embedded MQTT broker and the bridge, in one process."""
+"""The demo: the simulated clouds, an embedded MQTT broker and the bridge, in one process.
+
+Its state lives in a named folder (not a temporary one), beside a ready configuration file with
+the simulator's URLs and test credentials, so `car2mqtt status`, `vehicles` and `link` work
+against the running demo.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
+import os
+import shlex
+import shutil
+import socket
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import uvicorn
+import yaml
 from iotcore import Broker
 from iotcore.broker import port_in_use
 
 from car2mqtt.bridge import Timing
+from car2mqtt.config import load_config
 from car2mqtt.errors import ConfigError
 from car2mqtt.mqtt.link import BrokerSettings
 from car2mqtt.mqtt.topics import Topics
-from car2mqtt.net import base_url, bind
-from car2mqtt.providers.enode import EnodeProvider
-from car2mqtt.providers.xee import XeeProvider
-from car2mqtt.runtime import serve
+from car2mqtt.net import base_url, bind, connect_host, http_url, is_wildcard, reachable_host
+from car2mqtt.providers import create_provider
+from car2mqtt.runtime import broker_settings, serve
 from car2mqtt.simulator.app import SimOptions, build_simulation
 from car2mqtt.simulator.server import server_for
 from car2mqtt.store import Store
+
+ENODE_ACCOUNT = "demo"
+XEE_ACCOUNT = "demo-xee"
+CONFIG_NAME = "car2mqtt.yaml"
+STORE_NAME = "car2mqtt.db"
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,16 +56,124 @@ class DemoInfo:
     vehicle_ids: list[str]
     xee_vehicle_ids: list[str]
     time_factor: float
+    state_dir: Path = Path()
+    config_path: Path = Path()
+    xee_username: str = ""
+    xee_password: str = ""
+    # mosquitto_sub -h/-p reach the broker only without a login or TLS.
+    broker_plain: bool = True
+    # Where HA on another machine finds the broker (the embedded one on a wildcard address).
+    broker_public: str = ""
+    base_topic: str = "car2mqtt"
+    discovery_prefix: str = "homeassistant"
 
 
-def _connect_host(listen: str) -> str:
-    return "127.0.0.1" if listen in ("0.0.0.0", "::", "") else listen  # noqa: S104
+def default_state_dir() -> Path:
+    """Where the demo keeps its state unless told: `$XDG_CACHE_HOME/car2mqtt/demo`."""
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "car2mqtt" / "demo"
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write `text` to `path` atomically, mode 0600 from its first byte (it holds secrets)."""
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # 0600 by design
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        Path(temp).replace(path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            Path(temp).unlink()
+        raise
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+@contextlib.contextmanager
+def state_folder(path: Path) -> Iterator[Path]:
+    """Own the demo's state folder for the block: one demo at a time, a fresh state file."""
+    path = path.expanduser().absolute()
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        lock = os.open(path / "demo.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        msg = f"cannot use {path} for the demo's state: {exc.strerror or exc} (see --state-dir)"
+        raise ConfigError(msg) from None
+    try:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            msg = (
+                f"another car2mqtt demo is running with {path}; stop it, or give this one "
+                "its own --state-dir"
+            )
+            raise ConfigError(msg) from None
+        # The simulator starts anew each time, so tokens and cars from a last run mean nothing.
+        for stale in (STORE_NAME, f"{STORE_NAME}-journal"):
+            with contextlib.suppress(FileNotFoundError):
+                (path / stale).unlink()
+        yield path
+    finally:
+        os.close(lock)
+
+
+def demo_config(info: dict[str, Any], broker: BrokerSettings, *, embedded: bool) -> str:
+    """Return the YAML of a configuration for the demo's clouds, accounts and broker."""
+    host = broker.host
+    mqtt: dict[str, Any] = {
+        "url": f"{'mqtts' if broker.tls else 'mqtt'}://{f'[{host}]' if ':' in host else host}"
+        f":{broker.port}"
+    }
+    if broker.username:
+        mqtt["username"] = broker.username
+    if broker.password:
+        mqtt["password"] = broker.password
+    if embedded:
+        mqtt["protocol"] = "3.1.1"  # what the embedded broker speaks
+    enode, xee = info["enode"], info["xee"]
+    document = {
+        "mqtt": mqtt,
+        "store": STORE_NAME,
+        "accounts": [
+            {
+                "name": ENODE_ACCOUNT,
+                "provider": "enode",
+                "api_url": enode["apiUrl"],
+                "token_url": enode["tokenUrl"],
+                "client_id": enode["clientId"],
+                "client_secret": enode["clientSecret"],
+                "user_id": "demo",
+            },
+            {
+                "name": XEE_ACCOUNT,
+                "provider": "xee",
+                "api_url": xee["apiUrl"],
+                "client_id": xee["clientId"],
+                "client_secret": xee["clientSecret"],
+                # The password grant: the demo needs no browser. `car2mqtt link xee` works too.
+                "username": xee["username"],
+                "password": xee["password"],
+            },
+        ],
+    }
+    header = (
+        "# Written by `car2mqtt demo` each time it starts, for the clouds and broker it runs;\n"
+        "# valid while it runs. The secrets in it are the simulator's public test values\n"
+        "# (and your broker's login, if you gave one). The state file is beside this one.\n"
+        "# Use it with: car2mqtt status | vehicles | link enode | link xee --config <this file>\n"
+    )
+    return header + yaml.safe_dump(document, sort_keys=False)
 
 
 @contextlib.contextmanager
 def embedded_broker(host: str, port: int) -> Iterator[None]:
     """Run iotcore's broker (rumqttd) for the duration of the block."""
-    if port_in_use(port, _connect_host(host)):
+    if port_in_use(port, connect_host(host)):
         msg = (
             f"port {port} is taken (another MQTT broker?); use it with "
             f"--broker mqtt://127.0.0.1:{port}, or pick another --mqtt-port"
@@ -57,6 +184,18 @@ def embedded_broker(host: str, port: int) -> Iterator[None]:
         yield
     finally:
         broker.stop()
+
+
+async def _serve_http(server: uvicorn.Server, sock: socket.socket) -> None:
+    """Serve until cancelled, then shut down as uvicorn does on a signal, lifespan and all."""
+    serving = asyncio.ensure_future(server.serve(sockets=[sock]))
+    try:
+        await asyncio.shield(serving)
+    except asyncio.CancelledError:
+        # Cancelled outright, uvicorn's lifespan task is left behind and logs a traceback.
+        server.should_exit = True
+        await serving
+        raise
 
 
 async def run_demo(
@@ -70,47 +209,36 @@ async def run_demo(
     time_factor: float,
     seed: int,
     announce: Callable[[DemoInfo], None],
+    state_dir: Path | None = None,
 ) -> None:
     """Run the demo until cancelled."""
     sock = bind(host, port)
     sim = build_simulation(SimOptions(seed=seed, vehicles=vehicles, time_factor=time_factor))
-    url = base_url(sock)
+    # The bridge, the config file and the printed commands run on this machine.
+    url = (
+        http_url(connect_host(host), sock.getsockname()[1]) if is_wildcard(host) else base_url(sock)
+    )
     info = sim.describe(url)
     if broker_url is None:
-        # The embedded broker speaks MQTT 3.1.1 on its default listener.
-        settings = BrokerSettings(_connect_host(mqtt_host), mqtt_port, protocol="3.1.1")
+        given = BrokerSettings(connect_host(mqtt_host), mqtt_port, protocol="3.1.1")
     else:
-        settings = BrokerSettings.from_url(broker_url)
+        given = BrokerSettings.from_url(broker_url)
     with contextlib.ExitStack() as stack:
+        folder = stack.enter_context(state_folder(state_dir or default_state_dir()))
+        config_path = folder / CONFIG_NAME
+        write_private(config_path, demo_config(info, given, embedded=broker_url is None))
+        # The demo runs from the file it wrote, so what it prints is what it runs.
+        config = load_config(config_path, env={})
+        settings = broker_settings(config)
         if broker_url is None:
             stack.enter_context(embedded_broker(mqtt_host, mqtt_port))
-        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="car2mqtt-demo-")))
-        store = stack.enter_context(Store.open(workdir / "car2mqtt.db"))
+        store = stack.enter_context(Store.open(config.store))
         server = server_for(sim, sock)
-        provider = EnodeProvider.create(
-            account="demo",
-            user_id="demo",
-            api_url=info["enode"]["apiUrl"],
-            token_url=info["enode"]["tokenUrl"],
-            client_id=info["enode"]["clientId"],
-            client_secret=info["enode"]["clientSecret"],
-            # The bridge lives on the simulator's clock, so token lifetimes and polling agree.
-            clock=sim.world.clock,
-            persistence=store,
-        )
-        xee = info["xee"]
-        dongles = XeeProvider.create(
-            account="demo-xee",
-            api_url=xee["apiUrl"],
-            token_url=xee["tokenUrl"],
-            client_id=xee["clientId"],
-            client_secret=xee["clientSecret"],
-            # The password grant: no browser needed for a demo.
-            username=xee["username"],
-            password=xee["password"],
-            clock=sim.world.clock,
-            persistence=store,
-        )
+        # The bridge lives on the simulator's clock, so token lifetimes and polling agree.
+        providers = [
+            create_provider(account, clock=sim.world.clock, persistence=store)
+            for account in config.accounts
+        ]
         # Enode's cadence in simulated minutes becomes seconds here: poll to match.
         scale = max(time_factor, 1.0)
         timing = Timing(
@@ -120,14 +248,21 @@ async def run_demo(
             after_command_poll_s=max(1.0, 45.0 / scale),
             heartbeat_s=60.0,
         )
+        xee = info["xee"]
+        plain = broker_url is None or not (settings.tls or settings.username)
+        public = (
+            f"{reachable_host(mqtt_host)}:{mqtt_port}"
+            if broker_url is None
+            else settings.describe()
+        )
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(server.serve(sockets=[sock]))
+            tg.create_task(_serve_http(server, sock))
             tg.create_task(
                 serve(
-                    [provider, dongles],
+                    providers,
                     store=store,
                     broker=settings,
-                    topics=Topics(),
+                    topics=Topics(config.mqtt.base_topic, config.mqtt.discovery_prefix),
                     clock=sim.world.clock,
                     timing=timing,
                 )
@@ -142,5 +277,140 @@ async def run_demo(
                     vehicle_ids=info["users"].get("demo", []),
                     xee_vehicle_ids=[v for vs in xee["users"].values() for v in vs],
                     time_factor=time_factor,
+                    state_dir=folder,
+                    config_path=config_path,
+                    xee_username=xee["username"],
+                    xee_password=xee["password"],
+                    broker_plain=plain,
+                    broker_public=public,
+                    base_topic=config.mqtt.base_topic,
+                    discovery_prefix=config.mqtt.discovery_prefix,
                 )
             )
+
+
+# --- the printed instructions -------------------------------------------------------------------
+
+
+def self_command() -> list[str]:
+    """How to run this very car2mqtt again, by absolute path, whatever PATH holds."""
+    argv0 = sys.argv[0] if sys.argv else ""
+    if Path(argv0).name.startswith("car2mqtt") and not argv0.endswith(".py"):
+        found = argv0 if os.sep in argv0 else shutil.which(argv0)
+        if found:
+            return [str(Path(found).absolute())]
+    return [sys.executable, "-m", "car2mqtt"]
+
+
+@dataclass(frozen=True, slots=True)
+class Instructions:
+    """What the demo tells the user: titled commands, then notes."""
+
+    steps: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _on_path(executable: str, which: Callable[[str], str | None]) -> bool:
+    found = which(Path(executable).name)
+    return found is not None and Path(found).absolute() == Path(executable).absolute()
+
+
+def instructions(
+    info: DemoInfo,
+    *,
+    car2mqtt: list[str] | None = None,
+    which: Callable[[str], str | None] = shutil.which,
+) -> Instructions:
+    """Return the commands to try against the running demo, each runnable as printed."""
+    me = car2mqtt or self_command()
+    config = str(info.config_path)
+
+    def mine(*args: str) -> str:
+        return shlex.join([*me, *args])
+
+    first = info.vehicle_ids[0] if info.vehicle_ids else "<vehicle id>"
+    xee_first = info.xee_vehicle_ids[0] if info.xee_vehicle_ids else "<vehicle id>"
+    mosquitto = info.broker_plain and bool(which("mosquitto_sub")) and bool(which("mosquitto_pub"))
+    curl = bool(which("curl"))
+    at = ["-h", info.broker_host, "-p", str(info.broker_port)]
+
+    def watch(pattern: str) -> str:
+        if mosquitto:
+            return shlex.join(["mosquitto_sub", *at, "-t", pattern, "-v"])
+        return mine("mqtt", "watch", "--config", config, pattern)
+
+    def send(topic: str, payload: str) -> str:
+        if mosquitto:
+            return shlex.join(["mosquitto_pub", *at, "-t", topic, "-m", payload])
+        return mine("mqtt", "publish", "--config", config, topic, payload)
+
+    def admin(path: str, body: str) -> str:
+        url = f"{info.admin_url}{path}"
+        if curl:
+            return shlex.join(["curl", "-s", "-X", "POST", "-d", body, url])
+        return mine("sim-admin", url, body)
+
+    login = f"{info.xee_username} / {info.xee_password}"
+    steps = [
+        (
+            "See each account's link and token, from the demo's state file",
+            mine("status", "--config", config),
+        ),
+        ("Ask the simulated clouds for the cars now", mine("vehicles", "--config", config)),
+        ("Watch the cars' state", watch(f"{info.base_topic}/#")),
+        ("See what Home Assistant would discover", watch(f"{info.discovery_prefix}/#")),
+        (
+            "Plug the Tesla in (admin API); Enode's cache shows it within 7 simulated minutes",
+            admin(f"/enode/vehicles/{first}/plug-in", '{"startCharging":false}'),
+        ),
+        (
+            "Once its state says plugged_in ON, start charging it, as Home Assistant's switch "
+            "would",
+            send(f"{info.base_topic}/enode/{first}/charging/set", "ON"),
+        ),
+        (
+            "Send the first Xee car (petrol) on a drive",
+            admin(f"/xee/vehicles/{xee_first}/drive", '{"speedKmh":50}'),
+        ),
+        ("Jump an hour ahead", admin("/clock/advance", '{"seconds":3600}')),
+        (
+            "Link more cars through the simulated Enode Link UI (any login works there)",
+            mine("link", "enode", "--account", ENODE_ACCOUNT, "--config", config),
+        ),
+        (
+            f"Authorize car2mqtt at the simulated Xee in a browser (test login: {login})",
+            mine("link", "xee", "--account", XEE_ACCOUNT, "--config", config),
+        ),
+    ]
+    notes: list[str] = []
+    if not mosquitto:
+        if not info.broker_plain:
+            notes.append(
+                "The MQTT lines use car2mqtt mqtt, which reads the broker's login from the "
+                "file: mosquitto_sub would need your password on the command line."
+            )
+        else:
+            notes.append(
+                "mosquitto_sub and mosquitto_pub are not installed, so the MQTT lines use "
+                f"car2mqtt mqtt instead. {install_hint(which)}"
+            )
+    if not curl:
+        notes.append("curl is not installed, so the admin API lines use car2mqtt sim-admin.")
+    if len(me) == 1 and not _on_path(me[0], which):
+        folder = str(Path(me[0]).parent)
+        notes.append(
+            "car2mqtt is not on your PATH, so these lines name it in full. To type plain "
+            f'car2mqtt: export PATH={shlex.quote(folder)}:"$PATH" (or install it for good '
+            "with pipx install <this repository>)."
+        )
+    return Instructions(steps, notes)
+
+
+def install_hint(which: Callable[[str], str | None] = shutil.which) -> str:
+    """How to install mosquitto's command-line clients on this machine."""
+    if which("brew") or sys.platform == "darwin":
+        return "To install them: brew install mosquitto"
+    if which("apt-get"):
+        sudo = "" if os.geteuid() == 0 else "sudo "
+        return f"To install them: {sudo}apt-get install mosquitto-clients"
+    return "Your system's package manager has them, usually as mosquitto-clients."

@@ -172,14 +172,21 @@ def test_link_unknown_account(sim: Sim, mosquitto: Mosquitto, tmp_path: Path) ->
 def test_demo_shows_cars_with_no_credentials(tmp_path: Path) -> None:
     mqtt_port = free_port()
     with started_cli(
-        "demo", "--port", "0", "--mqtt-port", str(mqtt_port), stop=signal.SIGTERM
+        "demo",
+        "--port",
+        "0",
+        "--mqtt-port",
+        str(mqtt_port),
+        "--state-dir",
+        str(tmp_path / "demo"),
+        stop=signal.SIGTERM,
     ) as proc:
         assert proc.stdout is not None
         text = ""
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and "Ctrl-C" not in text:
             text += proc.stdout.readline()
-        assert f"-p {mqtt_port}" in text
+        assert f"MQTT broker: mqtt://127.0.0.1:{mqtt_port} (embedded)" in text
         assert "/xee/v4" in text
         broker = Mosquitto(tmp_path, port=mqtt_port)
 

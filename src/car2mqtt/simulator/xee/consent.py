@@ -94,6 +94,13 @@ class ConsentPages:
         )
         scopes = "".join(f"<li>{escape(s)}</li>" for s in (ask.scope or DEFAULT_SCOPE).split())
         note = f"<p class='error'>{escape(error)}</p>" if error else ""
+        # A fake cloud's published test login: showing it is the point, there is nothing to hide.
+        options = self.auth.options
+        login = (
+            "<p class='note'>Simulator test login: "
+            f"<code>{escape(options.xee_username)}</code>, password "
+            f"<code>{escape(options.xee_password)}</code></p>"
+        )
         return _page(
             "Sign in to Xee",
             f"{note}<p>An application wants to access your Xee account:</p><ul>{scopes}</ul>"
@@ -103,7 +110,8 @@ class ConsentPages:
             "<label>Password<input name='password' type='password'"
             " autocomplete='current-password'></label>"
             "<button class='primary' type='submit' name='decision' value='approve'>Approve"
-            "</button><button type='submit' name='decision' value='deny'>Deny</button></form>",
+            "</button><button type='submit' name='decision' value='deny'>Deny</button></form>"
+            f"{login}",
         )
 
     async def show(self, request: Request) -> Response:

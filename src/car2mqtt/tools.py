@@ -1,0 +1,114 @@
+"""Small clients for the command line: watch and publish on MQTT, call the simulator's admin API.
+
+They do what mosquitto_sub, mosquitto_pub and curl do in the demo's instructions, so every
+command the demo prints works on a machine that has none of them.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import ssl
+from collections.abc import Callable, Sequence
+
+import aiomqtt
+import httpx
+
+from car2mqtt.errors import ConfigError, MqttError, SimulatorError
+from car2mqtt.mqtt.link import BrokerSettings
+
+
+def _client(settings: BrokerSettings) -> aiomqtt.Client:
+    tls = None
+    if settings.tls:
+        try:
+            tls = ssl.create_default_context(cafile=settings.ca_file)
+        except (ssl.SSLError, OSError) as exc:
+            msg = f"mqtt.ca_file: cannot use {settings.ca_file!r} as a CA bundle ({exc})"
+            raise ConfigError(msg) from None
+        if settings.tls_insecure:
+            tls.check_hostname = False
+            tls.verify_mode = ssl.CERT_NONE
+    return aiomqtt.Client(
+        settings.host,
+        settings.port,
+        username=settings.username,
+        password=settings.password,
+        # Never the bridge's own id: the broker would disconnect the bridge for it.
+        identifier=f"car2mqtt-cli-{secrets.token_hex(4)}",
+        # Every broker that speaks MQTT 5 also speaks 3.1.1, and these clients need nothing newer.
+        protocol=aiomqtt.ProtocolVersion.V311,
+        tls_context=tls,
+        timeout=10,
+    )
+
+
+def _unreachable(settings: BrokerSettings, exc: aiomqtt.MqttError) -> MqttError:
+    return MqttError(f"MQTT broker {settings.describe()}: {exc}")
+
+
+def _text(payload: object) -> str:
+    if isinstance(payload, bytes):
+        return payload.decode("utf-8", "replace")
+    return "" if payload is None else str(payload)
+
+
+async def watch(
+    settings: BrokerSettings,
+    patterns: Sequence[str],
+    show: Callable[[str], None],
+    count: int | None = None,
+) -> None:
+    """Print `topic payload` for every message on `patterns`, as `mosquitto_sub -v` does."""
+    try:
+        async with _client(settings) as client:
+            for pattern in patterns:
+                await client.subscribe(pattern, qos=1)
+            seen = 0
+            async for message in client.messages:
+                show(f"{message.topic} {_text(message.payload)}")
+                seen += 1
+                if count is not None and seen >= count:
+                    return
+    except aiomqtt.MqttError as exc:
+        raise _unreachable(settings, exc) from None
+
+
+async def publish(settings: BrokerSettings, topic: str, payload: str, *, retain: bool) -> None:
+    """Publish one message with QoS 1, as `mosquitto_pub -q 1` does."""
+    try:
+        async with _client(settings) as client:
+            await client.publish(topic, payload, qos=1, retain=retain)
+    except aiomqtt.MqttError as exc:
+        raise _unreachable(settings, exc) from None
+
+
+def admin_call(url: str, body: str | None) -> str:
+    """GET `url`, or POST `body` (JSON) to it; return the answer, pretty when it is JSON."""
+    data = None
+    if body is not None:
+        try:
+            data = json.loads(body)
+        except json.JSONDecodeError as exc:
+            msg = f"the body is not JSON: {exc.msg} at character {exc.pos}"
+            raise ConfigError(msg) from None
+    try:
+        with httpx.Client(timeout=30) as http:
+            answer = http.request("GET" if body is None else "POST", url, json=data)
+    except httpx.InvalidURL as exc:
+        msg = f"{url!r} is not a URL: {exc}"
+        raise ConfigError(msg) from None
+    except httpx.UnsupportedProtocol:
+        msg = f"{url!r} is not an http:// or https:// URL"
+        raise ConfigError(msg) from None
+    except httpx.HTTPError as exc:
+        msg = f"cannot reach {url}: {exc or type(exc).__name__} (is the simulator or demo running?)"
+        raise SimulatorError(msg) from None
+    try:
+        text = json.dumps(answer.json(), indent=2)
+    except ValueError:
+        text = answer.text
+    if answer.status_code >= 400:
+        msg = f"{url} answered {answer.status_code}: {text}"
+        raise SimulatorError(msg)
+    return text
