@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import socket
+import subprocess
+from pathlib import Path
 
 import httpx
+import pytest
 
-from tests.support import run_cli, started_cli
+from tests.support import CLI, Sim, run_cli, running_sim, started_cli
 
 
 def test_simulate_announces_itself_on_the_first_line() -> None:
@@ -104,3 +109,117 @@ def test_cli_profile_names_match_the_simulator() -> None:
     from car2mqtt.simulator.faults import PROFILES as SIMULATOR_PROFILES
 
     assert tuple(SIMULATOR_PROFILES) == PROFILES
+
+
+COMMANDS: tuple[list[str], ...] = (
+    [],
+    ["demo"],
+    ["simulate"],
+    ["run"],
+    ["vehicles"],
+    ["status"],
+    ["config"],
+    ["config", "check"],
+    ["link"],
+    ["link", "enode"],
+    ["link", "xee"],
+    ["mqtt"],
+    ["mqtt", "watch"],
+    ["mqtt", "publish"],
+    ["sim-admin"],
+)
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "car2mqtt")
+def test_help_shows_no_type_noise(command: list[str]) -> None:
+    result = run_cli(*command, "--help")
+    assert result.returncode == 0, result.stderr
+    assert "Usage: " in result.stdout
+    noise = re.findall(r"<(?:bool|str|int|float|path|list)[^>]*>", result.stdout)
+    assert noise == [], result.stdout
+
+
+def two_account_config(tmp_path: Path, sim: Sim) -> Path:
+    enode, xee = sim.info["enode"], sim.info["xee"]
+    config = {
+        "store": str(tmp_path / "car2mqtt.db"),
+        "accounts": [
+            {
+                "name": "home",
+                "provider": "enode",
+                "api_url": enode["apiUrl"],
+                "token_url": enode["tokenUrl"],
+                "client_id": enode["clientId"],
+                "client_secret": enode["clientSecret"],
+                "user_id": "demo",
+            },
+            {
+                "name": "car",
+                "provider": "xee",
+                "api_url": xee["apiUrl"],
+                "client_id": xee["clientId"],
+                "client_secret": xee["clientSecret"],
+                "username": xee["username"],
+                "password": xee["password"],
+            },
+        ],
+    }
+    path = tmp_path / "car2mqtt.yaml"
+    path.write_text(json.dumps(config))
+    return path
+
+
+def test_linking_an_account_of_the_other_cloud_names_it_properly(tmp_path: Path) -> None:
+    with running_sim() as sim:
+        path = two_account_config(tmp_path, sim)
+        enode = run_cli("link", "xee", "--account", "home", "--config", str(path))
+        xee = run_cli("link", "enode", "--account", "car", "--config", str(path))
+    assert enode.returncode == xee.returncode == 2
+    assert "account 'home' is an Enode account: use car2mqtt link enode --account home" in (
+        enode.stderr
+    )
+    assert "account 'car' is a Xee account: use car2mqtt link xee --account car" in xee.stderr
+
+
+def vehicles_at(path: Path, columns: int) -> str:
+    env = {**os.environ, "COLUMNS": str(columns)}
+    result = subprocess.run(  # noqa: PLW1510
+        [*CLI, "vehicles", "--config", str(path)], capture_output=True, text=True, env=env
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def vehicle_rows(table: str) -> list[dict[str, str]]:
+    """The rows of the vehicles table, cut at its header's column starts."""
+    lines = table.splitlines()
+    header = next(line for line in lines if line.lstrip().startswith("account"))
+    names = header.split()
+    starts = [header.index(f" {name} ") + 1 for name in names[:-1]]
+    starts.append(header.rindex(names[-1]))
+    bounds = [*starts[1:], None]
+    rows = lines[lines.index(header) + 1 :]
+    return [
+        {n: line[a:b].strip() for n, a, b in zip(names, starts, bounds, strict=True)}
+        for line in rows
+        if line.strip()
+    ]
+
+
+def test_vehicles_never_cuts_ids_and_shows_only_what_a_car_can_have(tmp_path: Path) -> None:
+    with running_sim() as sim:
+        path = two_account_config(tmp_path, sim)
+        wide, narrow = vehicles_at(path, 120), vehicles_at(path, 70)
+        enode_ids = sim.vehicle_ids()
+    rows = {row["vehicle"]: row for row in vehicle_rows(wide.replace("last seen", "last_seen"))}
+    assert set(enode_ids) < set(rows)  # whole ids, in a table that fits 120 columns
+    for vehicle_id in enode_ids:
+        assert f"  {vehicle_id}  " in narrow  # too narrow for the table: still whole
+    for table in (wide, narrow):
+        assert "…" not in table
+        assert "unknown" not in table
+    [golf] = [row for row in rows.values() if row["name"] == "Volkswagen Golf"]
+    assert golf["charging"] == golf["battery"] == ""  # a petrol car never charges
+    assert golf["fuel"].endswith(" l")
+    assert "charging" not in narrow.split("Volkswagen Golf")[1].splitlines()[1]
+    assert rows[enode_ids[0]]["charging"] in ("unplugged", "charging", "initializing")

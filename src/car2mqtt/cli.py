@@ -607,22 +607,31 @@ _VEHICLE_COLUMNS: tuple[tuple[str, Callable[[VehicleState], str | None]], ...] =
 
 
 def _vehicle_table(states: list[VehicleState], *, title: str) -> None:
+    out = Console()
     rows = [[cell(s) for _, cell in _VEHICLE_COLUMNS] for s in states]
     # Only columns some car has; a car without a thing gets an empty cell, never "unknown".
-    shown = [i for i, (name, _) in enumerate(_VEHICLE_COLUMNS) if any(r[i] for r in rows)]
-    if not rows:
-        shown = list(range(len(_VEHICLE_COLUMNS)))
-    table = Table(title=title)
-    for i in shown:
-        name = _VEHICLE_COLUMNS[i][0]
-        # Ids are copied into commands and topics: folded onto a second line if they must
-        # be, never cut short with an ellipsis.
-        table.add_column(name, overflow="fold", no_wrap=name == "vehicle")
+    shown = [i for i in range(len(_VEHICLE_COLUMNS)) if not rows or any(r[i] for r in rows)]
+    names = [_VEHICLE_COLUMNS[i][0] for i in shown]
+    # No box: ids copy out clean, and a table of long ids fits 120 columns.
+    table = Table(title=title, box=None, header_style="bold", title_style="bold")
+    for name in names:
+        table.add_column(name, no_wrap=True, overflow="fold")
     for row in rows:
         table.add_row(*(row[i] or "" for i in shown))
-    Console().print(table)
+    if out.measure(table, options=out.options.update_width(1_000_000)).maximum <= out.width:
+        out.print(table)
+    else:
+        # Too narrow for the table: one car per two lines, so ids are never folded or cut.
+        listing = Console(soft_wrap=True)
+        listing.print(title, style="bold", markup=False)
+        for row in rows:
+            listing.print("  ".join(c for c in row[:3] if c), markup=False, highlight=False)
+            rest = ", ".join(
+                f"{name} {row[i]}" for name, i in zip(names, shown, strict=True) if i > 2 and row[i]
+            )
+            listing.print(f"    {rest}", markup=False, highlight=False)
     if not states:
-        Console().print("No vehicles. Link some with: car2mqtt link enode --account NAME")
+        out.print("No vehicles. Link some with: car2mqtt link enode --account NAME")
 
 
 @app.command()
