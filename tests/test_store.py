@@ -592,7 +592,8 @@ def test_a_page_overwritten_in_the_middle_is_caught_at_open(db: Path) -> None:
     db.write_bytes(bytes(data))
     with pytest.raises(StoreError, match="is damaged") as info:
         Store.open(db)
-    assert "Move it aside" in str(info.value)
+    assert f"Move it aside (mv {db} {db}.damaged)" in str(info.value)
+    assert "may need re-linking" in str(info.value)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root can give a file to another user")

@@ -32,7 +32,7 @@ from car2mqtt.store import Store
 from tests.bridge.conftest import TOPICS, bridge_for, enode_provider, xee_provider
 from tests.bridge.test_bridge import device_topic, ref, wait_retained
 from tests.bridge.test_cli import write_config
-from tests.mqtt_support import Mosquitto, free_port, probe, publish, retained
+from tests.mqtt_support import Mosquitto, Probe, free_port, probe, publish, retained
 from tests.support import Sim, run_cli, running_sim, started_cli
 
 
@@ -50,6 +50,21 @@ async def until(check: Callable[[], bool], timeout: float = 20.0) -> None:
 def polled(bridge: Bridge, times: int) -> bool:
     """Whether `bridge` has polled `times` times."""
     return bridge.polls >= times
+
+
+def plugged_in_tesla(sim: Sim) -> str:
+    """Plug the parked Tesla in (not charging) and let Enode see it; return its id."""
+    tesla = sim.vehicle_ids()[0]
+    sim.admin_call("POST", f"/enode/vehicles/{tesla}/plug-in", {"startCharging": False})
+    sim.refresh(tesla)
+    return tesla
+
+
+async def pending_start(seen: Probe, port: int, tesla: str) -> None:
+    """Send ON to the plugged-in Tesla, as Home Assistant would; wait until it is pending."""
+    await seen.wait_json(TOPICS.state(ref(tesla)), lambda s: s["plugged_in"] == "ON")
+    await publish(port, TOPICS.command(ref(tesla), "charging"), b"ON")
+    await seen.wait_json(TOPICS.command_result(ref(tesla)), lambda c: c["status"] == "pending")
 
 
 def commands_log(records: Sequence[logging.LogRecord]) -> list[str]:
@@ -168,20 +183,26 @@ async def test_auto_speaks_mqtt_5_to_a_broker_that_can(
     assert mosquitto_protocols(mosquitto) == ["p5"]
 
 
+@contextlib.contextmanager
+def only_311_broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    """The demo's embedded broker (rumqttd), which answers no MQTT 5 CONNECT."""
+    port = free_port()
+    broker = Broker(port=port, listen="127.0.0.1").start()
+    try:
+        yield Mosquitto(tmp_path / "unused", port=port)  # only its address is used
+    finally:
+        broker.stop()
+
+
 async def test_auto_falls_back_to_311_on_a_broker_that_speaks_only_that(
     sim: Sim, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     # The demo's embedded broker answers no MQTT 5 CONNECT: once a silent timeout for ever.
     caplog.set_level(logging.INFO)
-    port = free_port()
-    broker = Broker(port=port, listen="127.0.0.1").start()
-    try:
-        fake = Mosquitto(tmp_path / "unused", port=port)
-        async with bridge_for(sim, fake, tmp_path, protocol="auto") as harness:
+    with only_311_broker(tmp_path) as broker:
+        async with bridge_for(sim, broker, tmp_path, protocol="auto") as harness:
             await asyncio.wait_for(harness.running.link.connected.wait(), 30)
             assert harness.running.link.protocol == "3.1.1"
-    finally:
-        broker.stop()
     messages = [r.getMessage() for r in caplog.records]
     assert any("did not accept MQTT 5" in m for m in messages)
     assert any("(MQTT 3.1.1)" in m and "connected" in m for m in messages)
@@ -191,15 +212,10 @@ async def test_a_forced_mqtt_5_on_a_311_broker_names_the_likely_cause(
     sim: Sim, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING)
-    port = free_port()
-    broker = Broker(port=port, listen="127.0.0.1").start()
-    try:
-        fake = Mosquitto(tmp_path / "unused", port=port)
-        async with bridge_for(sim, fake, tmp_path, protocol="5") as harness:
+    with only_311_broker(tmp_path) as broker:
+        async with bridge_for(sim, broker, tmp_path, protocol="5") as harness:
             await until(lambda: any("mqtt.protocol" in r.getMessage() for r in caplog.records))
             assert not harness.running.link.connected.is_set()
-    finally:
-        broker.stop()
     hint = next(r.getMessage() for r in caplog.records if "mqtt.protocol" in r.getMessage())
     assert 'set mqtt.protocol to "3.1.1"' in hint
 
@@ -396,36 +412,16 @@ async def test_a_state_file_that_cannot_be_written_is_one_line_and_publishing_go
     assert not [r for r in caplog.records if r.exc_info]
 
 
-async def test_a_damaged_state_file_is_refused_at_start_with_what_to_do(tmp_path: Path) -> None:
-    path = tmp_path / "car2mqtt.db"
-    with Store.open(path) as store:
-        for i in range(200):
-            store.save_state(f"k{i}", "t", {"v": "x" * 200})
-    data = bytearray(path.read_bytes())
-    page = 4096
-    data[page * 3 : page * 4] = b"\xa5" * page  # one page in the middle, overwritten
-    path.write_bytes(bytes(data))
-    with pytest.raises(Exception, match="damaged") as caught:
-        Store.open(path)
-    message = str(caught.value)
-    assert f"mv {path} {path}.damaged" in message
-    assert "re-linking" in message
-
-
 # ---- commands across a restart ---------------------------------------------------------------
 
 
 async def test_a_pending_action_left_by_a_stopped_bridge_is_followed_to_its_end(
     sim: Sim, mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
-    tesla = sim.vehicle_ids()[0]
-    sim.admin_call("POST", f"/enode/vehicles/{tesla}/plug-in", {"startCharging": False})
-    sim.refresh(tesla)
+    tesla = plugged_in_tesla(sim)
     result = TOPICS.command_result(ref(tesla))
     async with bridge_for(sim, mosquitto, tmp_path), probe(mosquitto.port) as seen:
-        await seen.wait_json(TOPICS.state(ref(tesla)), lambda s: s["plugged_in"] == "ON")
-        await publish(mosquitto.port, TOPICS.command(ref(tesla), "charging"), b"ON")
-        await seen.wait_json(result, lambda c: c["status"] == "pending")
+        await pending_start(seen, mosquitto.port, tesla)
     sim.advance(130)  # the vendor acts while no bridge runs
     async with bridge_for(sim, mosquitto, tmp_path), probe(mosquitto.port) as seen:
         done = await seen.wait_json(result, lambda c: c["status"] == "confirmed", timeout=15)
@@ -529,9 +525,7 @@ def test_run_on_a_damaged_state_file_is_one_line_and_exit_code_2(
 def test_sigkill_while_a_command_is_pending_then_restart_follows_it_to_its_end(
     sim: Sim, mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
-    tesla = sim.vehicle_ids()[0]
-    sim.admin_call("POST", f"/enode/vehicles/{tesla}/plug-in", {"startCharging": False})
-    sim.refresh(tesla)
+    tesla = plugged_in_tesla(sim)
     path = write_config(tmp_path, sim, mosquitto)
     result = TOPICS.command_result(ref(tesla))
 
@@ -597,15 +591,11 @@ async def test_a_publish_the_broker_did_not_take_is_sent_again_on_the_next_poll(
 async def test_an_unreadable_command_status_is_one_warning_then_one_recovery(
     sim: Sim, mosquitto: Mosquitto, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    tesla = sim.vehicle_ids()[0]
-    sim.admin_call("POST", f"/enode/vehicles/{tesla}/plug-in", {"startCharging": False})
-    sim.refresh(tesla)
+    tesla = plugged_in_tesla(sim)
     result = TOPICS.command_result(ref(tesla))
     caplog.set_level(logging.INFO)
     async with bridge_for(sim, mosquitto, tmp_path), probe(mosquitto.port) as seen:
-        await seen.wait_json(TOPICS.state(ref(tesla)), lambda s: s["plugged_in"] == "ON")
-        await publish(mosquitto.port, TOPICS.command(ref(tesla), "charging"), b"ON")
-        await seen.wait_json(result, lambda c: c["status"] == "pending")
+        await pending_start(seen, mosquitto.port, tesla)
         down = {"classes": {"read": {"unavailable": 1.0}}}
         assert sim.admin_call("PUT", "/faults", down).status_code == 200
         await until(
