@@ -7,6 +7,7 @@ import contextlib
 import os
 import re
 import shlex
+import shutil
 import signal
 import stat
 import subprocess
@@ -23,7 +24,7 @@ import httpx
 import pytest
 
 from car2mqtt.demo import DemoInfo, instructions
-from tests.mqtt_support import free_port, probe
+from tests.mqtt_support import Mosquitto, free_port, mosquitto_binary, probe
 from tests.support import running_sim
 from tests.test_link_enode import drive_enode_link
 
@@ -475,3 +476,35 @@ def test_scripts_demo_installs_mosquitto_clients_only_when_it_needs_no_password(
     )
     without = offer(1000, sudo_works=False)
     assert not any(line.startswith("apt-get") for line in without)  # no password prompt
+
+
+def test_a_broker_password_stays_in_the_private_file(tmp_path: Path) -> None:
+    passwd_tool = shutil.which("mosquitto_passwd") or str(
+        Path(mosquitto_binary()).parent.parent / "bin" / "mosquitto_passwd"
+    )
+    subprocess.run(
+        [passwd_tool, "-b", "-c", str(tmp_path / "passwd"), "bridge", "s3cret-pass"], check=True
+    )
+    (tmp_path / "passwd").chmod(0o600)
+    broker = Mosquitto(
+        tmp_path, extra_config=f"allow_anonymous false\npassword_file {tmp_path / 'passwd'}\n"
+    )
+    broker.start()
+    try:
+        state = tmp_path / "state"
+        url = f"mqtt://bridge:s3cret-pass@127.0.0.1:{broker.port}"
+        with running_demo(
+            tmp_path, bare_path(tmp_path), "--broker", url, "--state-dir", str(state)
+        ) as demo:
+            found = steps(demo.out.text())
+            watch = step(found, "Watch the cars' state")
+            assert watch[1:4] == ["mqtt", "watch", "--config"]  # never a password in argv
+            seen = run([*watch, "--count", "1"], demo.env)
+            assert seen.returncode == 0, seen.stderr
+            assert seen.stdout.startswith("car2mqtt/")
+            config = (state / "car2mqtt.yaml").read_text()
+            assert "password: s3cret-pass" in config
+            assert stat.S_IMODE((state / "car2mqtt.yaml").stat().st_mode) == 0o600
+        assert "s3cret-pass" not in demo.out.text() + demo.err.text()
+    finally:
+        broker.stop()

@@ -29,11 +29,12 @@ from iotcore.broker import port_in_use
 from car2mqtt.bridge import Timing
 from car2mqtt.config import load_config
 from car2mqtt.errors import ConfigError
+from car2mqtt.logs import REDACTOR
 from car2mqtt.mqtt.link import BrokerSettings
 from car2mqtt.mqtt.topics import Topics
 from car2mqtt.net import base_url, bind, connect_host, http_url, is_wildcard, reachable_host
 from car2mqtt.providers import create_provider
-from car2mqtt.runtime import broker_settings, serve
+from car2mqtt.runtime import broker_settings, secrets_of, serve
 from car2mqtt.simulator.app import SimOptions, build_simulation
 from car2mqtt.simulator.server import server_for
 from car2mqtt.store import Store
@@ -229,6 +230,8 @@ async def run_demo(
         write_private(config_path, demo_config(info, given, embedded=broker_url is None))
         # The demo runs from the file it wrote, so what it prints is what it runs.
         config = load_config(config_path, env={})
+        for secret in secrets_of(config):
+            REDACTOR.add(secret)  # a --broker password, above all
         settings = broker_settings(config)
         if broker_url is None:
             stack.enter_context(embedded_broker(mqtt_host, mqtt_port))
