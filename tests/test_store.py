@@ -609,9 +609,16 @@ def test_a_file_of_another_user_warns_when_run_as_root(
 
 def test_names_and_commands_round_trip_and_go_with_a_removal(store: Store) -> None:
     store.save_vehicle_names({"enode_a": ("Kia EV6", "Kia EV6 1a2b")})
-    store.save_command("enode_a", {"command": "refresh", "status": "sent"})
+    store.save_command("enode_a", "refresh", {"command": "refresh", "status": "sent"})
+    store.save_command("enode_a", "charging", {"command": "start_charging", "status": "pending"})
     assert store.vehicle_names() == {"enode_a": ("Kia EV6", "Kia EV6 1a2b")}
-    assert store.load_commands() == {"enode_a": {"command": "refresh", "status": "sent"}}
+    # One per control: a refresh after a charging command must not hide the charging one.
+    assert store.load_commands() == {
+        "enode_a": {
+            "refresh": {"command": "refresh", "status": "sent"},
+            "charging": {"command": "start_charging", "status": "pending"},
+        }
+    }
     store.begin_removal("enode_a", ["t"])
     assert store.vehicle_names() == {}
     assert store.load_commands() == {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -196,3 +197,38 @@ async def test_the_token_lock_is_exclusive_across_connections(tmp_path: Path) ->
         async with other.token_lock("home", timeout_s=0.2):
             pass
     assert (path.parent / "car2mqtt.db.lock").stat().st_mode & 0o077 == 0
+
+
+class FullDisk(MemoryStore):
+    """A store whose writes fail while `full` is set, as on a full disk."""
+
+    full = False
+
+    def save_token(self, account: str, token: Any) -> None:
+        if self.full:
+            msg = "cannot write state file x: database or disk is full"
+            raise StoreError(msg)
+        super().save_token(account, token)
+
+
+async def test_a_token_that_cannot_be_saved_is_used_from_memory_and_said_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    clock, store = SimClock(0.0, 0.0), FullDisk()
+    tokens = manager(clock, store)
+    assert await tokens.access_token() == "token-1"
+    store.full = True
+    clock.advance(3600)
+    # Dropping it would lose a rotated refresh token, which the cloud has spent already.
+    assert await tokens.access_token() == "token-2"
+    clock.advance(3600)
+    assert await tokens.access_token() == "token-3"  # not the outdated token-1 from the file
+    said = [r for r in caplog.records if "cannot save its new token" in r.getMessage()]
+    assert len(said) == 1
+    assert "database or disk is full" in said[0].getMessage()
+    store.full = False
+    clock.advance(3600)
+    assert await tokens.access_token() == "token-4"
+    assert store.saved["home"]["access_token"] == "token-4"
+    assert any("saved again" in r.getMessage() for r in caplog.records)

@@ -40,6 +40,8 @@ class Cloud:
             return httpx.Response(200, json=CARS)
         vehicle = path.split("/")[-2]
         answer = self.status[vehicle]
+        if isinstance(answer, int):
+            return httpx.Response(answer, json={"error": "not_found", "error_description": "x"})
         if isinstance(answer, bytes):
             return httpx.Response(200, content=answer)
         return httpx.Response(200, json=answer)
@@ -100,6 +102,20 @@ async def test_a_car_read_once_is_not_marked_unreadable_later() -> None:
         await xee.aclose()
     assert {s.ref.vehicle_id for s in states} == {"D1", "D2"}
     assert xee.unreadable == frozenset()
+
+
+async def test_a_listed_car_whose_status_404s_twice_is_unread_not_gone() -> None:
+    cloud = Cloud()
+    cloud.status["v2"] = 404
+    xee = provider(cloud)
+    try:
+        states = await xee.poll()
+    finally:
+        await xee.aclose()
+    assert [s.ref.vehicle_id for s in states] == ["D1"]
+    # Both vehicle lists still had it: only the list may say a car is gone.
+    assert xee.unreadable == frozenset({"D2"})
+    assert cloud.calls.count("/v4/users/me/vehicles") == 2
 
 
 async def test_tokens_refused_even_when_fresh_mean_the_grant_is_gone() -> None:

@@ -98,7 +98,8 @@ class _Vehicle:
     # concurrently, an older ON could reach Enode after a newer OFF and win.
     command_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     following: dict[str, _Followed] = field(default_factory=dict)  # control -> its command
-    last_refresh: float | None = None  # clock time of the last refresh sent to the cloud
+    last_refresh: float | None = None  # loop time of the last refresh sent to the cloud
+    unsettled: list[CommandResult] = field(default_factory=list)  # left open by an earlier run
     publish_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
@@ -145,6 +146,11 @@ class Bridge:
         poll_intervals: Mapping[str, float] | None = None,
     ) -> None:
         self._accounts = {p.account: _Account(p) for p in providers}
+        for name, (link, problem) in store.account_statuses().items():
+            # What the last run saw, until this one knows better: status and HA agree.
+            account = self._accounts.get(name)
+            if account is not None and link in set(LinkState):
+                account.link, account.problem, account.link_saved = LinkState(link), problem, True
         self._poll_intervals = dict(poll_intervals or {})
         self._store = store
         self._clock = clock
@@ -156,7 +162,8 @@ class Bridge:
         self._tg: asyncio.TaskGroup | None = None
         self._republish_lock = asyncio.Lock()
         self._birth_pending = False  # a republish for Home Assistant's birth is waiting
-        self._store_failing_since: float | None = None  # loop time the last save error was said
+        self._store_error_said: float | None = None  # loop time the last save error was logged
+        self._store_failing: set[str] = set()  # kinds of writes that failed and not since worked
         self._said: dict[str, float] = {}  # throttled warnings: what -> loop time said
         # Writes gathered while publishing and saved together (one transaction, one disk sync)
         # by _flush_store: per-car transactions would mean thousands of syncs per poll.
@@ -275,29 +282,37 @@ class Bridge:
                 vehicle = account.vehicles.setdefault(
                     ref.key, _Vehicle(_placeholder(ref), keys, placeholder=True)
                 )
-                saved = commands.get(ref.key)
-                if saved is not None and vehicle.last_command is None:
-                    vehicle.last_command = _command_from_json(saved)
+                restored = [
+                    c
+                    for c in map(_command_from_json, commands.get(ref.key, {}).values())
+                    if c is not None
+                ]
+                if restored and vehicle.last_command is None:
+                    vehicle.last_command = max(restored, key=lambda c: c.at)
+                    vehicle.unsettled = [c for c in restored if not c.status.final]
 
     def _resume_commands(self) -> None:
         """Finish what an earlier run left open: follow pending actions, fail unsent ones."""
         for account in self._accounts.values():
             for vehicle in list(account.vehicles.values()):
-                result = vehicle.last_command
-                if result is None or result.status.final:
-                    continue
-                if result.action_id is None:
-                    # Sent to the cloud, but the bridge stopped before it answered: whether it
-                    # arrived is unknown, and there is nothing to follow.
-                    failed = replace(
-                        result,
-                        status=CommandStatus.FAILED,
-                        at=self._now(),
-                        reason="the bridge stopped before the cloud answered",
-                    )
-                    self._spawn(self._record(account, vehicle, failed))
-                else:
-                    self._spawn(self._resume(account, vehicle, result))
+                unsettled, vehicle.unsettled = vehicle.unsettled, []
+                for result in unsettled:
+                    self._resume_one(account, vehicle, result)
+
+    def _resume_one(self, account: _Account, vehicle: _Vehicle, result: CommandResult) -> None:
+        """Fail a command that never reached the cloud; follow one that did."""
+        if result.action_id is None:
+            # Sent to the cloud, but the bridge stopped before it answered: whether it arrived
+            # is unknown, and there is nothing to follow.
+            failed = replace(
+                result,
+                status=CommandStatus.FAILED,
+                at=self._now(),
+                reason="the bridge stopped before the cloud answered",
+            )
+            self._spawn(self._record(account, vehicle, failed))
+        else:
+            self._spawn(self._resume(account, vehicle, result))
 
     async def _resume(self, account: _Account, vehicle: _Vehicle, result: CommandResult) -> None:
         """Follow a command an earlier run sent, to its end."""
@@ -310,7 +325,8 @@ class Bridge:
                 if control in vehicle.following:
                     return  # a newer command came in first
                 vehicle.following[control] = followed
-            await self._track(account, vehicle, followed)
+            # Its time limit runs from when it was sent, not from this restart.
+            await self._track(account, vehicle, followed, started=result.at.timestamp())
         finally:
             account.commands_in_flight -= 1
             if vehicle.following.get(control) is followed:
@@ -331,9 +347,14 @@ class Bridge:
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock.time(), UTC)
 
-    async def republish(self) -> None:
-        """Publish bridge and vehicle discovery, availability and state, unconditionally."""
+    async def republish(self, *, on_start: Callable[[], None] | None = None) -> None:
+        """Publish bridge and vehicle discovery, availability and state, unconditionally.
+
+        `on_start` runs once the republish holds its lock, before anything is sent.
+        """
         async with self._republish_lock:
+            if on_start is not None:
+                on_start()
             for key, topics in self._store.pending_removals().items():
                 await self._send_removal(key, topics)
             for topic, payload in discovery.bridge_discovery(
@@ -358,7 +379,12 @@ class Bridge:
         # Home Assistant's docs ask for a random delay, so restarts don't storm the broker.
         await asyncio.sleep(random.uniform(0, self._timing.birth_jitter_s))
         _LOGGER.info("Home Assistant is online; republishing discovery and state")
-        await self.republish()
+        await self.republish(on_start=self._birth_taken)
+
+    def _birth_taken(self) -> None:
+        # Once this republish runs, a new birth asks for another (HA may restart again): births
+        # while one waits are one, so a burst costs at most the one running and one more.
+        self._birth_pending = False
 
     async def _publish_vehicle(self, account: _Account, vehicle: _Vehicle, *, force: bool) -> None:
         # One publish of a car at a time: a poll and a reconnect's republish interleaved would
@@ -486,26 +512,32 @@ class Bridge:
         self._save("vehicle names", lambda: self._store.save_vehicle_names(changed))
 
     def _save(self, what: str, write: Callable[[], object]) -> bool:
-        """Write to the state file; a failure (disk full) is logged, never fatal."""
+        """Write `what` (a kind of write) to the state file; a failure is logged, never fatal."""
         try:
             write()
         except StoreError as exc:
-            loop_now = asyncio.get_running_loop().time()
-            last = self._store_failing_since
-            if last is None or loop_now - last >= self._timing.store_error_every_s:
-                # One line per few minutes, no traceback: it is the disk, not a bug.
-                _LOGGER.error(
-                    "cannot save %s: %s. Still publishing from memory; free space or fix the "
-                    "file, and saving resumes by itself",
-                    what,
-                    exc,
-                )
-                self._store_failing_since = loop_now
+            self._store_trouble(what, exc)
             return False
-        if self._store_failing_since is not None:
-            _LOGGER.info("the state file can be written again")
-            self._store_failing_since = None
+        if what in self._store_failing:
+            self._store_failing.discard(what)
+            if not self._store_failing:
+                _LOGGER.info("the state file can be written again")
+                self._store_error_said = None
         return True
+
+    def _store_trouble(self, what: str, exc: StoreError) -> None:
+        """Log a state file that cannot be used: one line per few minutes, no traceback."""
+        loop_now = asyncio.get_running_loop().time()
+        said = self._store_error_said
+        if said is None or loop_now - said >= self._timing.store_error_every_s:
+            _LOGGER.error(
+                "cannot save %s: %s. Still publishing from memory; free space or fix the "
+                "file, and saving resumes by itself",
+                what,
+                exc,
+            )
+            self._store_error_said = loop_now
+        self._store_failing.add(what)
 
     async def _clear_old_mode(self, key: str, topics: frozenset[str]) -> None:
         """Clear a car's discovery topics of the other mode; forget them once all went out."""
@@ -546,6 +578,12 @@ class Bridge:
 
     async def _remove_vehicle(self, account: _Account, key: str) -> None:
         vehicle = account.vehicles.pop(key)
+        # After any publish of the car under way: it would otherwise send topics again after
+        # they were cleared, and put the car back into the state file.
+        async with vehicle.publish_lock:
+            await self._remove_vehicle_now(account, key, vehicle)
+
+    async def _remove_vehicle_now(self, account: _Account, key: str, vehicle: _Vehicle) -> None:
         ref, t = vehicle.state.ref, self._topics
         _LOGGER.info(
             "vehicle %s is gone from %s; removing it from Home Assistant", key, ref.account
@@ -565,7 +603,7 @@ class Bridge:
             t.command_result(ref),
         ]
         # Saved before anything is sent: the broker may be away now, or go away half-way.
-        self._save(f"the removal of {key}", lambda: self._store.begin_removal(key, topics))
+        self._save("removals", lambda: self._store.begin_removal(key, topics))
         self._names.pop(key, None)
         self._removals.add(key)
         await self._send_removal(key, topics)
@@ -579,12 +617,12 @@ class Bridge:
                 _LOGGER.info("vehicle %s: will clear its topics when the broker is back", key)
                 return
         self._removals.discard(key)
-        self._save(f"the removal of {key}", lambda: self._store.finish_removal(key))
+        self._save("removals", lambda: self._store.finish_removal(key))
 
     def _cancel_removal(self, key: str) -> None:
         if key in self._removals:
             self._removals.discard(key)
-            self._save(f"the removal of {key}", lambda: self._store.finish_removal(key))
+            self._save("removals", lambda: self._store.finish_removal(key))
 
     async def _publish_bridge_state(self) -> None:
         accounts = {
@@ -713,6 +751,10 @@ class Bridge:
             return timing.relink_retry_s
         except ProviderError as exc:
             return await self._poll_failed(account, exc)
+        except StoreError as exc:
+            # The provider could not use the state file (a token lock or read): not a bug.
+            self._store_trouble(f"account {name}'s tokens", exc)
+            return self._timing.backoff_base_s
         if account.failures:
             _LOGGER.info("account %s: %s answers again", name, provider.spec.title)
         was_stale = account.failures >= timing.stale_after_failures
@@ -830,7 +872,7 @@ class Bridge:
         # Saved even when unchanged from the default, so `car2mqtt status` reads what the
         # bridge sees (a recovered link equals the default and was once never saved).
         account.link_saved = self._save(
-            f"account {name}'s status",
+            "account status",
             lambda: self._store.save_account_status(name, link.value, problem),
         )
         if unchanged:
@@ -956,7 +998,7 @@ class Bridge:
 
     def _check_refresh_allowed(self, vehicle: _Vehicle) -> None:
         """Allow one refresh per car per minute; raise CommandRejected for the rest."""
-        now, last = self._clock.time(), vehicle.last_refresh
+        now, last = asyncio.get_running_loop().time(), vehicle.last_refresh
         wait = self._timing.refresh_min_interval_s
         if last is not None and now - last < wait:
             msg = (
@@ -984,9 +1026,16 @@ class Bridge:
         _LOGGER.info("%s: %s superseded by %s", vehicle.state.ref.key, ended.command, newer)
         await self._record(account, vehicle, ended)
 
-    async def _track(self, account: _Account, vehicle: _Vehicle, followed: _Followed) -> None:
+    async def _track(
+        self,
+        account: _Account,
+        vehicle: _Vehicle,
+        followed: _Followed,
+        *,
+        started: float | None = None,
+    ) -> None:
         timing, provider = self._timing, account.provider
-        started = self._clock.time()
+        started = self._clock.time() if started is None else started
         polled_early = False
         result = followed.result
         while not result.status.final:
@@ -1046,9 +1095,10 @@ class Bridge:
         if account.vehicles.get(key) is not vehicle:
             return
         payload = discovery.command_payload(result)
-        # Saved, so a restart (even kill -9) follows a pending action to its end, and never
-        # leaves "sent" standing for ever.
-        self._save(f"the command of {key}", lambda: self._store.save_command(key, payload))
+        control = _control_of(result.command)
+        # Saved per control, so a restart (even kill -9) follows a pending action to its end,
+        # and never leaves "sent" standing for ever.
+        self._save("commands", lambda: self._store.save_command(key, control, payload))
         await self._send_if_changed(
             vehicle, self._topics.command_result(vehicle.state.ref), payload, force=False
         )

@@ -87,8 +87,10 @@ MIGRATIONS: list[str] = [
         name TEXT NOT NULL               -- the name announced to Home Assistant
     );
     CREATE TABLE commands (
-        key TEXT PRIMARY KEY,            -- the car's vehicle key
-        result TEXT NOT NULL             -- JSON object: the car's last command and its fate
+        key TEXT NOT NULL,               -- the car's vehicle key
+        control TEXT NOT NULL,           -- the control it came on (charging, refresh, ...)
+        result TEXT NOT NULL,            -- JSON object: the last command there and its fate
+        PRIMARY KEY (key, control)
     );
     """,
 ]
@@ -587,23 +589,25 @@ class Store:
                 [(key, cloud, name) for key, (cloud, name) in names.items()],
             )
 
-    def save_command(self, key: str, result: Mapping[str, Any]) -> None:
-        """Store car `key`'s last command and its fate (JSON), replacing the one before."""
+    def save_command(self, key: str, control: str, result: Mapping[str, Any]) -> None:
+        """Store car `key`'s last command on `control` and its fate (JSON)."""
         text = _dump(result)
         with self._write("write") as conn:
             conn.execute(
-                "INSERT INTO commands (key, result) VALUES (?, ?)"
-                " ON CONFLICT (key) DO UPDATE SET result = excluded.result",
-                (key, text),
+                "INSERT INTO commands (key, control, result) VALUES (?, ?, ?)"
+                " ON CONFLICT (key, control) DO UPDATE SET result = excluded.result",
+                (key, control, text),
             )
 
-    def load_commands(self) -> dict[str, dict[str, Any]]:
-        """Return every car's last command: key -> JSON object."""
-        rows = self._rows("read", "SELECT key, result FROM commands")
-        return {
-            cast(str, key): self._json_object(cast(str, text), f"command of {key!r}")
-            for key, text in rows
-        }
+    def load_commands(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """Return every car's last command per control: key -> control -> JSON object."""
+        rows = self._rows("read", "SELECT key, control, result FROM commands")
+        found: dict[str, dict[str, dict[str, Any]]] = {}
+        for key, control, text in rows:
+            found.setdefault(cast(str, key), {})[cast(str, control)] = self._json_object(
+                cast(str, text), f"command of {key!r}"
+            )
+        return found
 
     # -- account status ------------------------------------------------------------------
 

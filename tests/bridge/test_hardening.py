@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aiomqtt
 import pytest
 from iotcore import Broker
 
@@ -436,7 +437,9 @@ async def test_a_sent_command_without_an_action_is_failed_on_start(
         await wait_retained(mosquitto.port, lambda r: device_topic(tesla) in r)
         sent = {"command": "start_charging", "status": "sent", "at": "2026-12-01T10:00:00Z"}
         # What a bridge killed between sending and the cloud's answer leaves behind.
-        harness.store.save_command(ref(tesla).key, {**sent, "action_id": None, "reason": None})
+        harness.store.save_command(
+            ref(tesla).key, "charging", {**sent, "action_id": None, "reason": None}
+        )
     async with bridge_for(sim, mosquitto, tmp_path), probe(mosquitto.port) as seen:
         failed = await seen.wait_json(
             TOPICS.command_result(ref(tesla)), lambda c: c["status"] == "failed"
@@ -474,8 +477,10 @@ async def test_a_burst_of_births_is_one_republish(
         await seen.wait_for(lambda p: p.last(device_topic(tesla)) is not None)
         await asyncio.sleep(0.5)
         before = len([t for t, _, _ in seen.messages if t == device_topic(tesla)])
-        for _ in range(50):
-            await publish(mosquitto.port, TOPICS.ha_status, b"online")
+        # A burst, as a misbehaving client (or 50 HA restarts in a row) would send it.
+        async with aiomqtt.Client("127.0.0.1", mosquitto.port, identifier="births") as client:
+            for _ in range(50):
+                await client.publish(TOPICS.ha_status, b"online", qos=1)
         await asyncio.sleep(1.0)
         after = len([t for t, _, _ in seen.messages if t == device_topic(tesla)])
     assert 1 <= after - before <= 2
@@ -627,3 +632,66 @@ async def test_a_provider_that_fails_to_close_is_one_warning(
         await wait_retained(mosquitto.port, lambda r: tiny_device("a") in r)
     said = [r.getMessage() for r in caplog.records if "closing its connections" in r.getMessage()]
     assert said == ["account t: closing its connections failed: the socket was already gone"]
+
+
+async def test_a_second_birth_later_is_a_second_republish(
+    sim: Sim, mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    tesla = sim.vehicle_ids()[0]
+    async with bridge_for(sim, mosquitto, tmp_path), probe(mosquitto.port) as seen:
+        await seen.wait_for(lambda p: p.last(device_topic(tesla)) is not None)
+
+        def configs(probe: Probe) -> int:
+            return len([t for t, _, _ in probe.messages if t == device_topic(tesla)])
+
+        for _ in range(3):  # Home Assistant restarting now and then
+            before = configs(seen)
+
+            def grew(probe: Probe, before: int = before) -> bool:
+                return configs(probe) > before
+
+            await publish(mosquitto.port, TOPICS.ha_status, b"online")
+            await seen.wait_for(grew, 10, "a republish after this birth")
+
+
+async def test_the_last_runs_link_state_holds_until_a_poll_says_otherwise(
+    sim: Sim, mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    with Store.open(tmp_path / "state" / "car2mqtt.db") as store:
+        store.save_account_status("home", "relink_required", "an earlier run's problem")
+    down = {"classes": {"read": {"unavailable": 1.0}}}
+    assert sim.admin_call("PUT", "/faults", down).status_code == 200
+    async with bridge_for(sim, mosquitto, tmp_path), probe(mosquitto.port) as seen:
+        state = await seen.wait_json(TOPICS.bridge_state, lambda s: "accounts" in s)
+        assert state["accounts"]["home"]["link"] == "relink_required"
+        assert state["problem"] == "ON"
+        assert sim.admin_call("PUT", "/faults", {"profile": "none"}).status_code == 200
+        await seen.wait_json(TOPICS.bridge_state, lambda s: s["accounts"]["home"]["link"] == "ok")
+
+
+async def test_auto_asks_with_mqtt_5_again_when_311_failed_too(
+    sim: Sim, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A broker not up yet behind a proxy: the connection is taken, then closed at once.
+    caplog.set_level(logging.INFO)
+    port = free_port()
+
+    async def hang_up(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.close()
+
+    proxy = await asyncio.start_server(hang_up, "127.0.0.1", port)
+    broker = Mosquitto(tmp_path / "broker", port=port)
+    broker.workdir.mkdir()
+    try:
+        async with bridge_for(sim, broker, tmp_path, protocol="auto") as harness:
+            await until(
+                lambda: any("did not accept MQTT 5" in r.getMessage() for r in caplog.records)
+            )
+            await until(lambda: harness.running.link.protocol is None)
+            proxy.close()
+            await proxy.wait_closed()
+            broker.start()  # the real broker, which speaks MQTT 5
+            await asyncio.wait_for(harness.running.link.connected.wait(), 30)
+            assert harness.running.link.protocol == "5"
+    finally:
+        broker.stop()

@@ -55,6 +55,9 @@ class TokenManager:
         self._persistence = persistence
         self._leeway = leeway_s
         self._lock = asyncio.Lock()
+        # What the file holds while a newer token could not be saved (a full disk): older than
+        # ours, so never adopted as "saved by another process".
+        self._outdated: Token | None = None
         self._token: Token | None = self._saved()
         self.renewals = 0
         self.refused = 0  # renewals forced by a 401 on a token we thought was valid
@@ -75,10 +78,33 @@ class TokenManager:
         if not saved:
             return None
         try:
-            return Token.from_dict(saved)
+            token = Token.from_dict(saved)
         except (KeyError, TypeError, ValueError):
             _LOGGER.warning("ignoring an unreadable saved token for account %s", self.account)
             return None
+        return None if token == self._outdated else token
+
+    def _persist(self, token: Token) -> None:
+        """Save `token` before use; if the file cannot be written, say so and go on with it."""
+        if self._persistence is None:
+            return
+        try:
+            self._persistence.save_token(self.account, token.as_dict())
+        except StoreError as exc:
+            if self._outdated is None:
+                # Dropping the token would be worse: a rotated refresh token is spent already.
+                _LOGGER.error(
+                    "account %s: cannot save its new token (%s); using it from memory. If "
+                    "car2mqtt stops before the file can be written, the account may need "
+                    "re-linking",
+                    self.account,
+                    exc,
+                )
+                self._outdated = self._saved() or self._token
+            return
+        if self._outdated is not None:
+            _LOGGER.info("account %s: its token is saved again", self.account)
+            self._outdated = None
 
     def reload(self) -> bool:
         """Adopt a token that another process (`car2mqtt link`) saved; return whether it did."""
@@ -97,8 +123,7 @@ class TokenManager:
     async def adopt(self, token: Token) -> None:
         """Make `token` the account's (a fresh grant from linking), saved before use."""
         async with self._lock, self._exclusive():
-            if self._persistence is not None:
-                self._persistence.save_token(self.account, token.as_dict())
+            self._persist(token)
             self._token = token
 
     async def access_token(self) -> str:
@@ -135,8 +160,7 @@ class TokenManager:
                     return saved
             token = await self._fetch(old)
             # Saved before anyone uses it: a crash right after must not lose a rotated grant.
-            if self._persistence is not None:
-                self._persistence.save_token(self.account, token.as_dict())
+            self._persist(token)
         self._token = token
         self.renewals += 1
         _LOGGER.debug(

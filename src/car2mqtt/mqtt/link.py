@@ -157,6 +157,7 @@ class MqttLink:
         # The version the broker accepted ("5" or "3.1.1"); with "auto", None until it answers.
         self.protocol: str | None = None if settings.protocol == "auto" else settings.protocol
         self._publish_failing = False
+        self._trying_311 = False  # "auto" fell back and 3.1.1 has not connected yet
 
     def _make_client(self, version: str) -> aiomqtt.Client:
         s = self._settings
@@ -183,9 +184,10 @@ class MqttLink:
             version = self.protocol or "5"
             try:
                 async with self._make_client(version) as client:
+                    client.timeout = 10  # the short probe timeout was for the CONNECT only
                     self._client = client
                     self.connections += 1
-                    self.protocol = version
+                    self.protocol, self._trying_311 = version, False
                     where = f"{self._settings.describe()} (MQTT {version})"
                     if was_down:
                         _LOGGER.info("MQTT broker %s is back", where)
@@ -223,8 +225,12 @@ class MqttLink:
                         self._settings.describe(),
                         exc,
                     )
-                    self.protocol = "3.1.1"
+                    self.protocol, self._trying_311 = "3.1.1", True
                     continue
+                if self._trying_311:
+                    # 3.1.1 failed too: the broker was away or slow, not picky. Kept, 3.1.1
+                    # would stay for good with a broker that speaks 5; ask with 5 again.
+                    self.protocol, self._trying_311 = None, False
                 if not was_down:
                     _LOGGER.warning(
                         "MQTT broker %s unavailable (%s); retrying with backoff%s",

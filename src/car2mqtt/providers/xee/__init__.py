@@ -249,6 +249,8 @@ class XeeProvider(TokenAccount):
             # again so the car keeps its Home Assistant device instead of vanishing for a poll.
             again = [v for v in await self.client.vehicles() if v.stable_id in gone]
             states.update(await self._statuses(again, unreadable))
+            # Listed twice yet without a status: not gone (only the list says that), unread.
+            unreadable.update(v.stable_id for v in again)
         self.unreadable = frozenset(unreadable - states.keys())
         return list(states.values())
 
