@@ -306,6 +306,9 @@ def test_sigterm_stops_the_demo_cleanly_and_a_subscriber_sees_offline(tmp_path: 
                     if seen_payloads[-1:] == [b"offline"]:
                         break
                     await asyncio.sleep(0.02)
+                # What came in as the process ended counts too.
+                await asyncio.sleep(0.1)
+                seen_payloads[:] = [payload for _, payload, _ in seen.messages]
 
         try:
             asyncio.run(watch())
@@ -313,7 +316,7 @@ def test_sigterm_stops_the_demo_cleanly_and_a_subscriber_sees_offline(tmp_path: 
             # The probe's connection ends with the embedded broker; what it saw still counts.
             if "Disconnected" not in str(exc) and "closed" not in str(exc).lower():
                 raise
-        assert seen_payloads[-1:] == [b"offline"]
+        assert seen_payloads[-1:] == [b"offline"], demo.err.text()
         assert demo.proc.wait(timeout=20) == 0
     err = demo.err.text()
     assert "Traceback" not in err

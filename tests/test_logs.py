@@ -12,7 +12,13 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
-from car2mqtt.logs import JsonFormatter, PendingPublishFilter, RedactingFilter, setup_logging
+from car2mqtt.logs import (
+    JsonFormatter,
+    LateAckFilter,
+    PendingPublishFilter,
+    RedactingFilter,
+    setup_logging,
+)
 from tests.mqtt_support import running_mosquitto
 
 
@@ -97,3 +103,23 @@ async def test_aiomqtt_under_load_logs_one_line(tmp_path: Path) -> None:
     lines = [line for line in stream.getvalue().splitlines() if "publish" in line]
     assert len(lines) == 1, lines
     assert "MQTT publishes await the broker's acknowledgement" in lines[0]
+
+
+def test_aiomqtt_late_ack_tracebacks_are_dropped_and_nothing_else() -> None:
+    late = logging.LogRecord(
+        "mqtt",
+        logging.ERROR,
+        "x",
+        1,
+        'Unexpected message ID "%d" in on_subscribe callback',
+        (3,),
+        None,
+    )
+    other = logging.LogRecord("mqtt", logging.ERROR, "x", 1, "something else", (), None)
+    mine = logging.LogRecord(
+        "car2mqtt", logging.ERROR, "x", 1, 'Unexpected message ID "3"', (), None
+    )
+    keep = LateAckFilter()
+    assert not keep.filter(late)
+    assert keep.filter(other)
+    assert keep.filter(mine)

@@ -14,7 +14,7 @@ import contextlib
 import json
 import logging
 import random
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -24,6 +24,7 @@ from car2mqtt.clock import Clock
 from car2mqtt.errors import (
     AuthError,
     CommandRejected,
+    MqttError,
     ProviderError,
     ProviderRejected,
     ProviderUnavailable,
@@ -159,6 +160,7 @@ class Bridge:
         self._timing = timing or Timing()
         self._publish_fn: Any = None
         self._protocol: Callable[[], str | None] = lambda: "5"
+        self._retained_payload: Callable[[str], Awaitable[bytes | None]] | None = None
         self._tg: asyncio.TaskGroup | None = None
         self._republish_lock = asyncio.Lock()
         self._birth_pending = False  # a republish for Home Assistant's birth is waiting
@@ -184,15 +186,23 @@ class Bridge:
 
     # ---- wiring ----------------------------------------------------------------------------
 
-    def attach(self, publish: Any, *, protocol: Callable[[], str | None] | None = None) -> None:
+    def attach(
+        self,
+        publish: Any,
+        *,
+        protocol: Callable[[], str | None] | None = None,
+        retained_payload: Callable[[str], Awaitable[bytes | None]] | None = None,
+    ) -> None:
         """Give the bridge its way out: `await publish(topic, payload, retain=..., qos=...)`.
 
         `protocol` says which MQTT version the link speaks now: with 3.1.1 a retained message
-        forwarded live does not show as retained, so the bridge clears command topics itself.
+        forwarded live does not show as retained, so before acting on a command the bridge
+        asks `retained_payload(topic)` what the broker keeps retained there.
         """
         self._publish_fn = publish
         if protocol is not None:
             self._protocol = protocol
+        self._retained_payload = retained_payload
 
     async def run(self) -> None:
         """Run until cancelled: one poller per account, a heartbeat, and command tasks."""
@@ -239,11 +249,37 @@ class Bridge:
             )
             self._spawn(self._publish(topic, b"", retain=True))
             return
-        if self._protocol() != "5":
-            # MQTT 3.1.1 cannot tell a retained message forwarded live from a fresh one: clear
-            # the topic after acting, so a command retained by mistake fires at most once.
-            self._spawn(self._publish(topic, b"", retain=True))
+        if self._protocol() != "5" and self._retained_payload is not None:
+            # MQTT 3.1.1 cannot tell a retained message forwarded live from a fresh one: ask
+            # the broker on a side line whether it keeps this one retained before acting.
+            self._spawn(self._command_unless_retained(topic, parsed, payload))
+            return
         self._spawn(self._command(*parsed, payload))
+
+    async def _command_unless_retained(
+        self, topic: str, parsed: tuple[str, str, str], payload: bytes
+    ) -> None:
+        assert self._retained_payload is not None
+        try:
+            held = await self._retained_payload(topic)
+        except MqttError as exc:  # not sure it is fresh: do nothing
+            provider, key, control = parsed
+            await self._reject(
+                self._topics.command_error(provider, key),
+                f"not carried out: could not check that it was not retained ({exc})",
+                control,
+                payload,
+            )
+            return
+        if held == payload:
+            self._warn_throttled(
+                f"retained:{topic}",
+                "ignoring a retained command on %s and clearing it; commands must not be retained",
+                topic,
+            )
+            await self._publish(topic, b"", retain=True)
+            return
+        await self._command(*parsed, payload)
 
     def _warn_throttled(self, what: str, message: str, *args: object) -> None:
         """Log a warning about input from outside at most once a minute per kind."""

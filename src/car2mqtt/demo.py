@@ -123,6 +123,9 @@ def state_folder(path: Path) -> Iterator[Path]:
         os.close(lock)
 
 
+DEMO_CLIENT_ID = "car2mqtt-demo"
+
+
 def demo_config(info: dict[str, Any], broker: BrokerSettings, *, embedded: bool) -> str:
     """Return the YAML of a configuration for the demo's clouds, accounts and broker."""
     host = broker.host
@@ -136,6 +139,9 @@ def demo_config(info: dict[str, Any], broker: BrokerSettings, *, embedded: bool)
         mqtt["password"] = broker.password
     if embedded:
         mqtt["protocol"] = "3.1.1"  # what the embedded broker speaks
+    # Its own id: a `car2mqtt run` beside the demo with the default id would take turns with
+    # it on the broker, each dropping the other.
+    mqtt["client_id"] = DEMO_CLIENT_ID
     enode, xee = info["enode"], info["xee"]
     document = {
         "mqtt": mqtt,
@@ -167,6 +173,7 @@ def demo_config(info: dict[str, Any], broker: BrokerSettings, *, embedded: bool)
         "# valid while it runs. The secrets in it are the simulator's public test values\n"
         "# (and your broker's login, if you gave one). The state file is beside this one.\n"
         "# Use it with: car2mqtt status | vehicles | link enode | link xee --config <this file>\n"
+        "# A bridge of your own beside the demo needs another mqtt.client_id and base_topic.\n"
     )
     return header + yaml.safe_dump(document, sort_keys=False)
 

@@ -87,6 +87,22 @@ class PendingPublishFilter(logging.Filter):
         return True
 
 
+_LATE_ACK = "Unexpected message ID"
+
+
+class LateAckFilter(logging.Filter):
+    """Drop aiomqtt's traceback for an ack that came after its request was cancelled."""
+
+    # A stop (SIGTERM, Ctrl-C) that lands while a subscribe or publish waits for the broker's
+    # ack cancels the wait; the ack then arrives for nobody, and aiomqtt logs it with a
+    # traceback. Nothing is lost: the bridge is on its way out, or sends it all again on
+    # reconnect.
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Pass every record but aiomqtt's late-ack ones."""
+        return not (record.name == "mqtt" and str(record.msg).startswith(_LATE_ACK))
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line."""
 
@@ -113,6 +129,7 @@ def setup_logging(level: str = "info", fmt: str = "text", secrets: Iterable[str]
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(REDACTOR)
     handler.addFilter(PendingPublishFilter())
+    handler.addFilter(LateAckFilter())
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:

@@ -59,7 +59,9 @@ def build(
         on_connect=bridge.on_connect,
         on_message=bridge.on_message,
     )
-    bridge.attach(link.publish, protocol=lambda: link.protocol)
+    bridge.attach(
+        link.publish, protocol=lambda: link.protocol, retained_payload=link.retained_payload
+    )
     return bridge, link
 
 

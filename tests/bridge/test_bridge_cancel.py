@@ -71,8 +71,8 @@ class LosingLink(MqttLink):
     async def _message(self, topic: str, payload: bytes, retained: bool) -> None:
         pass
 
-    def _make_client(self, version: str) -> aiomqtt.Client:
-        client = super()._make_client(version)
+    def _make_client(self, version: str, *, checker: bool = False) -> aiomqtt.Client:
+        client = super()._make_client(version, checker=checker)
         acked = client.publish
 
         async def publish(topic: str, payload: bytes, **kwargs: Any) -> None:

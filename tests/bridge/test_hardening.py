@@ -95,31 +95,39 @@ async def test_a_command_retained_while_the_bridge_is_connected_is_refused_and_c
     assert sim.live(vw)["chargeMode"] in ("INITIALIZING", "CHARGING")
 
 
-async def test_under_mqtt_311_a_live_retained_command_fires_once_and_is_cleared(
-    sim: Sim, mosquitto: Mosquitto, tmp_path: Path
+@pytest.mark.parametrize("broker_kind", ["mosquitto", "embedded"])
+async def test_under_mqtt_311_a_live_retained_command_is_refused_and_a_fresh_one_works(
+    sim: Sim, mosquitto: Mosquitto, tmp_path: Path, broker_kind: str
 ) -> None:
-    tesla = sim.vehicle_ids()[0]
-    topic = TOPICS.command(ref(tesla), "refresh")
-    result = TOPICS.command_result(ref(tesla))
-    async with (
-        bridge_for(sim, mosquitto, tmp_path, protocol="3.1.1") as harness,
-        probe(mosquitto.port) as seen,
-    ):
-        await seen.wait_json(TOPICS.state(ref(tesla)), lambda s: "battery" in s)
-        assert harness.running.link.protocol == "3.1.1"
-        # MQTT 3.1.1 forwards it with the retain flag cleared: it looks like any command.
-        await publish(mosquitto.port, topic, b"PRESS", retain=True)
-        await seen.wait_json(result, lambda c: c["command"] == "refresh")
-        await wait_retained(mosquitto.port, lambda r: topic not in r)
-    # A second bridge start finds nothing retained: the command never fires again.
-    async with (
-        bridge_for(sim, mosquitto, tmp_path, protocol="3.1.1"),
-        probe(mosquitto.port) as again,
-    ):
-        await again.wait_json(TOPICS.state(ref(tesla)), lambda s: "battery" in s)
-        await asyncio.sleep(0.5)
-        fired = [json.loads(p) for t, p, _ in again.messages if t == result and p]
-        assert all(c["status"] != "sent" for c in fired)
+    vw = sim.vehicle_ids()[1]  # charging: a retained OFF would stop it
+    topic = TOPICS.command(ref(vw), "charging")
+    result = TOPICS.command_result(ref(vw))
+    with contextlib.ExitStack() as stack:
+        # mosquitto forced to 3.1.1, or the demo's own broker, which speaks nothing else.
+        broker = (
+            mosquitto
+            if broker_kind == "mosquitto"
+            else stack.enter_context(only_311_broker(tmp_path))
+        )
+        async with (
+            bridge_for(
+                sim, broker, tmp_path, protocol="auto" if broker_kind != "mosquitto" else "3.1.1"
+            ) as harness,
+            probe(broker.port) as seen,
+        ):
+            await seen.wait_json(TOPICS.state(ref(vw)), lambda s: "battery" in s)
+            assert harness.running.link.protocol == "3.1.1"
+            # 3.1.1 forwards it with the retain flag cleared: it looks like any command.
+            await publish(broker.port, topic, b"OFF", retain=True)
+            await wait_retained(broker.port, lambda r: topic not in r)  # cleared by the bridge
+            await asyncio.sleep(0.5)
+            assert seen.last(result) is None
+            assert sim.live(vw)["chargeMode"] in ("INITIALIZING", "CHARGING")
+            # The same command, not retained, is carried out.
+            await publish(broker.port, topic, b"OFF")
+            done = await seen.wait_json(result, lambda c: c["status"] != "sent", timeout=15)
+    assert done["command"] == "stop_charging"
+    assert done["status"] in ("pending", "confirmed")
 
 
 async def test_an_empty_message_on_a_command_topic_is_not_rejected(
@@ -695,3 +703,35 @@ async def test_auto_asks_with_mqtt_5_again_when_311_failed_too(
             assert harness.running.link.protocol == "5"
     finally:
         broker.stop()
+
+
+async def test_availability_set_offline_by_someone_else_is_said_online_again(
+    sim: Sim, mosquitto: Mosquitto, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    tesla = sim.vehicle_ids()[0]
+    async with bridge_for(sim, mosquitto, tmp_path):
+        await wait_retained(mosquitto.port, lambda r: device_topic(tesla) in r)
+        # What a second bridge on the same base topic leaves behind when it stops.
+        await publish(mosquitto.port, TOPICS.bridge_availability, b"offline", retain=True)
+        await wait_retained(
+            mosquitto.port, lambda r: r.get(TOPICS.bridge_availability) == b"online"
+        )
+    assert any("same base_topic or client_id" in r.getMessage() for r in caplog.records)
+
+
+async def test_two_bridges_with_one_client_id_are_told_so(
+    sim: Sim, mosquitto: Mosquitto, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    async with (
+        bridge_for(sim, mosquitto, tmp_path / "one"),
+        bridge_for(sim, mosquitto, tmp_path / "two"),
+    ):
+        # The broker drops the older connection each time the other one connects.
+        await until(lambda: any("same client_id" in r.getMessage() for r in caplog.records), 30)
+    said = next(r.getMessage() for r in caplog.records if "same client_id" in r.getMessage())
+    assert "'car2mqtt-test'" in said
+    assert "mqtt.client_id" in said

@@ -22,7 +22,7 @@ from paho.mqtt.enums import MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from car2mqtt.errors import ConfigError
+from car2mqtt.errors import ConfigError, MqttError
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -101,6 +101,11 @@ class BrokerSettings:
 # 3.1.1-only brokers never answer a CONNECT they cannot read.
 PROBE_TIMEOUT_S = 5.0
 _TIMED_OUT = "Operation timed out"
+# How long, after its SUBACK, a check waits for the broker to hand out a retained message.
+RETAINED_WAIT_S = 0.25
+# A connection the broker ends this soon after it began, twice in a row, is most likely taken
+# over by another client with the same client id (the broker drops the older one).
+TAKEN_OVER_S = 5.0
 # CONNACK codes for "unacceptable protocol version": 1 in MQTT 3.1.1, 0x84 in MQTT 5.
 _BAD_VERSION = (1, 0x84)
 
@@ -158,8 +163,10 @@ class MqttLink:
         self.protocol: str | None = None if settings.protocol == "auto" else settings.protocol
         self._publish_failing = False
         self._trying_311 = False  # "auto" fell back and 3.1.1 has not connected yet
+        self._short_lived = 0  # connections in a row the broker ended right after they began
+        self._said_offline_fix = False
 
-    def _make_client(self, version: str) -> aiomqtt.Client:
+    def _make_client(self, version: str, *, checker: bool = False) -> aiomqtt.Client:
         s = self._settings
         protocol = MQTTProtocolVersion.MQTTv5 if version == "5" else MQTTProtocolVersion.MQTTv311
         probing = s.protocol == "auto" and self.protocol is None
@@ -168,13 +175,40 @@ class MqttLink:
             s.port,
             username=s.username,
             password=s.password,
-            identifier=s.client_id,
+            # A check of its own never takes over the bridge's session, and leaves no will.
+            identifier=f"{s.client_id}-check-{random.getrandbits(32):08x}"
+            if checker
+            else s.client_id,
             protocol=aiomqtt.ProtocolVersion(protocol),
             keepalive=s.keepalive,
             tls_context=self._tls,
-            will=aiomqtt.Will(self._availability, b"offline", qos=1, retain=True),
+            will=None
+            if checker
+            else aiomqtt.Will(self._availability, b"offline", qos=1, retain=True),
             timeout=PROBE_TIMEOUT_S if probing else 10,
         )
+
+    async def retained_payload(self, topic: str) -> bytes | None:
+        """Return what the broker holds retained on `topic` (None if nothing), on a side line.
+
+        MQTT 3.1.1 forwards a retained message to a connected client with the retain flag
+        cleared; only a fresh subscription shows whether the broker keeps it retained.
+        """
+        try:
+            async with self._make_client("3.1.1", checker=True) as client:
+                await client.subscribe(topic, qos=1)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(RETAINED_WAIT_S):
+                        async for message in client.messages:
+                            if message.retain:
+                                payload = message.payload
+                                return (
+                                    payload if isinstance(payload, bytes) else str(payload).encode()
+                                )
+        except aiomqtt.MqttError as exc:
+            msg = f"the broker could not be asked about {topic}: {exc}"
+            raise MqttError(msg) from exc
+        return None
 
     async def run(self) -> None:
         """Stay connected until cancelled, reconnecting with jittered backoff."""
@@ -197,25 +231,23 @@ class MqttLink:
                     await keeping_cancel(
                         client.publish(self._availability, b"online", qos=1, retain=True)
                     )
-                    for topic in self._subscriptions:
-                        # MQTT 5 keeps the retain flag on messages forwarded live ("retain as
-                        # published"), so a retained command is recognised even then; 3.1.1
-                        # clears it, and only messages sent at subscribe time show as retained.
-                        if version == "5":
-                            options = SubscribeOptions(qos=1, retainAsPublished=True)
-                            await client.subscribe(topic, options=options)
-                        else:
-                            await client.subscribe(topic, qos=1)
-                    self.connected.set()
+                    began = asyncio.get_running_loop().time()
                     try:
+                        # From the moment it said online, a stop says offline, even mid-way.
+                        await self._subscribe(client, version)
+                        self.connected.set()
                         await self._on_connect()
                         async for message in client.messages:
                             payload = message.payload
                             data = payload if isinstance(payload, bytes) else str(payload).encode()
+                            if str(message.topic) == self._availability:
+                                await self._keep_online(client, data)
+                                continue
                             await self._on_message(str(message.topic), data, bool(message.retain))
                     finally:
                         self.connected.clear()
                         self._client = None
+                        self._note_lifetime(asyncio.get_running_loop().time() - began)
                         await self._say_offline(client)
             except aiomqtt.MqttError as exc:
                 if self.protocol is None and version == "5" and _version_refused(exc):
@@ -241,6 +273,44 @@ class MqttLink:
                 was_down = True
             await asyncio.sleep(backoff * random.uniform(0.8, 1.2))
             backoff = min(backoff * 2, self._max_backoff)
+
+    async def _subscribe(self, client: aiomqtt.Client, version: str) -> None:
+        for topic in [self._availability, *self._subscriptions]:
+            # MQTT 5 keeps the retain flag on messages forwarded live ("retain as published"),
+            # so a retained command is recognised even then; 3.1.1 clears it, and only
+            # messages sent at subscribe time show as retained.
+            if version == "5":
+                options = SubscribeOptions(qos=1, retainAsPublished=True)
+                await client.subscribe(topic, options=options)
+            else:
+                await client.subscribe(topic, qos=1)
+
+    async def _keep_online(self, client: aiomqtt.Client, payload: bytes) -> None:
+        """Say `online` again when someone else set our availability to `offline`."""
+        if payload != b"offline":
+            return
+        if not self._said_offline_fix:
+            # Another bridge under the same base topic stopping, or the will of a session the
+            # broker dropped for ours (same client id): the cars would show unavailable.
+            _LOGGER.warning(
+                "%s was set to offline while this bridge is connected: another car2mqtt on the "
+                "same broker uses the same base_topic or client_id? Saying online again",
+                self._availability,
+            )
+            self._said_offline_fix = True
+        await keeping_cancel(client.publish(self._availability, b"online", qos=1, retain=True))
+
+    def _note_lifetime(self, lived_s: float) -> None:
+        """Warn when the broker keeps ending connections right after they began."""
+        self._short_lived = self._short_lived + 1 if lived_s < TAKEN_OVER_S else 0
+        if self._short_lived == 2:
+            _LOGGER.warning(
+                "MQTT broker %s keeps ending the connection right after it began: another "
+                "client probably uses the same client_id %r (set mqtt.client_id to one of "
+                "its own)",
+                self._settings.describe(),
+                self._settings.client_id,
+            )
 
     def _hint(self, version: str, exc: aiomqtt.MqttError) -> str:
         """Return a likely cause worth naming, when the protocol version may be it."""
