@@ -8,27 +8,17 @@ from __future__ import annotations
 
 import json
 import secrets
-import ssl
 from collections.abc import Callable, Sequence
 
 import aiomqtt
 import httpx
 
 from car2mqtt.errors import ConfigError, MqttError, SimulatorError
-from car2mqtt.mqtt.link import BrokerSettings
+from car2mqtt.mqtt.link import BrokerSettings, tls_context
 
 
 def _client(settings: BrokerSettings) -> aiomqtt.Client:
-    tls = None
-    if settings.tls:
-        try:
-            tls = ssl.create_default_context(cafile=settings.ca_file)
-        except (ssl.SSLError, OSError) as exc:
-            msg = f"mqtt.ca_file: cannot use {settings.ca_file!r} as a CA bundle ({exc})"
-            raise ConfigError(msg) from None
-        if settings.tls_insecure:
-            tls.check_hostname = False
-            tls.verify_mode = ssl.CERT_NONE
+    tls = tls_context(settings)
     return aiomqtt.Client(
         settings.host,
         settings.port,

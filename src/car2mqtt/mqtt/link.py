@@ -121,7 +121,8 @@ def _version_refused(exc: aiomqtt.MqttError) -> bool:
     return _TIMED_OUT in text or "closed" in text.lower() or "reset" in text.lower()
 
 
-def _tls_context(settings: BrokerSettings) -> ssl.SSLContext | None:
+def tls_context(settings: BrokerSettings) -> ssl.SSLContext | None:
+    """Return the TLS context `settings` ask for (None without TLS); a bad CA is a ConfigError."""
     if not settings.tls:
         return None
     try:
@@ -155,7 +156,7 @@ class MqttLink:
         self._on_message = on_message
         self._max_backoff = max_backoff_s
         self._client: aiomqtt.Client | None = None
-        self._tls = _tls_context(settings)  # up front: a bad CA file is a config error now
+        self._tls = tls_context(settings)  # up front: a bad CA file is a config error now
         self.connected = asyncio.Event()
         self.connections = 0
         self.published = 0
