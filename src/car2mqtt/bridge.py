@@ -987,6 +987,8 @@ class Bridge:
             return
         account, vehicle = found
         provider, ref = account.provider, vehicle.state.ref
+        # What a rejection names: the command the payload asked for, else the control.
+        asked = discovery.requested_command(control, payload) or control
         try:
             command = discovery.parse_command(control, payload, vehicle.state.capabilities)
             if command not in provider.spec.commands:
@@ -999,7 +1001,10 @@ class Bridge:
             await self._record(
                 account,
                 vehicle,
-                CommandResult(control, CommandStatus.REJECTED, self._now(), reason=str(exc)),
+                CommandResult(asked, CommandStatus.REJECTED, self._now(), reason=str(exc)),
+                # Never reached the cloud: the saved command of this control (perhaps one
+                # still pending) stays what a restart follows.
+                save=False,
             )
             return
         _LOGGER.info("%s: %s requested", ref.key, command.value)
@@ -1125,7 +1130,9 @@ class Bridge:
             f" ({result.reason})" if result.reason else "",
         )
 
-    async def _record(self, account: _Account, vehicle: _Vehicle, result: CommandResult) -> None:
+    async def _record(
+        self, account: _Account, vehicle: _Vehicle, result: CommandResult, *, save: bool = True
+    ) -> None:
         vehicle.last_command = result
         key = vehicle.state.ref.key
         if account.vehicles.get(key) is not vehicle:
@@ -1134,7 +1141,8 @@ class Bridge:
         control = _control_of(result.command)
         # Saved per control, so a restart (even kill -9) follows a pending action to its end,
         # and never leaves "sent" standing for ever.
-        self._save("commands", lambda: self._store.save_command(key, control, payload))
+        if save:
+            self._save("commands", lambda: self._store.save_command(key, control, payload))
         await self._send_if_changed(
             vehicle, self._topics.command_result(vehicle.state.ref), payload, force=False
         )

@@ -431,10 +431,34 @@ async def test_a_pending_action_left_by_a_stopped_bridge_is_followed_to_its_end(
     result = TOPICS.command_result(ref(tesla))
     async with bridge_for(sim, mosquitto, tmp_path), probe(mosquitto.port) as seen:
         await pending_start(seen, mosquitto.port, tesla)
+        # Junk on the same control is refused, and must not hide the pending one from a restart.
+        await publish(mosquitto.port, TOPICS.command(ref(tesla), "charging"), b"MAYBE")
+        await seen.wait_json(result, lambda c: c["status"] == "rejected")
+        # A refresh is another control: kept beside it.
+        await publish(mosquitto.port, TOPICS.command(ref(tesla), "refresh"), b"PRESS")
+        await seen.wait_json(result, lambda c: c["command"] == "refresh")
     sim.advance(130)  # the vendor acts while no bridge runs
     async with bridge_for(sim, mosquitto, tmp_path), probe(mosquitto.port) as seen:
-        done = await seen.wait_json(result, lambda c: c["status"] == "confirmed", timeout=15)
-    assert done["command"] == "start_charging"
+        done = await seen.wait_json(
+            result,
+            lambda c: c["command"] == "start_charging" and c["status"] == "confirmed",
+            timeout=15,
+        )
+    assert done["action_id"]
+
+
+async def test_a_refused_command_names_the_command_it_asked_for(
+    sim: Sim, mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    with running_sim(vehicles=4) as fleet:
+        kia = fleet.vehicle_ids()[3]  # cannot be controlled
+        async with bridge_for(fleet, mosquitto, tmp_path), probe(mosquitto.port) as seen:
+            await seen.wait_json(TOPICS.state(ref(kia)), lambda s: "battery" in s)
+            await publish(mosquitto.port, TOPICS.command(ref(kia), "charging"), b"off")
+            refused = await seen.wait_json(
+                TOPICS.command_result(ref(kia)), lambda c: c["status"] == "rejected"
+            )
+    assert refused["command"] == "stop_charging"  # not the control's name, "charging"
 
 
 async def test_a_sent_command_without_an_action_is_failed_on_start(

@@ -21,6 +21,7 @@ from car2mqtt.ha.discovery import (
     migration_markers,
     parse_command,
     removal,
+    requested_command,
     slugify,
     state_payload,
 )
@@ -541,3 +542,11 @@ def test_rejections_quote_long_payloads_briefly() -> None:
     with pytest.raises(CommandRejected) as caught:
         parse_command("charging", b"x" * 10_000, EVERYTHING)
     assert len(str(caught.value)) < 200
+
+
+def test_the_requested_command_is_named_whether_or_not_the_car_can_do_it() -> None:
+    assert requested_command("charging", b" off ") == "stop_charging"
+    assert requested_command("refresh", b"PRESS") == "refresh"
+    assert requested_command("charging", b"MAYBE") is None
+    assert requested_command("teleport", b"ON") is None
+    assert requested_command("charging", b"\xff") is None

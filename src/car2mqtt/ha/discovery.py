@@ -375,6 +375,16 @@ def command_payload(result: CommandResult) -> JsonObject:
     }
 
 
+def requested_command(control: str, payload: bytes) -> str | None:
+    """Return the name of the command `payload` asks `control` for, valid or not for the car."""
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    command = CONTROLS.get(control, {}).get(text.strip().upper())
+    return command.value if command is not None else None
+
+
 def parse_command(control: str, payload: bytes, capabilities: Collection[Capability]) -> Command:
     """Return the command an MQTT message asks for; raise CommandRejected if it is invalid.
 
