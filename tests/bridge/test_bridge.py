@@ -375,8 +375,10 @@ async def test_per_entity_discovery_mode(sim: Sim, mosquitto: Mosquitto, tmp_pat
 
 async def test_mqtt_311(sim: Sim, mosquitto: Mosquitto, tmp_path: Path) -> None:
     tesla = sim.vehicle_ids()[0]
-    async with bridge_for(sim, mosquitto, tmp_path, protocol="3.1.1"):
+    async with bridge_for(sim, mosquitto, tmp_path, protocol="3.1.1") as harness:
         await wait_retained(mosquitto.port, lambda r: device_topic(tesla) in r)
+        # test_hardening.py checks the version in mosquitto's own log as well.
+        assert harness.running.link.protocol == "3.1.1"
 
 
 def sim_now(sim: Sim) -> float:
