@@ -759,7 +759,10 @@ def _run_async(coro: Coroutine[Any, Any, T]) -> T:
         task = asyncio.ensure_future(coro)
         loop = asyncio.get_running_loop()
         with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(signal.SIGTERM, task.cancel)
+            # Ctrl-C too: asyncio's own SIGINT handling cancels the main task and then every
+            # task still alive, so uvicorn's lifespan could be cut off with a traceback.
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(signum, task.cancel)
         return await task
 
     try:

@@ -202,7 +202,10 @@ async def _serve_http(server: uvicorn.Server, sock: socket.socket) -> None:
     except asyncio.CancelledError:
         # Cancelled outright, uvicorn's lifespan task is left behind and logs a traceback.
         server.should_exit = True
-        await serving
+        while not serving.done():
+            # A second cancel (a second signal) must not cut the shutdown short either.
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(serving)
         raise
 
 
