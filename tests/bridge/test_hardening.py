@@ -512,10 +512,12 @@ async def test_a_burst_of_births_is_one_republish(
         # A burst, as a misbehaving client (or 50 HA restarts in a row) would send it.
         async with aiomqtt.Client("127.0.0.1", mosquitto.port, identifier="births") as client:
             for _ in range(50):
-                await client.publish(TOPICS.ha_status, b"online", qos=1)
+                await client.publish(TOPICS.ha_status, b"online", qos=0)
         await asyncio.sleep(1.0)
         after = len([t for t, _, _ in seen.messages if t == device_topic(tesla)])
-    assert 1 <= after - before <= 2
+    # Once 50 republishes. Now births coalesce while one waits: the one running, the one
+    # waiting, and at most one more if the burst outlasts a republish on a loaded machine.
+    assert 1 <= after - before <= 3
 
 
 async def test_refresh_is_limited_to_one_a_minute_per_car(
