@@ -240,14 +240,7 @@ class Bridge:
             )
             return
         if retained:
-            # A retained command would fire again on every reconnect: never act on one, and
-            # clear it so the broker stops handing it out.
-            self._warn_throttled(
-                f"retained:{topic}",
-                "ignoring a retained command on %s and clearing it; commands must not be retained",
-                topic,
-            )
-            self._spawn(self._publish(topic, b"", retain=True))
+            self._spawn(self._refuse_retained(topic))
             return
         if self._protocol() != "5" and self._retained_payload is not None:
             # MQTT 3.1.1 cannot tell a retained message forwarded live from a fresh one: ask
@@ -272,14 +265,19 @@ class Bridge:
             )
             return
         if held == payload:
-            self._warn_throttled(
-                f"retained:{topic}",
-                "ignoring a retained command on %s and clearing it; commands must not be retained",
-                topic,
-            )
-            await self._publish(topic, b"", retain=True)
+            await self._refuse_retained(topic)
             return
         await self._command(*parsed, payload)
+
+    async def _refuse_retained(self, topic: str) -> None:
+        """Ignore a retained command and clear it, so the broker stops handing it out."""
+        # A retained command would fire again on every reconnect: never act on one.
+        self._warn_throttled(
+            f"retained:{topic}",
+            "ignoring a retained command on %s and clearing it; commands must not be retained",
+            topic,
+        )
+        await self._publish(topic, b"", retain=True)
 
     def _warn_throttled(self, what: str, message: str, *args: object) -> None:
         """Log a warning about input from outside at most once a minute per kind."""
@@ -320,7 +318,7 @@ class Bridge:
                 )
                 restored = [
                     c
-                    for c in map(_command_from_json, commands.get(ref.key, {}).values())
+                    for c in map(discovery.command_from_payload, commands.get(ref.key, {}).values())
                     if c is not None
                 ]
                 if restored and vehicle.last_command is None:
@@ -440,7 +438,7 @@ class Bridge:
                 await self._send_if_changed(vehicle, t.availability(ref), "offline", force=force)
             return
         keys = vehicle.keys | discovery.applicable_keys(state)
-        name = self._name_of(account, state)
+        name = self._name_of(state)
         inputs = (keys, state.info, self._pub, name)
         if force or vehicle.discovery_inputs != inputs:
             config_topics: list[tuple[str, Any]]
@@ -501,7 +499,7 @@ class Bridge:
                 force=force,
             )
 
-    def _name_of(self, account: _Account, state: VehicleState) -> str:
+    def _name_of(self, state: VehicleState) -> str:
         """Return the name `state`'s car is announced under (its own, or made unique)."""
         known = self._names.get(state.ref.key)
         if known is not None and known[0] == state.info.name:
@@ -849,21 +847,20 @@ class Bridge:
             key = state.ref.key
             seen.add(key)
             vehicle = account.vehicles.get(key)
-            if vehicle is None:
-                vehicle = _Vehicle(state, keys=self._published_keys(state.ref))
-                account.vehicles[key] = vehicle
-            elif vehicle.placeholder:
-                # The same object: a command an earlier run left open is followed on it.
-                vehicle.state, vehicle.placeholder = state, False
-                vehicle.keys = vehicle.keys or self._published_keys(state.ref)
-            else:
+            if vehicle is not None and not vehicle.placeholder:
                 vehicle.state = merge_newer(vehicle.state, state)
-                await self._publish_vehicle(account, vehicle, force=force)
-                continue
-            self._cancel_removal(key)
-            _LOGGER.info(
-                "vehicle %s (%s) found on account %s", key, state.info.name, state.ref.account
-            )
+            else:
+                if vehicle is None:
+                    vehicle = _Vehicle(state, keys=self._published_keys(state.ref))
+                    account.vehicles[key] = vehicle
+                else:
+                    # The same object: a command an earlier run left open is followed on it.
+                    vehicle.state, vehicle.placeholder = state, False
+                    vehicle.keys = vehicle.keys or self._published_keys(state.ref)
+                self._cancel_removal(key)
+                _LOGGER.info(
+                    "vehicle %s (%s) found on account %s", key, state.info.name, state.ref.account
+                )
             await self._publish_vehicle(account, vehicle, force=force)
         self._flush_store()
         for key in [k for k in account.vehicles if k not in seen]:
@@ -1168,20 +1165,6 @@ def _unique_name(name: str, vehicle_id: str, taken: Mapping[str, str]) -> str:
     while slugify(f"{name} {tail} {n}") in taken:
         n += 1
     return f"{name} {tail} {n}"
-
-
-def _command_from_json(saved: Mapping[str, Any]) -> CommandResult | None:
-    """Read a command saved by `discovery.command_payload`; None if it is not one."""
-    try:
-        return CommandResult(
-            command=str(saved["command"]),
-            status=CommandStatus(saved["status"]),
-            at=datetime.fromisoformat(str(saved["at"]).replace("Z", "+00:00")),
-            action_id=saved.get("action_id"),
-            reason=saved.get("reason"),
-        )
-    except (KeyError, ValueError, TypeError):
-        return None
 
 
 def _control_of(command: str) -> str:

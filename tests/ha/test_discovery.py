@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -14,6 +14,7 @@ from car2mqtt.ha.discovery import (
     BRIDGE_IDENTIFIER,
     applicable_keys,
     bridge_discovery,
+    command_from_payload,
     command_payload,
     device_discovery,
     entity_discoveries,
@@ -550,3 +551,16 @@ def test_the_requested_command_is_named_whether_or_not_the_car_can_do_it() -> No
     assert requested_command("charging", b"MAYBE") is None
     assert requested_command("teleport", b"ON") is None
     assert requested_command("charging", b"\xff") is None
+
+
+def test_a_command_payload_reads_back_as_the_same_result() -> None:
+    result = CommandResult(
+        "start_charging",
+        CommandStatus.PENDING,
+        datetime(2026, 12, 1, 10, 0, tzinfo=UTC),
+        action_id="a-1",
+        reason=None,
+    )
+    assert command_from_payload(command_payload(result)) == result
+    assert command_from_payload({"command": "x", "status": "nonsense", "at": "now"}) is None
+    assert command_from_payload({}) is None

@@ -25,7 +25,7 @@ from car2mqtt.ha.entities import (
     Source,
     ValueContext,
 )
-from car2mqtt.models import Capability, CommandResult, VehicleRef, VehicleState
+from car2mqtt.models import Capability, CommandResult, CommandStatus, VehicleRef, VehicleState
 from car2mqtt.mqtt.topics import Topics
 from car2mqtt.providers.base import Command
 
@@ -373,6 +373,20 @@ def command_payload(result: CommandResult) -> JsonObject:
         "action_id": result.action_id,
         "reason": result.reason,
     }
+
+
+def command_from_payload(saved: Mapping[str, Any]) -> CommandResult | None:
+    """Read back a `command_payload` (as saved in the state file); None if it is not one."""
+    try:
+        return CommandResult(
+            command=str(saved["command"]),
+            status=CommandStatus(saved["status"]),
+            at=datetime.fromisoformat(str(saved["at"]).replace("Z", "+00:00")),
+            action_id=saved.get("action_id"),
+            reason=saved.get("reason"),
+        )
+    except (KeyError, ValueError, TypeError):
+        return None
 
 
 def requested_command(control: str, payload: bytes) -> str | None:
