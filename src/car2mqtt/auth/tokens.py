@@ -18,7 +18,7 @@ from car2mqtt.errors import StoreError
 _LOGGER = logging.getLogger(__name__)
 
 # Renew this long before expiry: long enough that no request carries a token that dies
-# in flight, short enough to use most of its life (Enode tokens last an hour).
+# in flight, short enough to use most of its life (a typical cloud token lasts an hour).
 RENEW_LEEWAY_S = 120.0
 
 
