@@ -139,7 +139,7 @@ class VehicleState:
     odometer_km: float | None = None
     odometer_updated_at: datetime | None = None
     location: Location | None = None
-    # Signals from OBD dongles (Xee)
+    # Signals from OBD dongles
     speed_kmh: float | None = None
     fuel_level_l: float | None = None
     battery_voltage_v: float | None = None

@@ -36,7 +36,7 @@ class TokenEndpoint:
     client_id: str
     client_secret: str
     auth_method: str = "client_secret_basic"
-    # Clouds word a dead grant differently (Xee answers a used refresh token with
+    # Clouds word a dead grant differently (one answers a used refresh token with
     # invalid_request), so which errors mean "only the user can fix this" is the cloud's data.
     relink_errors: frozenset[str] = RELINK_ERRORS
 

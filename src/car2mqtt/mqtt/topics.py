@@ -136,8 +136,8 @@ class Topics:
     def config_vehicle_key(self, topic: str) -> str | None:
         """Return the vehicle key a discovery topic of ours announces, or None.
 
-        Whole segments are compared: `.../car2mqtt_enode_v1/...` belongs to `enode_v1` only,
-        never to `enode_v10`.
+        Whole segments are compared: `.../car2mqtt_acme_v1/...` belongs to `acme_v1` only,
+        never to `acme_v10`.
         """
         prefix = f"{self.discovery_prefix}/"
         if not topic.startswith(prefix) or not topic.endswith("/config"):
