@@ -39,6 +39,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
 
 from car2mqtt.errors import ConfigError
+from car2mqtt.mqtt.url import BadMqttUrl, MqttUrl, hide_credentials, parse_mqtt_url
 
 __all__ = [
     "CONFIG_ENV_VAR",
@@ -348,24 +349,11 @@ class MqttSettings(_Model):
     @field_validator("url")
     @classmethod
     def _check_url(cls, value: str) -> str:
-        value = value.strip()
-        parts = urlsplit(value)
-        if parts.scheme.lower() not in ("mqtt", "mqtts"):
-            raise _invalid("expected a URL starting with mqtt:// or mqtts:// (TLS)")
-        if parts.username is not None or parts.password is not None:
-            raise _invalid(
-                "expected no credentials in the URL; set mqtt.username and mqtt.password",
-                quiet=True,
-            )
-        if not parts.hostname:
-            raise _invalid("expected a host, e.g. mqtt://broker.local:1883")
         try:
-            _ = parts.port
-        except ValueError:
-            raise _invalid("expected a port between 0 and 65535") from None
-        if parts.path not in ("", "/") or parts.query or parts.fragment:
-            raise _invalid("expected only scheme, host and port, e.g. mqtts://broker:8883")
-        return value
+            parse_mqtt_url(value)
+        except BadMqttUrl as exc:
+            raise _invalid(exc.message, quiet=exc.shows_secret) from None
+        return value.strip()
 
     @field_validator("ca_file")
     @classmethod
@@ -408,19 +396,24 @@ class MqttSettings(_Model):
         return problems
 
     @property
+    def broker(self) -> MqttUrl:
+        """What `url` says: host, port (8883 with TLS and 1883 without, unless given) and TLS."""
+        return parse_mqtt_url(self.url)
+
+    @property
     def tls(self) -> bool:
         """Whether the broker is reached over TLS (an mqtts:// URL)."""
-        return urlsplit(self.url).scheme.lower() == "mqtts"
+        return self.broker.tls
 
     @property
     def host(self) -> str:
         """The broker's host name or address."""
-        return urlsplit(self.url).hostname or ""
+        return self.broker.host
 
     @property
     def port(self) -> int:
         """The broker's port: the URL's, else 8883 with TLS and 1883 without."""
-        return urlsplit(self.url).port or (8883 if self.tls else 1883)
+        return self.broker.port
 
     @property
     def ha_status_topic(self) -> str:
@@ -828,7 +821,6 @@ def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> tuple[dict[Loc, s
 
 # --- error messages -----------------------------------------------------------------------------
 
-_URL_CREDENTIALS: Final = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]*@")
 _HINTS: Final[Mapping[str, str]] = MappingProxyType(
     {
         "poll_interval_s": (
@@ -848,7 +840,7 @@ def _show(value: Any) -> str:
     if isinstance(value, int | float):
         return str(value)
     if isinstance(value, str):
-        text = _URL_CREDENTIALS.sub(r"\1***@", value)
+        text = hide_credentials(value)
         return repr(text if len(text) <= 80 else text[:77] + "...")
     if isinstance(value, list | tuple):
         return "a list"

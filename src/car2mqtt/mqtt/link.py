@@ -15,7 +15,6 @@ import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
-from urllib.parse import unquote, urlsplit
 
 import aiomqtt
 from paho.mqtt.enums import MQTTProtocolVersion
@@ -23,6 +22,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from car2mqtt.errors import ConfigError, MqttError
+from car2mqtt.mqtt.url import BadMqttUrl, hide_credentials, parse_mqtt_url
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -67,28 +67,19 @@ class BrokerSettings:
 
     @classmethod
     def from_url(cls, url: str, **extra: object) -> BrokerSettings:
-        """Parse `mqtt://user:pass@host:port` or `mqtts://...`."""
-        parts = urlsplit(url)
-        if parts.password:
-            # Error messages quote the URL: never with its password.
-            url = url.replace(f":{parts.password}@", ":***@")
-        if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
-            msg = f"mqtt.url: {url!r} must start with mqtt:// or mqtts://"
-            raise ConfigError(msg)
-        tls = parts.scheme in ("mqtts", "ssl")
-        if not parts.hostname:
-            msg = f"mqtt.url: {url!r} has no host"
-            raise ConfigError(msg)
+        """Parse `mqtt://user:pass@host:port` or `mqtts://...` (`parse_mqtt_url`'s rules)."""
         try:
-            port = parts.port or (8883 if tls else 1883)
-        except ValueError:
-            msg = f"mqtt.url: {url!r} has an invalid port"
+            parsed = parse_mqtt_url(url, credentials=True)
+        except BadMqttUrl as exc:
+            # Error messages quote the URL: never with its password.
+            shown = hide_credentials(url.strip())
+            msg = f"mqtt.url: got {shown!r}; {exc.message}"
             raise ConfigError(msg) from None
-        values: dict[str, object] = {"host": parts.hostname, "port": port, "tls": tls}
-        if parts.username:
-            values["username"] = unquote(parts.username)
-        if parts.password:
-            values["password"] = unquote(parts.password)
+        values: dict[str, object] = {"host": parsed.host, "port": parsed.port, "tls": parsed.tls}
+        if parsed.username:
+            values["username"] = parsed.username
+        if parsed.password:
+            values["password"] = parsed.password
         values.update({k: v for k, v in extra.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
 
