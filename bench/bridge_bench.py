@@ -80,7 +80,7 @@ import psutil
 import yaml
 
 import common
-from car2mqtt.bridge import Timing
+from car2mqtt.bridge.timing import Timing
 from car2mqtt.clock import SystemClock
 from car2mqtt.models import VehicleState
 from car2mqtt.mqtt.link import BrokerSettings

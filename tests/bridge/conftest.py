@@ -12,7 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from car2mqtt.bridge import Publishing, Timing
+from car2mqtt.bridge.publisher import Publishing
+from car2mqtt.bridge.timing import Timing
 from car2mqtt.clock import Clock, SystemClock
 from car2mqtt.models import VehicleRef
 from car2mqtt.mqtt.link import BrokerSettings

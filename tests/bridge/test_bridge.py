@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from car2mqtt.bridge import Publishing
+from car2mqtt.bridge.publisher import Publishing
 from car2mqtt.clock import SimClock
 from car2mqtt.ha.discovery import DiscoveryMode
 from car2mqtt.models import VehicleRef

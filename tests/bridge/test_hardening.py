@@ -19,7 +19,7 @@ import aiomqtt
 import pytest
 from iotcore import Broker
 
-from car2mqtt.bridge import Bridge
+from car2mqtt.bridge.root import Bridge
 from car2mqtt.ha.discovery import slugify
 from car2mqtt.models import (
     CommandResult,

@@ -22,7 +22,8 @@ from typing import Any
 
 import pytest
 
-from car2mqtt.bridge import Publishing, Timing
+from car2mqtt.bridge.publisher import Publishing
+from car2mqtt.bridge.timing import Timing
 from car2mqtt.mqtt.link import BrokerSettings
 from car2mqtt.mqtt.topics import Topics
 from car2mqtt.providers.base import Provider

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from car2mqtt.bridge import Publishing
+from car2mqtt.bridge.publisher import Publishing
 from car2mqtt.ha.discovery import slugify
 from car2mqtt.mqtt.topics import Topics
 from tests.e2e.conftest import BridgeThread, Stack, wait_until

@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from car2mqtt.errors import ConfigError
@@ -94,6 +95,15 @@ class Topics:
         """Return the error topic for a command addressed as `<provider>/<vehicle>` in a topic."""
         return f"{self.base}/{provider}/{vehicle}/error"
 
+    def vehicle_topics(self, ref: VehicleRef) -> list[str]:
+        """Return every retained non-discovery topic of `ref`: what removing the car clears."""
+        return [
+            self.state(ref),
+            self.availability(ref),
+            self.location(ref),
+            self.command_result(ref),
+        ]
+
     def command(self, ref: VehicleRef, control: str) -> str:
         """Return the topic Home Assistant sends `control` commands for `ref` to."""
         return f"{self.vehicle_root(ref)}/{control}/set"
@@ -147,6 +157,15 @@ class Topics:
         if len(parts) not in (3, 4) or not parts[1].startswith("car2mqtt_"):
             return None
         return parts[1].removeprefix("car2mqtt_") or None
+
+    def configs_by_vehicle(self, topics: Iterable[str]) -> dict[str, list[str]]:
+        """Group discovery topics of ours by the vehicle key each announces (others dropped)."""
+        found: dict[str, list[str]] = {}
+        for topic in topics:
+            key = self.config_vehicle_key(topic)
+            if key is not None:
+                found.setdefault(key, []).append(topic)
+        return found
 
     @property
     def bridge_device_config(self) -> str:

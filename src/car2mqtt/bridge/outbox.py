@@ -1,0 +1,84 @@
+"""Pipelined QoS 1 publishing: a bounded window of messages in flight, in order.
+
+Waiting for each PUBACK before sending the next message caps throughput at one message per
+round trip. The outbox sends at once and lets the acks come back later, with at most `window`
+messages in flight. Order holds: each message is its own task, tasks start in the order they
+were created, and the first step of each hands the message to the MQTT client, which writes
+them to one connection in that order. So nothing for one topic is reordered, and a message
+that failed is followed only by messages that were sent after it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Protocol
+
+WINDOW = 64
+
+
+class PublishFn(Protocol):
+    """`await publish(topic, payload, retain=..., qos=...)`: whether the broker took it."""
+
+    def __call__(
+        self, topic: str, payload: bytes | str, *, retain: bool = ..., qos: int = ...
+    ) -> Awaitable[bool]:
+        """Publish one message."""
+        ...
+
+
+Starter = Callable[[Coroutine[object, object, None], str], asyncio.Task[None] | None]
+
+
+class Outbox:
+    """Sends through a `PublishFn` with up to `window` messages awaiting their ack."""
+
+    def __init__(self, start: Starter, *, window: int = WINDOW) -> None:
+        self._start = start
+        self._slots = asyncio.Semaphore(window)
+        self._in_flight: set[asyncio.Future[bool]] = set()
+        self.publish_fn: PublishFn | None = None
+
+    async def send(self, topic: str, payload: bytes | str, *, retain: bool) -> asyncio.Future[bool]:
+        """Send one message; the future says whether the broker took it (False while away)."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[bool] = loop.create_future()
+        publish = self.publish_fn
+        if publish is None:
+            done.set_result(False)
+            return done
+        await self._slots.acquire()
+        task = self._start(self._one(publish, topic, payload, retain, done), _task_name())
+        if task is None:  # not running in a task group: send it here, one at a time
+            await self._one(publish, topic, payload, retain, done)
+            return done
+        self._in_flight.add(done)
+        done.add_done_callback(self._in_flight.discard)
+        return done
+
+    async def drain(self) -> None:
+        """Wait until every message sent so far has its answer."""
+        while self._in_flight:
+            await asyncio.wait(list(self._in_flight))
+
+    async def _one(
+        self,
+        publish: PublishFn,
+        topic: str,
+        payload: bytes | str,
+        retain: bool,
+        done: asyncio.Future[bool],
+    ) -> None:
+        ok = False
+        try:
+            ok = (await publish(topic, payload, retain=retain, qos=1)) is not False
+        finally:
+            self._slots.release()
+            if not done.done():
+                done.set_result(ok)
+
+
+def _task_name() -> str:
+    # Named after the sender (`poll-home:publish`): a traceback or a test can tell who sent it.
+    current = asyncio.current_task()
+    return f"{current.get_name() if current is not None else 'bridge'}:publish"

@@ -1,0 +1,513 @@
+"""The Home Assistant sink: discovery, state, location and command topics over MQTT.
+
+It owns change detection (a hash of what the broker last took, per topic), discovery and its
+moves between device and entity mode, the removal of cars' retained topics, the republish on
+every (re)connect and Home Assistant birth, and the heartbeat that keeps `data_age` current.
+*What* is published comes from the pure functions in `car2mqtt.ha`; this module decides when.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from car2mqtt import __version__
+from car2mqtt.bridge.events import (
+    AccountChanged,
+    CommandProgress,
+    Event,
+    ListingDone,
+    VehicleChanged,
+    VehicleRemoved,
+)
+from car2mqtt.bridge.hub import VehicleHub
+from car2mqtt.bridge.known import KnownAccount, KnownVehicle
+from car2mqtt.bridge.outbox import Outbox
+from car2mqtt.bridge.saving import Saver
+from car2mqtt.bridge.tasks import Spawner
+from car2mqtt.clock import Clock
+from car2mqtt.ha import discovery
+from car2mqtt.ha.discovery import DiscoveryMode
+from car2mqtt.models import VehicleState
+from car2mqtt.mqtt.topics import Topics
+
+_LOGGER = logging.getLogger(__name__)
+
+Payload = Mapping[str, Any] | str | bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class Publishing:
+    """How discovery looks."""
+
+    mode: DiscoveryMode = "device"  # or "entity" for Home Assistant older than 2024.11
+    expose_vin: bool = False
+
+
+@dataclass(slots=True, eq=False)
+class _Shown:
+    """What the broker holds of one car, as far as this sink knows."""
+
+    keys: frozenset[str] = frozenset()
+    # topic -> hash of the payload last taken: enough to skip repeats, and small, where keeping
+    # the payloads themselves cost ~40 KB of Python objects per car (400 MB for a 10k fleet).
+    published: dict[str, int] = field(default_factory=dict)
+    discovery_inputs: tuple[object, ...] | None = None  # what the discovery was built from
+    # The state and context of the last publish the broker took whole: the same again needs
+    # no payload built at all (10,000 unchanged cars per poll).
+    settled: tuple[VehicleState, tuple[object, ...]] | None = None
+    generation: int = 0  # counts publishes: an answer to an older one settles nothing
+    # One publish of a car at a time: a poll and a reconnect's republish interleaved would
+    # send a discovery move's steps twice and out of order.
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class HaPublisher:
+    """Publishes what the hub knows as Home Assistant MQTT discovery and state."""
+
+    def __init__(
+        self,
+        hub: VehicleHub,
+        *,
+        outbox: Outbox,
+        saver: Saver,
+        clock: Clock,
+        topics: Topics,
+        publishing: Publishing | None = None,
+        spawner: Spawner,
+        heartbeat_s: float = 300.0,
+        birth_jitter_s: float = 2.0,
+    ) -> None:
+        self._spawner = spawner
+        self._hub = hub
+        self._outbox = outbox
+        self._saver = saver
+        self._clock = clock
+        self._topics = topics
+        self._pub = publishing or Publishing()
+        self._heartbeat_s = heartbeat_s
+        self._birth_jitter_s = birth_jitter_s
+        self._shown: dict[str, _Shown] = {}
+        self._republish_lock = asyncio.Lock()
+        self._birth_pending = False  # a republish for Home Assistant's birth is waiting
+        store = saver.store
+        # Read once: per car, 10,000 known cars would read 10,000 rows 10,000 times.
+        published = store.published()
+        by_vehicle = topics.configs_by_vehicle(published)
+        # Discovery topics an earlier run announced, per car: those the current discovery mode
+        # does not use are handed over to it (migrate_discovery) at the car's first publish.
+        self._announced = {key: frozenset(found) for key, found in by_vehicle.items()}
+        # The entity keys each car's discovery announced, for cars not shown yet in this run.
+        self._restored_keys = {
+            key: frozenset(k for topic in found for k in published[topic])
+            for key, found in by_vehicle.items()
+        }
+        # Cars removed whose retained topics the broker may still hold: the store keeps them
+        # until the empty payloads went out, so a broker away at that moment gets them later.
+        self._removals = set(store.pending_removals())
+        # Writes gathered while publishing and saved together (one transaction, one disk sync).
+        self._pending_published: dict[str, frozenset[str]] = {}
+        self._pending_states: dict[str, tuple[str, dict[str, Any]]] = {}
+        self._known_published: dict[str, frozenset[str]] = {}
+        for account in hub.accounts():
+            for vehicle in account.vehicles.values():
+                self._shown_of(vehicle)
+
+    # ---- events from the hub ---------------------------------------------------------------
+
+    async def on_event(self, event: Event) -> None:
+        """Publish what an event of the hub changed."""
+        match event:
+            case VehicleChanged(vehicle=vehicle, force=force):
+                await self._cancel_removal_of(vehicle.key)
+                await self._publish_vehicle(vehicle, force=force)
+            case VehicleRemoved(vehicle=vehicle):
+                await self._remove(vehicle)
+            case CommandProgress(vehicle=vehicle):
+                if self._hub.current(vehicle) and vehicle.last_command is not None:
+                    shown = self._shown_of(vehicle)
+                    payload = discovery.command_payload(vehicle.last_command)
+                    await self._send_if_changed(
+                        shown, self._topics.command_result(vehicle.ref), payload, force=False
+                    )
+            case AccountChanged(account=account):
+                await self._publish_account(account)
+            case ListingDone():
+                await self._flush_store()
+                await self._publish_bridge_state()
+
+    # ---- the MQTT side ---------------------------------------------------------------------
+
+    async def on_connect(self) -> None:
+        """Republish after a (re)connect; a bug here is logged, never fatal."""
+        try:
+            await self.republish()
+        except Exception:
+            _LOGGER.exception("unexpected error while republishing")
+
+    def on_ha_status(self, payload: bytes) -> None:
+        """Republish, after a random delay, when Home Assistant says it is online."""
+        if payload.strip().lower() == b"online" and not self._birth_pending:
+            # Births that arrive while a republish waits are one: 200 of them once cost 200
+            # full republishes.
+            self._birth_pending = True
+            self._spawner.spawn(self._republish_after_birth(), name="republish")
+
+    async def republish(self, *, on_start: Callable[[], None] | None = None) -> None:
+        """Publish bridge and vehicle discovery, availability and state, unconditionally.
+
+        `on_start` runs once the republish holds its lock, before anything is sent.
+        """
+        async with self._republish_lock:
+            if on_start is not None:
+                on_start()
+            for key, topics in self._saver.store.pending_removals().items():
+                await self._send_removal(key, topics)
+            for topic, payload in discovery.bridge_discovery(
+                self._topics, __version__, self._pub.mode
+            ):
+                await self._send(topic, payload)
+            for account in self._hub.accounts():
+                for vehicle in list(account.vehicles.values()):
+                    if self._shown_of(vehicle).keys:
+                        await self._publish_vehicle(vehicle, force=True)
+            await self._flush_store()
+            await self._publish_bridge_state()
+
+    async def run(self) -> None:
+        """Refresh every car's state (its data age) and the bridge's, until cancelled."""
+        while True:
+            await asyncio.sleep(self._heartbeat_s)
+            try:
+                for account in self._hub.accounts():
+                    # A copy: the sources add and remove cars while we wait on the broker.
+                    for vehicle in list(account.vehicles.values()):
+                        if self._shown_of(vehicle).keys and not vehicle.placeholder:
+                            await self._publish_state_only(vehicle)
+                await self._publish_bridge_state()
+            except Exception:
+                _LOGGER.exception("unexpected error in the heartbeat")
+
+    # ---- inside ----------------------------------------------------------------------------
+
+    async def _republish_after_birth(self) -> None:
+        # Home Assistant's docs ask for a random delay, so restarts don't storm the broker.
+        await asyncio.sleep(random.uniform(0, self._birth_jitter_s))
+        _LOGGER.info("Home Assistant is online; republishing discovery and state")
+        await self.republish(on_start=self._birth_taken)
+
+    def _birth_taken(self) -> None:
+        # Once this republish runs, a new birth asks for another (HA may restart again): births
+        # while one waits are one, so a burst costs at most the one running and one more.
+        self._birth_pending = False
+
+    def _shown_of(self, vehicle: KnownVehicle) -> _Shown:
+        shown = self._shown.get(vehicle.key)
+        if shown is None:
+            shown = _Shown(keys=self._restored_keys.pop(vehicle.key, frozenset()))
+            self._shown[vehicle.key] = shown
+        return shown
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self._clock.time(), UTC)
+
+    async def _send(self, topic: str, payload: Payload, *, retain: bool = True) -> bool:
+        """Publish and wait for the broker's answer (False while it is away)."""
+        return await (await self._outbox.send(topic, _encode(payload), retain=retain))
+
+    async def _publish_account(self, account: KnownAccount) -> None:
+        for vehicle in list(account.vehicles.values()):
+            if self._shown_of(vehicle).keys:
+                await self._publish_vehicle(vehicle, force=False)
+        await self._flush_store()
+        await self._publish_bridge_state()
+
+    async def _publish_vehicle(self, vehicle: KnownVehicle, *, force: bool) -> None:
+        shown = self._shown_of(vehicle)
+        async with shown.lock:
+            await self._publish_vehicle_now(vehicle, shown, force=force)
+
+    async def _publish_vehicle_now(
+        self, vehicle: KnownVehicle, shown: _Shown, *, force: bool
+    ) -> None:
+        if not self._hub.current(vehicle):
+            return  # removed meanwhile: publishing now would leave a ghost behind
+        state, ref, t = vehicle.state, vehicle.ref, self._topics
+        account = self._hub.account_of(vehicle)
+        online = not account.stale
+        if vehicle.placeholder:
+            if not online:
+                await self._send_if_changed(shown, t.availability(ref), "offline", force=force)
+            return
+        context = (online, account.relink_required, vehicle.name, vehicle.last_command)
+        if not force and shown.settled is not None and shown.settled == (state, context):
+            return  # the broker has all of it
+        shown.settled = None
+        shown.generation += 1
+        futures: list[asyncio.Future[bool]] = []
+        keys = shown.keys | discovery.applicable_keys(state)
+        inputs = (keys, state.info, self._pub, vehicle.name)
+        if force or shown.discovery_inputs != inputs:
+            futures += await self._publish_discovery(vehicle, shown, keys, inputs, force=force)
+        shown.keys = keys
+        futures.append(
+            await self._submit_if_changed(
+                shown, t.availability(ref), "online" if online else "offline", force=force
+            )
+        )
+        payload = discovery.state_payload(
+            state, self._now(), relink_required=account.relink_required, keys=keys
+        )
+        # data_age moves every minute; the heartbeat refreshes it, a change alone does not.
+        compare = hash(_encode({k: v for k, v in payload.items() if k != "data_age"}))
+        state_topic = t.state(ref)
+        if force or shown.published.get(state_topic) != compare:
+            shown.published.pop(state_topic, None)
+            sent = await self._outbox.send(state_topic, _encode(payload), retain=True)
+            # Noted only once the broker took it: a failed publish is tried again next time.
+            sent.add_done_callback(_noting(shown, state_topic, compare))
+            futures.append(sent)
+            self._pending_states[vehicle.key] = (state_topic, payload)
+        location = discovery.location_payload(state)
+        if location is not None:
+            futures.append(
+                await self._submit_if_changed(shown, t.location(ref), location, force=force)
+            )
+        if vehicle.last_command is not None:
+            command = discovery.command_payload(vehicle.last_command)
+            futures.append(
+                await self._submit_if_changed(shown, t.command_result(ref), command, force=force)
+            )
+        _settle_when_taken(shown, (state, context), futures)
+
+    async def _publish_discovery(
+        self,
+        vehicle: KnownVehicle,
+        shown: _Shown,
+        keys: frozenset[str],
+        inputs: tuple[object, ...],
+        *,
+        force: bool,
+    ) -> list[asyncio.Future[bool]]:
+        """Send the car's discovery; the futures say whether the broker took each topic."""
+        state, ref, t, vin = vehicle.state, vehicle.ref, self._topics, self._pub.expose_vin
+        name = vehicle.name
+        config_topics: list[tuple[str, Any]]
+        if self._pub.mode == "entity":
+            config_topics = discovery.entity_discoveries(
+                state, t, keys, origin_version=__version__, expose_vin=vin, name=name
+            )
+        else:
+            config_topics = [
+                discovery.device_discovery(
+                    state, t, keys, origin_version=__version__, expose_vin=vin, name=name
+                )
+            ]
+        old_mode = self._announced.get(ref.key, frozenset()) - {t for t, _ in config_topics}
+        # Home Assistant's order for a move between device and entity discovery: mark the old
+        # topics, announce the new ones, then clear the old. The entities keep their registry
+        # entries (ids, names, areas); clearing alone would delete them.
+        for topic, marker in discovery.migration_markers(t, ref, keys, self._pub.mode):
+            if topic in old_mode:
+                await self._send(topic, marker)
+        futures = []
+        for topic, payload in config_topics:
+            futures.append(await self._submit_if_changed(shown, topic, payload, force=force))
+            if self._known_published.get(topic) != keys:
+                self._pending_published[topic] = keys
+        # The old topics are cleared only after the new ones are there.
+        if old_mode and all([await future for future in futures]):
+            await self._clear_old_mode(ref.key, old_mode)
+        # Built again next time unless the broker takes all of it.
+        shown.discovery_inputs = inputs
+
+        def unless_taken(sent: asyncio.Future[bool]) -> None:
+            if (sent.cancelled() or not sent.result()) and shown.discovery_inputs is inputs:
+                shown.discovery_inputs = None
+
+        for future in futures:
+            future.add_done_callback(unless_taken)
+        return futures
+
+    async def _publish_state_only(self, vehicle: KnownVehicle) -> None:
+        if not self._hub.current(vehicle):
+            return
+        account = self._hub.account_of(vehicle)
+        payload = discovery.state_payload(
+            vehicle.state,
+            self._now(),
+            relink_required=account.relink_required,
+            keys=self._shown_of(vehicle).keys,
+        )
+        await self._outbox.send(self._topics.state(vehicle.ref), _encode(payload), retain=True)
+
+    async def _send_if_changed(
+        self, shown: _Shown, topic: str, payload: Payload, *, force: bool
+    ) -> bool:
+        """Publish unless the broker already has this payload; return whether it has it now."""
+        return await (await self._submit_if_changed(shown, topic, payload, force=force))
+
+    async def _submit_if_changed(
+        self, shown: _Shown, topic: str, payload: Payload, *, force: bool
+    ) -> asyncio.Future[bool]:
+        data = _encode(payload)
+        digest = hash(data)
+        if not force and shown.published.get(topic) == digest:
+            return _taken()
+        # Noted only once the broker took it: a failed publish is tried again next time.
+        shown.published.pop(topic, None)
+        sent = await self._outbox.send(topic, data, retain=True)
+        sent.add_done_callback(_noting(shown, topic, digest))
+        return sent
+
+    async def _clear_old_mode(self, key: str, topics: frozenset[str]) -> None:
+        """Clear a car's discovery topics of the other mode; forget them once all went out."""
+        for topic in sorted(topics):
+            if not await self._send(topic, b""):
+                return  # the broker is away: the next connection's republish does it again
+        store = self._saver.store
+        await self._saver.save("a discovery move", lambda: store.forget_published(*topics))
+        self._announced.pop(key, None)
+        _LOGGER.info("vehicle %s: moved to %s discovery", key, self._pub.mode)
+
+    async def _flush_store(self) -> None:
+        """Save what publishing gathered, in one transaction."""
+        if not self._pending_published and not self._pending_states:
+            return
+        published, states = self._pending_published, self._pending_states
+        self._pending_published, self._pending_states = {}, {}
+        store = self._saver.store
+        saved = await self._saver.save(
+            "the published state", lambda: store.save_many(published=published, states=states)
+        )
+        if not saved:
+            # Kept: saved with the next batch, once the file can be written. Newer entries
+            # gathered meanwhile win.
+            self._pending_published = {**published, **self._pending_published}
+            self._pending_states = {**states, **self._pending_states}
+            return
+        self._known_published.update(published)
+
+    async def _remove(self, vehicle: KnownVehicle) -> None:
+        shown = self._shown.pop(vehicle.key, None) or _Shown(
+            keys=self._restored_keys.pop(vehicle.key, frozenset())
+        )
+        # After any publish of the car under way: it would otherwise send topics again after
+        # they were cleared, and put the car back into the state file.
+        async with shown.lock:
+            await self._remove_now(vehicle, shown.keys)
+
+    async def _remove_now(self, vehicle: KnownVehicle, keys: Collection[str]) -> None:
+        ref, t, key = vehicle.ref, self._topics, vehicle.key
+        configs = [topic for topic, _ in discovery.removal(t, ref, keys, self._pub.mode)]
+        configs += sorted(self._announced.pop(key, frozenset()) - set(configs))
+        for topic in configs:
+            self._known_published.pop(topic, None)
+            self._pending_published.pop(topic, None)
+        self._pending_states.pop(key, None)
+        topics = [*configs, *t.vehicle_topics(ref)]
+        # Saved before anything is sent: the broker may be away now, or go away half-way.
+        store = self._saver.store
+        await self._saver.save("removals", lambda: store.begin_removal(key, topics))
+        self._removals.add(key)
+        await self._send_removal(key, topics)
+
+    async def _send_removal(self, key: str, topics: Collection[str]) -> None:
+        """Clear a removed car's retained topics; forget the removal once all went out."""
+        for topic in topics:
+            if key not in self._removals:
+                return  # the car came back meanwhile: clearing now would hide it
+            if not await self._send(topic, b""):
+                _LOGGER.info("vehicle %s: will clear its topics when the broker is back", key)
+                return
+        self._removals.discard(key)
+        store = self._saver.store
+        await self._saver.save("removals", lambda: store.finish_removal(key))
+
+    async def _cancel_removal_of(self, key: str) -> None:
+        if key in self._removals:
+            self._removals.discard(key)
+            store = self._saver.store
+            # A car back on the list: its removal must not be carried out after a restart.
+            await self._saver.save("removals", lambda: store.finish_removal(key))
+
+    async def _publish_bridge_state(self) -> None:
+        accounts = self._hub.accounts()
+        await self._send(
+            self._topics.bridge_state,
+            {
+                "version": __version__,
+                "vehicles": sum(len(a.vehicles) for a in accounts),
+                "api_calls": self._hub.api_calls,
+                "problem": "ON" if any(a.relink_required for a in accounts) else "OFF",
+                "accounts": {
+                    a.name: {
+                        "provider": a.spec.name,
+                        "link": a.link.value,
+                        "problem": a.problem,
+                        "vehicles": len(a.vehicles),
+                        "failing": a.failures > 0,
+                    }
+                    for a in accounts
+                },
+            },
+        )
+
+
+def _noting(shown: _Shown, topic: str, digest: int) -> Callable[[asyncio.Future[bool]], None]:
+    """Return a callback that notes `digest` as what the broker holds on `topic`, if taken."""
+
+    def note(sent: asyncio.Future[bool]) -> None:
+        if not sent.cancelled() and sent.result():
+            shown.published[topic] = digest
+
+    return note
+
+
+def _settle_when_taken(
+    shown: _Shown,
+    settled: tuple[VehicleState, tuple[object, ...]],
+    futures: list[asyncio.Future[bool]],
+) -> None:
+    """Note `settled` as what the broker holds of the car once it took every message."""
+    generation = shown.generation
+    waiting = {f for f in futures if not f.done()}
+    if any(not _ok(f) for f in futures if f.done()):
+        return
+
+    def one_done(sent: asyncio.Future[bool]) -> None:
+        waiting.discard(sent)
+        if not _ok(sent):
+            waiting.add(sent)  # never settles now
+        elif not waiting and shown.generation == generation:
+            shown.settled = settled
+
+    if not waiting:
+        shown.settled = settled
+        return
+    for future in list(waiting):
+        future.add_done_callback(one_done)
+
+
+def _ok(sent: asyncio.Future[bool]) -> bool:
+    return not sent.cancelled() and sent.result()
+
+
+def _taken() -> asyncio.Future[bool]:
+    done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+    done.set_result(True)
+    return done
+
+
+def _encode(payload: Payload) -> bytes | str:
+    if payload is None:
+        return b""
+    if isinstance(payload, (bytes, str)):
+        return payload
+    return json.dumps(payload, separators=(",", ":"))

@@ -1,0 +1,177 @@
+"""The composition root of the bridge: builds every part and runs them under one TaskGroup.
+
+It is the only module that knows them all: one poller per account (the sources), the vehicle
+hub, the Home Assistant publisher (the first sink), the command service and the MQTT command
+intake. Further sinks attach with `add_sink`, without any change to the parts already here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+
+from car2mqtt.bridge.commands import CommandService
+from car2mqtt.bridge.events import Sink
+from car2mqtt.bridge.hub import VehicleHub
+from car2mqtt.bridge.intake import MqttCommands
+from car2mqtt.bridge.outbox import Outbox, PublishFn
+from car2mqtt.bridge.pace import Pace
+from car2mqtt.bridge.poller import Poller
+from car2mqtt.bridge.publisher import HaPublisher, Publishing
+from car2mqtt.bridge.saving import Saver
+from car2mqtt.bridge.tasks import Spawner
+from car2mqtt.bridge.timing import Timing
+from car2mqtt.clock import Clock
+from car2mqtt.mqtt.topics import Topics
+from car2mqtt.providers.base import Provider
+from car2mqtt.store import Store
+
+
+class Bridge:
+    """Every account's polling, the hub, its sinks and the command handling, wired together."""
+
+    def __init__(
+        self,
+        providers: list[Provider],
+        *,
+        store: Store,
+        clock: Clock,
+        topics: Topics,
+        publishing: Publishing | None = None,
+        timing: Timing | None = None,
+        poll_intervals: Mapping[str, float] | None = None,
+    ) -> None:
+        timing = timing or Timing()
+        intervals = dict(poll_intervals or {})
+        self._topics = topics
+        self._spawner = Spawner()
+        self._outbox = Outbox(self._spawner.start)
+        saver = Saver(store, error_every_s=timing.store_error_every_s)
+        self.hub = VehicleHub(
+            [(p.account, p.spec, _calls_of(p)) for p in providers],
+            saver=saver,
+            stale_after_failures=timing.stale_after_failures,
+        )
+        self._providers = {p.account: p for p in providers}
+        paces = {p.account: Pace() for p in providers}
+        self._pollers = [
+            Poller(
+                p,
+                self.hub,
+                pace=paces[p.account],
+                saver=saver,
+                timing=timing,
+                interval_s=intervals.get(p.account),
+            )
+            for p in providers
+        ]
+        self.publisher = HaPublisher(
+            self.hub,
+            outbox=self._outbox,
+            saver=saver,
+            clock=clock,
+            topics=topics,
+            publishing=publishing,
+            spawner=self._spawner,
+            heartbeat_s=timing.heartbeat_s,
+            birth_jitter_s=timing.birth_jitter_s,
+        )
+        self.hub.subscribe(self.publisher)
+        self.commands = CommandService(
+            self.hub,
+            self._providers,
+            paces=paces,
+            spawner=self._spawner,
+            clock=clock,
+            timing=timing,
+        )
+        self._intake = MqttCommands(
+            self.hub,
+            self.commands,
+            outbox=self._outbox,
+            spawner=self._spawner,
+            clock=clock,
+            topics=topics,
+        )
+
+    # ---- wiring ----------------------------------------------------------------------------
+
+    def add_sink(self, sink: Sink) -> None:
+        """Attach a further sink: it gets every change of the hub from now on."""
+        self.hub.subscribe(sink)
+
+    def attach(
+        self,
+        publish: PublishFn,
+        *,
+        protocol: Callable[[], str | None] | None = None,
+        retained_payload: Callable[[str], Awaitable[bytes | None]] | None = None,
+    ) -> None:
+        """Give the bridge its way out: `await publish(topic, payload, retain=..., qos=...)`.
+
+        `protocol` says which MQTT version the link speaks now: with 3.1.1 a retained message
+        forwarded live does not show as retained, so before acting on a command the bridge
+        asks `retained_payload(topic)` what the broker keeps retained there.
+        """
+        self._outbox.publish_fn = publish
+        if protocol is not None:
+            self._intake.protocol = protocol
+        self._intake.retained_payload = retained_payload
+
+    async def run(self) -> None:
+        """Run until cancelled: one poller per account, the heartbeat, and command tasks."""
+        try:
+            async with asyncio.TaskGroup() as tg:
+                self._spawner.attach(tg)
+                self.commands.resume()
+                for poller in self._pollers:
+                    tg.create_task(poller.run(), name=f"poll-{poller.name}")
+                tg.create_task(self.publisher.run(), name="heartbeat")
+        finally:
+            self._spawner.attach(None)
+
+    async def on_connect(self) -> None:
+        """Republish everything retained after each (re)connect to the broker."""
+        await self.publisher.on_connect()
+
+    async def on_message(self, topic: str, payload: bytes, retained: bool) -> None:
+        """Route a message: Home Assistant's birth to the publisher, the rest to the intake."""
+        if topic == self._topics.ha_status:
+            self.publisher.on_ha_status(payload)
+            return
+        self._intake.on_message(topic, payload, retained)
+
+    async def republish(self) -> None:
+        """Publish everything retained again, and wait until the broker took it."""
+        await self.publisher.republish()
+        await self._outbox.drain()
+
+    # ---- what tests and status readers ask -------------------------------------------------
+
+    def provider(self, account: str) -> Provider:
+        """Return the provider behind `account`."""
+        return self._providers[account]
+
+    def failures(self, account: str) -> int:
+        """Return how many polls of `account` have failed in a row."""
+        return self.hub.account(account).failures
+
+    @property
+    def polls(self) -> int:
+        """Polls started so far, over every account."""
+        return sum(poller.polls for poller in self._pollers)
+
+    @property
+    def api_calls(self) -> int:
+        """Cloud API calls made so far, over every account."""
+        return self.hub.api_calls
+
+
+def _calls_of(provider: Provider) -> Callable[[], int]:
+    """Return a counter of `provider`'s API calls (0 for one that does not count them)."""
+
+    def calls() -> int:
+        client = getattr(provider, "client", None)
+        return int(getattr(client, "calls", 0))
+
+    return calls
