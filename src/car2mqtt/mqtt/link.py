@@ -21,6 +21,7 @@ from paho.mqtt.enums import MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from car2mqtt.backoff import backoff_delay
 from car2mqtt.errors import ConfigError, MqttError
 from car2mqtt.mqtt.url import BadMqttUrl, hide_credentials, parse_mqtt_url
 
@@ -204,7 +205,7 @@ class MqttLink:
 
     async def run(self) -> None:
         """Stay connected until cancelled, reconnecting with jittered backoff."""
-        backoff = 1.0
+        attempt = 0  # failed connections in a row
         was_down = False
         while True:
             version = self.protocol or "5"
@@ -219,7 +220,7 @@ class MqttLink:
                         _LOGGER.info("MQTT broker %s is back", where)
                     else:
                         _LOGGER.info("connected to MQTT broker %s", where)
-                    was_down, backoff = False, 1.0
+                    was_down, attempt = False, 0
                     await keeping_cancel(
                         client.publish(self._availability, b"online", qos=1, retain=True)
                     )
@@ -263,8 +264,8 @@ class MqttLink:
                         self._hint(version, exc),
                     )
                 was_down = True
-            await asyncio.sleep(backoff * random.uniform(0.8, 1.2))
-            backoff = min(backoff * 2, self._max_backoff)
+            attempt += 1
+            await asyncio.sleep(backoff_delay(attempt, base_s=1.0, max_s=self._max_backoff))
 
     async def _subscribe(self, client: aiomqtt.Client, version: str) -> None:
         for topic in [self._availability, *self._subscriptions]:
