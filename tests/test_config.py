@@ -7,16 +7,11 @@ from pathlib import Path
 import pydantic
 import pytest
 
-from car2mqtt.config import (
-    ENODE_ENVIRONMENTS,
-    Config,
-    EnodeAccount,
-    XeeAccount,
-    config_path,
-    describe,
-    load_config,
-)
+from car2mqtt.config import Config, config_path, describe
 from car2mqtt.errors import ConfigError
+from car2mqtt.providers.enode.config import ENODE_ENVIRONMENTS, EnodeAccount
+from car2mqtt.providers.registry import load_config
+from car2mqtt.providers.xee.config import XeeAccount
 
 SECRET = "s3cr3t-client-value"
 PASSWORD = "hunter2-mqtt-pass"

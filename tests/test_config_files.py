@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from car2mqtt.config import MAX_FILE_BYTES, load_config
+from car2mqtt.config import MAX_FILE_BYTES
 from car2mqtt.errors import ConfigError
+from car2mqtt.providers.registry import load_config
 from tests.support import CLI
 
 VALID = {

@@ -1,18 +1,16 @@
-"""The `car2mqtt` command line: wiring only, no logic."""
+"""The `car2mqtt` command line: wiring only, no logic.
+
+The generic commands (`run`, `status`, `vehicles`, `config check`, `mqtt ...`) name no
+provider: the registry (`providers/registry.py`) says which exist, and each plug-in adds its own
+`car2mqtt link <name>` command; the simulator adds `simulate` (`simulator/cli.py`).
+"""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import io
-import signal
-import sys
 import time
-from collections.abc import Callable, Coroutine
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
-from urllib.parse import urlsplit
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -21,19 +19,31 @@ from rich.text import Text
 
 from car2mqtt import __version__
 from car2mqtt.clock import SystemClock
-from car2mqtt.config import Account, Config, config_path, describe, load_config
+from car2mqtt.commandline import (
+    ConfigOption,
+    Host,
+    Port,
+    Seed,
+    TimeFactor,
+    Vehicles,
+    err,
+    guard,
+    run_async,
+)
+from car2mqtt.config import AccountBase, Config, config_path, describe
 from car2mqtt.errors import Car2MqttError, ConfigError, ReauthRequired
 from car2mqtt.logs import setup_logging
 from car2mqtt.models import ChargeState, VehicleState
 from car2mqtt.mqtt.link import BrokerSettings
+from car2mqtt.providers.plugin import Wiring
+from car2mqtt.providers.registry import PLUGINS, create_provider, linkable, load_config
+from car2mqtt.simulator.cli import PROFILES, add_simulate_command
 
 # Each command imports what it alone needs: `car2mqtt run` on a Raspberry Pi should not carry
 # the simulator, the demo's broker or the QR encoder in memory.
-if TYPE_CHECKING:
-    from car2mqtt.demo import DemoInfo
+__all__ = ["PROFILES", "app", "main"]
 
-PROFILES = ("none", "flaky", "rate-limited", "outage")  # kept in step with simulator.faults
-T = TypeVar("T")
+A = TypeVar("A", bound=AccountBase)
 app = typer.Typer(
     name="car2mqtt",
     help="Connected cars in Home Assistant over MQTT, with offline simulators of their clouds.",
@@ -41,72 +51,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-err = Console(stderr=True, soft_wrap=True)
-
-Host = Annotated[str, typer.Option(metavar="HOST", help="Address to listen on.")]
-Port = Annotated[
-    int,
-    typer.Option(min=0, max=65535, metavar="PORT", help="Port to listen on (0 picks a free one)."),
-]
-Seed = Annotated[
-    int, typer.Option(metavar="N", help="Seed for every random choice: same seed, same cars.")
-]
-Vehicles = Annotated[
-    int, typer.Option(min=0, max=100_000, metavar="N", help="Vehicles pre-linked to the --user.")
-]
-User = Annotated[
-    str, typer.Option(metavar="ID", help="Enode user id that owns the pre-linked vehicles.")
-]
-TimeFactor = Annotated[
-    float,
-    typer.Option(
-        min=0,
-        metavar="FACTOR",
-        help="Simulated seconds per real second (0 freezes time; /admin/clock moves it).",
-    ),
-]
-
-
-def _profile(value: str) -> str:
-    if value not in PROFILES:
-        msg = f"unknown profile {value!r}; choose one of: {', '.join(PROFILES)}"
-        raise typer.BadParameter(msg)
-    return value
-
-
-Faults = Annotated[
-    str,
-    typer.Option(
-        callback=_profile,
-        metavar="PROFILE",
-        help=f"Fault profile: {', '.join(PROFILES)}.",
-        show_default=True,
-    ),
-]
-
-
-def _start(value: str | None) -> str | None:
-    if value is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        msg = f"{value!r} is not an ISO 8601 time such as 2026-01-01T00:00:00Z"
-        raise typer.BadParameter(msg) from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.isoformat()
-
-
-Start = Annotated[
-    str | None,
-    typer.Option(
-        callback=_start,
-        metavar="TIME",
-        help="Simulated start time (ISO 8601, UTC by default); default now. With "
-        "--time-factor 0 and a --seed, runs are identical.",
-    ),
-]
 
 
 def _version(value: bool) -> None:
@@ -125,72 +69,7 @@ def _root(
     """Bring connected cars into Home Assistant over MQTT."""
 
 
-@app.command()
-def simulate(
-    host: Host = "127.0.0.1",
-    port: Port = 8700,
-    seed: Seed = 0,
-    vehicles: Vehicles = 3,
-    user: User = "demo",
-    time_factor: TimeFactor = 1.0,
-    faults: Faults = "none",
-    start: Start = None,
-    xee_vehicles: Annotated[
-        int,
-        typer.Option(min=0, max=100_000, metavar="N", help="Cars on the Xee demo user's dongles."),
-    ] = 2,
-    xee_token_ttl: Annotated[
-        float,
-        typer.Option(
-            min=1, metavar="SECONDS", help="Xee access token lifetime (expires_in), seconds."
-        ),
-    ] = 3600.0,
-    xee_early_expiry: Annotated[
-        float,
-        typer.Option(
-            min=0,
-            metavar="SECONDS",
-            help="Xee tokens really die this many seconds before expires_in.",
-        ),
-    ] = 0.0,
-    xee_refresh_grace: Annotated[
-        float,
-        typer.Option(
-            min=0,
-            metavar="SECONDS",
-            help="Seconds a used Xee refresh token may be replayed (0: single use).",
-        ),
-    ] = 60.0,
-    access_log: Annotated[bool, typer.Option(help="Log every request.")] = False,
-) -> None:
-    """Serve the offline Enode and Xee clouds; the first stdout line is JSON describing them."""
-    from car2mqtt.simulator.app import SimOptions
-    from car2mqtt.simulator.server import serve
-
-    options = SimOptions(
-        seed=seed,
-        vehicles=vehicles,
-        user=user,
-        time_factor=time_factor,
-        faults=faults,
-        start=datetime.fromisoformat(start).timestamp() if start else None,
-        xee_vehicles=xee_vehicles,
-        xee_token_ttl_s=xee_token_ttl,
-        xee_early_expiry_s=xee_early_expiry,
-        xee_refresh_grace_s=xee_refresh_grace,
-    )
-    _guard(lambda: serve(options, host, port, access_log=access_log))
-
-
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--config",
-        "-c",
-        metavar="FILE",
-        help="Configuration file (default: $CAR2MQTT_CONFIG, else ./car2mqtt.yaml).",
-    ),
-]
+add_simulate_command(app)
 
 
 def _load(path: Path | None) -> Config:
@@ -208,9 +87,9 @@ def run(config: ConfigOption = None) -> None:
 
     def go() -> None:
         cfg = _load(config)
-        _run_async(run_config(cfg))
+        run_async(run_config(cfg))
 
-    _guard(go)
+    guard(go)
 
 
 @app.command()
@@ -243,11 +122,11 @@ def demo(
     ] = None,
 ) -> None:
     """Run simulated clouds, an MQTT broker and the bridge, with no credentials at all."""
-    from car2mqtt.demo import run_demo
+    from car2mqtt.demo import print_banner, run_demo
 
     def go() -> None:
         setup_logging("info", "text")
-        _run_async(
+        run_async(
             run_demo(
                 host=host,
                 port=port,
@@ -257,49 +136,12 @@ def demo(
                 vehicles=vehicles,
                 time_factor=time_factor,
                 seed=seed,
-                announce=_print_demo,
+                announce=print_banner,
                 state_dir=state_dir,
             )
         )
 
-    _guard(go)
-
-
-def _print_demo(info: DemoInfo) -> None:
-    from car2mqtt.demo import instructions
-
-    out = Console(soft_wrap=True)
-    out.print(f"[bold green]car2mqtt demo[/] is running. Time runs {info.time_factor:g}x faster.")
-    out.print(
-        f"  simulated Enode cloud: {info.simulator_url}/enode (admin API: {info.admin_url})\n"
-        f"  simulated Xee cloud: {info.simulator_url}/xee/v4 (test login: {info.xee_username}"
-        f" / {info.xee_password})\n"
-        f"  MQTT broker: mqtt://{info.broker_host}:{info.broker_port}"
-        f"{' (embedded)' if info.embedded_broker else ''}\n"
-        f"  {len(info.vehicle_ids)} Enode cars: a parked Tesla, a charging Volkswagen, an XPENG "
-        f"on a trip;\n  {len(info.xee_vehicle_ids)} cars with Xee dongles, petrol and electric "
-        "in turn.\n"
-        f"  state folder: {info.state_dir} (started afresh each time)\n"
-        f"  configuration: {info.config_path} (the demo's accounts, broker and state file)\n",
-        markup=False,
-        highlight=False,
-    )
-    told = instructions(info)
-    for title, cmd in told.steps:
-        out.print(f"# {title}", style="bold", markup=False, highlight=False)
-        out.print(cmd, markup=False, highlight=False)
-    out.print()
-    for note in told.notes:
-        out.print(note, markup=False, highlight=False)
-    where = info.broker_public or f"{info.broker_host}:{info.broker_port}"
-    out.print(
-        f"To see the cars in a real Home Assistant, add its MQTT integration with the broker at "
-        f"{where} (start the demo with --mqtt-host 0.0.0.0 if HA runs on another machine); the "
-        "cars appear as devices by themselves. Ctrl-C stops everything.",
-        markup=False,
-        highlight=False,
-    )
-    sys.stdout.flush()
+    guard(go)
 
 
 config_app = typer.Typer(help="Work with the configuration file.", no_args_is_help=True)
@@ -319,235 +161,74 @@ def config_check(
         for line in describe(config):
             out.print(line, markup=False, highlight=False)
 
-    _guard(go)
+    guard(go)
 
 
 link_app = typer.Typer(help="Link cars to an account, without curl.", no_args_is_help=True)
 app.add_typer(link_app, name="link")
 
 
-AccountName = Annotated[
-    str, typer.Option(metavar="NAME", help="The account name in the configuration.")
-]
-LinkTimeout = Annotated[
-    float, typer.Option(min=1, metavar="MINUTES", help="Minutes to wait for the user.")
-]
-
-
-_PROVIDER_LABELS = {"enode": "Enode", "xee": "Xee"}
-
-
-def _account_for(cfg: Config, name: str, provider: str) -> Account:
+def _account_for(cfg: Config, name: str, model: type[A]) -> A:
+    """Return the account called `name`, which a `model`'s link command is run for."""
     try:
         acct = cfg.account(name)
     except KeyError:
         names = ", ".join(a.name for a in cfg.accounts)
         msg = f"no account named {name!r} in the configuration; it has: {names}"
         raise ConfigError(msg) from None
-    if acct.provider != provider:
-        label = _PROVIDER_LABELS.get(acct.provider, acct.provider)
-        article = "an" if label[:1].lower() in "aeiou" else "a"
-        msg = (
-            f"account {name!r} is {article} {label} account: "
-            f"use car2mqtt link {acct.provider} --account {name}"
-        )
-        raise ConfigError(msg)
-    return acct
-
-
-def _public_url(value: str | None) -> str | None:
-    if value is None:
-        return None
-    parts = urlsplit(value.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        msg = f"{value!r} is not an http:// or https:// URL, e.g. http://192.168.1.20:8765"
-        raise typer.BadParameter(msg)
-    return value.strip()
-
-
-@link_app.command("enode")
-def link_enode_cmd(
-    account: AccountName,
-    config: ConfigOption = None,
-    vendor: Annotated[
-        str | None, typer.Option(metavar="VENDOR", help="Skip the brand page: TESLA, XPENG, ...")
-    ] = None,
-    host: Annotated[
-        str,
-        typer.Option(
-            metavar="HOST",
-            help="Where the redirect receiver listens (the browser must reach it; 0.0.0.0 for "
-            "a browser on another device).",
-        ),
-    ] = "127.0.0.1",
-    port: Annotated[
-        int, typer.Option(min=0, max=65535, metavar="PORT", help="Receiver port (0: any free one).")
-    ] = 0,
-    public_url: Annotated[
-        str | None,
-        typer.Option(
-            callback=_public_url,
-            metavar="URL",
-            help="The address the browser reaches the receiver at, when it is not this "
-            "machine's own (a proxy, a forwarded port); /callback is added.",
-        ),
-    ] = None,
-    timeout: LinkTimeout = 15,
-) -> None:
-    """Create an Enode Link session, show its URL and QR code, and wait until it is done."""
-
-    def go() -> None:
-        cfg = _load(config)
-        acct = _account_for(cfg, account, "enode")
-        vehicles = _run_async(_link(cfg, acct, vendor, host, port, public_url, timeout * 60))
-        _vehicle_table(vehicles, title=f"Vehicles linked to {account}")
-
-    _guard(go)
-
-
-async def _link(
-    cfg: Config,
-    acct: Account,
-    vendor: str | None,
-    host: str,
-    port: int,
-    public_url: str | None,
-    timeout_s: float,
-) -> list[VehicleState]:
-    from car2mqtt.linking import link_enode
-    from car2mqtt.providers import create_provider
-    from car2mqtt.providers.enode import EnodeProvider
-    from car2mqtt.store import Store
-
-    with Store.open(cfg.store) as store:
-        provider = create_provider(acct, clock=SystemClock(), persistence=store)
-        assert isinstance(provider, EnodeProvider)
-        try:
-            vehicles = await link_enode(
-                provider,
-                host=host,
-                port=port,
-                vendor=vendor,
-                show_url=_show_link,
-                timeout_s=timeout_s,
-                public_url=public_url,
-            )
-        finally:
-            await provider.aclose()
-        store.save_account_status(acct.name, "ok", None)
-        # What `car2mqtt status` counts: the cars the link just listed.
-        store.save_vehicles(acct.name, [v.ref for v in vehicles])
-        return vehicles
-
-
-@link_app.command("xee")
-def link_xee_cmd(
-    account: AccountName,
-    config: ConfigOption = None,
-    timeout: LinkTimeout = 15,
-) -> None:
-    """Authorize car2mqtt at Xee in a browser; receive or paste back the redirect."""
-
-    def go() -> None:
-        cfg = _load(config)
-        acct = _account_for(cfg, account, "xee")
-        vehicles = _run_async(_link_xee(cfg, acct, timeout * 60))
-        Console().print(
-            "[bold green]Linked.[/] A running bridge picks the new tokens up by itself; "
-            "no restart needed."
-        )
-        _vehicle_table(vehicles, title=f"Vehicles of {account}")
-
-    _guard(go)
-
-
-async def _link_xee(cfg: Config, acct: Account, timeout_s: float) -> list[VehicleState]:
-    from car2mqtt.config import XeeAccount
-    from car2mqtt.linking import link_xee
-    from car2mqtt.providers import create_provider
-    from car2mqtt.providers.xee import XeeProvider
-    from car2mqtt.store import Store
-
-    assert isinstance(acct, XeeAccount)
-    with Store.open(cfg.store) as store:
-        provider = create_provider(acct, clock=SystemClock(), persistence=store)
-        assert isinstance(provider, XeeProvider)
-        try:
-            vehicles = await link_xee(
-                provider,
-                authorize_url=acct.authorize_url,
-                redirect_uri=acct.redirect_uri,
-                scopes=acct.scopes,
-                show_url=lambda url, listening: _show_consent(url, acct.redirect_uri, listening),
-                read_paste=_stdin_reader(),
-                timeout_s=timeout_s,
-            )
-        finally:
-            await provider.aclose()
-        store.save_account_status(acct.name, "ok", None)
-        # What `car2mqtt status` counts: the cars the link just listed.
-        store.save_vehicles(acct.name, [v.ref for v in vehicles])
-        return vehicles
-
-
-def _stdin_reader() -> Callable[[], Coroutine[Any, Any, str]]:
-    """Lines typed on stdin, read by a daemon thread so waiting never blocks the loop or exit."""
-    import threading
-
-    loop = asyncio.get_running_loop()
-    lines: asyncio.Queue[str | None] = asyncio.Queue()
-
-    def pump() -> None:
-        for line in sys.stdin:
-            loop.call_soon_threadsafe(lines.put_nowait, line)
-        loop.call_soon_threadsafe(lines.put_nowait, None)
-
-    threading.Thread(target=pump, name="stdin", daemon=True).start()
-
-    async def read() -> str:
-        line = await lines.get()
-        if line is None:  # stdin closed: only the redirect can finish the link now
-            await asyncio.Event().wait()
-        return line or ""
-
-    return read
-
-
-def _show_consent(url: str, redirect_uri: str, listening: bool) -> None:
-    out = Console(soft_wrap=True)
-    out.print("Open this address in a browser, log in to Xee and approve car2mqtt:")
-    print(url, flush=True)
-    if listening:
-        out.print(
-            f"Waiting for Xee to send the browser back to {redirect_uri} ... If that page "
-            "cannot reach this machine, paste its full address (or just the code) here:",
-            markup=False,
-        )
+    if isinstance(acct, model):
+        return acct
+    plugin = PLUGINS.get(acct.provider)
+    label = plugin.title if plugin is not None else acct.provider
+    article = "an" if label[:1].lower() in "aeiou" else "a"
+    if plugin is not None and plugin.link_command is not None:
+        fix = f"use car2mqtt link {acct.provider} --account {name}"
     else:
-        out.print(
-            f"After you approve, the browser goes to {redirect_uri}, which may show an error "
-            "page. Copy the full address from the address bar and paste it here:",
-            markup=False,
-        )
-    sys.stdout.flush()
+        fix = "it needs no linking"
+    msg = f"account {name!r} is {article} {label} account: {fix}"
+    raise ConfigError(msg)
 
 
-def _show_link(url: str, redirect_uri: str) -> None:
-    import segno
+class _Linker:
+    """The `LinkRunner` every plug-in's link command runs its flow with."""
 
-    out = Console(soft_wrap=True)
-    out.print("Open this link in a browser (or scan the QR code) and log in to your car's account:")
-    print(url, flush=True)
-    qr = io.StringIO()
-    segno.make(url, error="l").terminal(out=qr, compact=True)
-    out.print(qr.getvalue(), markup=False, highlight=False)
-    out.print(
-        f"When you are done, the browser comes back to {redirect_uri} . If that address does "
-        "not open where your browser is, stop (Ctrl-C) and use --host 0.0.0.0 or --public-url.",
-        markup=False,
-        highlight=False,
-    )
-    out.print("Waiting for you to finish linking ...")
+    def link(
+        self,
+        config: Path | None,
+        account: str,
+        model: type[A],
+        flow: Callable[[A, Wiring], Awaitable[Sequence[VehicleState]]],
+        *,
+        title: str,
+        done: str | None = None,
+    ) -> None:
+        def go() -> None:
+            cfg = _load(config)
+            acct = _account_for(cfg, account, model)
+            vehicles = run_async(_linked(cfg, acct, flow))
+            if done is not None:
+                Console().print(done)
+            _vehicle_table(vehicles, title=title, providers=[acct.provider])
+
+        guard(go)
+
+
+async def _linked(
+    cfg: Config, acct: A, flow: Callable[[A, Wiring], Awaitable[Sequence[VehicleState]]]
+) -> list[VehicleState]:
+    from car2mqtt.store import Store
+
+    with Store.open(cfg.store) as store:
+        vehicles = list(await flow(acct, Wiring(SystemClock(), persistence=store)))
+        store.save_account_status(acct.name, "ok", None)
+        # What `car2mqtt status` counts: the cars the link just listed.
+        store.save_vehicles(acct.name, [v.ref for v in vehicles])
+        return vehicles
+
+
+for _plugin in PLUGINS.values():
+    if _plugin.link_command is not None:
+        _plugin.link_command(link_app, _Linker())
 
 
 @app.command()
@@ -556,14 +237,13 @@ def vehicles(config: ConfigOption = None) -> None:
 
     def go() -> None:
         cfg = _load(config)
-        states = _run_async(_poll_all(cfg))
-        _vehicle_table(states, title="Vehicles")
+        states = run_async(_poll_all(cfg))
+        _vehicle_table(states, title="Vehicles", providers=[a.provider for a in cfg.accounts])
 
-    _guard(go)
+    guard(go)
 
 
 async def _poll_all(cfg: Config) -> list[VehicleState]:
-    from car2mqtt.providers import create_provider
     from car2mqtt.store import Store
 
     found: list[VehicleState] = []
@@ -606,7 +286,10 @@ _VEHICLE_COLUMNS: tuple[tuple[str, Callable[[VehicleState], str | None]], ...] =
 )
 
 
-def _vehicle_table(states: list[VehicleState], *, title: str) -> None:
+def _vehicle_table(
+    states: list[VehicleState], *, title: str, providers: Iterable[str] = ()
+) -> None:
+    """Show `states`; with none, say how to link cars (first for one of `providers`)."""
     out = Console()
     rows = [[cell(s) for _, cell in _VEHICLE_COLUMNS] for s in states]
     # Only columns some car has; a car without a thing gets an empty cell, never "unknown".
@@ -631,7 +314,11 @@ def _vehicle_table(states: list[VehicleState], *, title: str) -> None:
             )
             listing.print(f"    {rest}", markup=False, highlight=False)
     if not states:
-        out.print("No vehicles. Link some with: car2mqtt link enode --account NAME")
+        can_link = linkable(list(providers))
+        hint = (
+            f" Link some with: car2mqtt link {can_link[0].name} --account NAME" if can_link else ""
+        )
+        out.print(f"No vehicles.{hint}")
 
 
 @app.command()
@@ -665,7 +352,7 @@ def status(config: ConfigOption = None) -> None:
                         f"car2mqtt link {account.provider} --account {account.name}"
                     )
 
-    _guard(go)
+    guard(go)
 
 
 def _token_age(token: dict[str, object] | None) -> str:
@@ -711,9 +398,9 @@ def mqtt_watch(
     def go() -> None:
         cfg, settings = _broker(config)
         patterns = topics or [f"{cfg.mqtt.base_topic}/#"]
-        _run_async(watch(settings, patterns, lambda line: print(line, flush=True), count))
+        run_async(watch(settings, patterns, lambda line: print(line, flush=True), count))
 
-    _guard(go)
+    guard(go)
 
 
 @mqtt_app.command("publish")
@@ -728,9 +415,9 @@ def mqtt_publish(
 
     def go() -> None:
         _, settings = _broker(config)
-        _run_async(publish(settings, topic, payload, retain=retain))
+        run_async(publish(settings, topic, payload, retain=retain))
 
-    _guard(go)
+    guard(go)
 
 
 @app.command("sim-admin")
@@ -749,49 +436,7 @@ def sim_admin(
     """Call the simulator's admin API, as the demo's curl lines do."""
     from car2mqtt.tools import admin_call
 
-    _guard(lambda: print(admin_call(url, body), flush=True))
-
-
-def _run_async(coro: Coroutine[Any, Any, T]) -> T:
-    """Run `coro`; SIGTERM and Ctrl-C stop it cleanly (the bridge says offline on its way out)."""
-
-    async def main() -> T:
-        task = asyncio.ensure_future(coro)
-        loop = asyncio.get_running_loop()
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            # Ctrl-C too: asyncio's own SIGINT handling cancels the main task and then every
-            # task still alive, so uvicorn's lifespan could be cut off with a traceback.
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(signum, task.cancel)
-        return await task
-
-    try:
-        return asyncio.run(main())
-    except asyncio.CancelledError:
-        raise typer.Exit(0) from None
-
-
-def _guard(action: Callable[[], None]) -> None:
-    """Run `action`, turning car2mqtt's own errors into one clear line and exit code 2."""
-    try:
-        action()
-    except Car2MqttError as exc:
-        # Text, not markup: messages quote user input such as accounts[home].
-        err.print(Text.assemble(("error: ", "bold red"), str(exc)))
-        raise typer.Exit(2) from None
-    except KeyboardInterrupt:
-        raise typer.Exit(0) from None
-    except BaseExceptionGroup as group:
-        # Task groups wrap what a task raised; a user's own mistake still gets one line.
-        mine = group.subgroup(lambda e: isinstance(e, (Car2MqttError, OSError)))
-        if mine is None or mine.exceptions != group.exceptions:
-            raise
-        first = mine.exceptions[0]
-        err.print(Text.assemble(("error: ", "bold red"), str(first)))
-        raise typer.Exit(2) from None
-    except OSError as exc:
-        err.print(Text.assemble(("error: ", "bold red"), str(exc.strerror or exc)))
-        raise typer.Exit(2) from None
+    guard(lambda: print(admin_call(url, body), flush=True))
 
 
 def _no_type(ctx: object) -> None:

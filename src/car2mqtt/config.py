@@ -6,8 +6,14 @@ variable when one set it), with the bad value (never a secret's) and what is exp
 pydantic message or traceback ever reaches the user.
 
 Relative paths (`store`, `ca_file`, `*_file`) are resolved against the config file's directory.
-Each provider is one `AccountBase` subclass with a `provider: Literal[...]` field, in the
-`Account` union.
+
+This module names no provider and imports none. Each provider's folder has an `AccountBase`
+subclass with a `provider: Literal["<name>"]` field; the caller passes those models in
+(`load_config(..., accounts=...)`; in practice `car2mqtt.providers.registry.load_config` passes
+every registered plug-in's), and `config_model` builds the `accounts` union, discriminated by
+`provider`, from them. What the loader needs to know about a provider beyond its fields is on
+its model: `bound_reasons` (why a limit is what it is, shown with a value out of range) and
+`alternatives` (the keys one environment variable replaces).
 """
 
 from __future__ import annotations
@@ -16,11 +22,12 @@ import difflib
 import os
 import re
 import stat
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from types import MappingProxyType
-from typing import Annotated, Any, ClassVar, Final, Literal, NamedTuple, Self, get_args
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Final, Literal, Self, Union, get_args
 from urllib.parse import urlsplit
 
 import yaml
@@ -33,6 +40,7 @@ from pydantic import (
     SecretStr,
     ValidationError,
     ValidationInfo,
+    create_model,
     field_validator,
     model_validator,
 )
@@ -44,84 +52,38 @@ from car2mqtt.mqtt.url import BadMqttUrl, MqttUrl, hide_credentials, parse_mqtt_
 __all__ = [
     "CONFIG_ENV_VAR",
     "DEFAULT_CONFIG_PATH",
-    "ENODE_ENVIRONMENTS",
     "ENV_PREFIX",
     "MAX_FILE_BYTES",
-    "XEE_API_URL",
-    "XEE_SCOPES",
-    "Account",
     "AccountBase",
     "Config",
+    "ConfigPath",
     "DiscoveryMode",
-    "EnodeAccount",
-    "EnodeEnvironment",
-    "EnodeUrls",
     "LogFormat",
     "LogLevel",
     "LogSettings",
     "MqttProtocol",
     "MqttSettings",
-    "XeeAccount",
+    "config_model",
     "config_path",
     "describe",
+    "http_url",
+    "invalid",
     "load_config",
+    "lowercase",
+    "problem",
     "read_small_file",
+    "secret_text",
 ]
 
 CONFIG_ENV_VAR: Final = "CAR2MQTT_CONFIG"
 ENV_PREFIX: Final = "CAR2MQTT__"
 DEFAULT_CONFIG_PATH: Final = Path("car2mqtt.yaml")
 
-EnodeEnvironment = Literal["production", "sandbox"]
 MqttProtocol = Literal["auto", "5", "3.1.1"]
 DiscoveryMode = Literal["device", "entity"]
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 LogFormat = Literal["text", "json"]
 
-
-class EnodeUrls(NamedTuple):
-    """Where one Enode environment lives."""
-
-    api_url: str
-    token_url: str
-
-
-ENODE_ENVIRONMENTS: Final[Mapping[str, EnodeUrls]] = MappingProxyType(
-    {
-        "production": EnodeUrls(
-            "https://enode-api.production.enode.io",
-            "https://oauth.production.enode.io/oauth2/token",
-        ),
-        "sandbox": EnodeUrls(
-            "https://enode-api.sandbox.enode.io",
-            "https://oauth.sandbox.enode.io/oauth2/token",
-        ),
-    }
-)
-
-XEE_API_URL: Final = "https://api.xee.com/v4"
-# What a status bridge needs (reference/xee.md §3); account.read guards users/me.
-XEE_SCOPES: Final = (
-    "account.read",
-    "vehicles.read",
-    "vehicles.signals.read",
-    "vehicles.locations.read",
-)
-XEE_REDIRECT_URI: Final = "http://127.0.0.1:8765/callback"
-
-# Setting one side of a pair from the environment drops the other side read from the file, so
-# CAR2MQTT__MQTT__PASSWORD replaces a file's password_file instead of clashing with it.
-_ALTERNATIVES: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
-    {
-        "password": ("password_file",),
-        "password_file": ("password",),
-        "client_secret": ("client_secret_file",),
-        "client_secret_file": ("client_secret",),
-        "environment": ("api_url", "token_url"),
-        "api_url": ("environment",),
-        "token_url": ("environment",),
-    }
-)
 
 _NAME_RE: Final = re.compile(r"[a-z0-9_-]{1,32}")
 _CUSTOM: Final = "car2mqtt"  # the error type of every problem this module words itself
@@ -131,14 +93,14 @@ _SECRET_WORDS: Final = ("secret", "password", "passwd")
 # --- validation helpers -------------------------------------------------------------------------
 
 
-def _invalid(message: str, *, quiet: bool = False) -> PydanticCustomError:
+def invalid(message: str, *, quiet: bool = False) -> PydanticCustomError:
     """Return an error worded for the user; `quiet` keeps the bad value out of the message."""
     return PydanticCustomError(_CUSTOM, message, {"quiet": True} if quiet else None)
 
 
-def _problem(loc: tuple[str | int, ...], message: str) -> InitErrorDetails:
+def problem(loc: tuple[str | int, ...], message: str) -> InitErrorDetails:
     """Return a cross-key problem found on the raw input, at `loc` relative to the model."""
-    return {"type": _invalid(message, quiet=True), "loc": loc, "input": None}
+    return {"type": invalid(message, quiet=True), "loc": loc, "input": None}
 
 
 def _base_dir(context: Any) -> Path | None:
@@ -159,7 +121,8 @@ def _resolve_path(value: Path, info: ValidationInfo) -> Path:
 ConfigPath = Annotated[Path, AfterValidator(_resolve_path)]
 
 
-def _lower(value: Any) -> Any:
+def lowercase(value: Any) -> Any:
+    """Return a string stripped and lowercased (a case-insensitive choice), anything else as is."""
     return value.strip().lower() if isinstance(value, str) else value
 
 
@@ -171,24 +134,25 @@ def _topic(value: str) -> str:
         or value.endswith("/")
         or "//" in value
     ):
-        raise _invalid(
+        raise invalid(
             "expected an MQTT topic without wildcards (+, #), empty levels or a leading or "
             "trailing '/'"
         )
     return value
 
 
-def _http_url(value: str, *, keep_slash: bool = False) -> str:
+def http_url(value: str, *, keep_slash: bool = False) -> str:
+    """Check an http(s) URL without credentials; strip its trailing slash unless `keep_slash`."""
     value = value.strip()
     parts = urlsplit(value)
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        raise _invalid("expected an http:// or https:// URL")
+        raise invalid("expected an http:// or https:// URL")
     if parts.username is not None or parts.password is not None:
-        raise _invalid("expected a URL without credentials in it", quiet=True)
+        raise invalid("expected a URL without credentials in it", quiet=True)
     try:
         _ = parts.port
     except ValueError:
-        raise _invalid("expected a URL with a port between 0 and 65535") from None
+        raise invalid("expected a URL with a port between 0 and 65535") from None
     return value if keep_slash else value.rstrip("/")
 
 
@@ -251,7 +215,7 @@ def _read_secret_files(
         if file is None:
             continue
         if value is not None:
-            problems.append(_problem((key,), f"set either {name} or {key}, not both"))
+            problems.append(problem((key,), f"set either {name} or {key}, not both"))
             continue
         if not isinstance(file, str | os.PathLike):
             continue  # the field's own validation reports the type
@@ -259,17 +223,17 @@ def _read_secret_files(
         try:
             text = read_small_file(path).decode("utf-8-sig")
         except _Refused as exc:
-            problems.append(_problem((key,), f"cannot read {path}: {exc}"))
+            problems.append(problem((key,), f"cannot read {path}: {exc}"))
             continue
         except UnicodeDecodeError:
-            problems.append(_problem((key,), f"cannot read {path}: not UTF-8 text"))
+            problems.append(problem((key,), f"cannot read {path}: not UTF-8 text"))
             continue
         except OSError as exc:
-            problems.append(_problem((key,), f"cannot read {path}: {exc.strerror or exc}"))
+            problems.append(problem((key,), f"cannot read {path}: {exc.strerror or exc}"))
             continue
         secret = text.rstrip("\r\n")
         if not secret:
-            problems.append(_problem((key,), f"{path} is empty; expected the {name} in it"))
+            problems.append(problem((key,), f"{path} is empty; expected the {name} in it"))
             continue
         data[name] = secret
     return problems
@@ -294,6 +258,23 @@ class _Model(BaseModel):
     """Frozen, strict about unknown keys, and reporting every problem at once."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+
+    # Why a key's limit is what it is, added to the message for a value out of range.
+    bound_reasons: ClassVar[Mapping[str, str]] = MappingProxyType({})
+    # Keys that setting one from the environment drops from the file (beside the automatic
+    # pair of a secret and its `<secret>_file`), so they do not clash.
+    alternatives: ClassVar[Mapping[str, tuple[str, ...]]] = MappingProxyType({})
+
+    @classmethod
+    def replaced_by(cls, key: str) -> tuple[str, ...]:
+        """Return the keys that setting `key` from the environment drops from the file."""
+        secrets = _secret_fields(cls)
+        pair: tuple[str, ...] = ()
+        if key in secrets:
+            pair = (f"{key}_file",)
+        elif key.endswith("_file") and key.removesuffix("_file") in secrets:
+            pair = (key.removesuffix("_file"),)
+        return (*pair, *cls.alternatives.get(key, ()))
 
     @classmethod
     def _cross_check(cls, data: dict[str, Any]) -> list[InitErrorDetails]:
@@ -352,7 +333,7 @@ class MqttSettings(_Model):
         try:
             parse_mqtt_url(value)
         except BadMqttUrl as exc:
-            raise _invalid(exc.message, quiet=exc.shows_secret) from None
+            raise invalid(exc.message, quiet=exc.shows_secret) from None
         return value.strip()
 
     @field_validator("ca_file")
@@ -362,7 +343,7 @@ class MqttSettings(_Model):
             try:
                 value.open("rb").close()
             except OSError as exc:
-                raise _invalid(f"cannot read {value}: {exc.strerror or exc}", quiet=True) from None
+                raise invalid(f"cannot read {value}: {exc.strerror or exc}", quiet=True) from None
         return value
 
     @field_validator("protocol", mode="before")
@@ -375,7 +356,7 @@ class MqttSettings(_Model):
     @field_validator("discovery_mode", mode="before")
     @classmethod
     def _case_insensitive(cls, value: Any) -> Any:
-        return _lower(value)
+        return lowercase(value)
 
     @field_validator("discovery_prefix", "base_topic", "explicit_ha_status_topic")
     @classmethod
@@ -389,10 +370,10 @@ class MqttSettings(_Model):
             return []
         problems = []
         if data.get("ca_file") is not None:
-            problems.append(_problem(("ca_file",), "only used with mqtts:// URLs (TLS)"))
+            problems.append(problem(("ca_file",), "only used with mqtts:// URLs (TLS)"))
         insecure = data.get("tls_insecure")
-        if insecure is True or (isinstance(insecure, str) and _lower(insecure) in ("true", "1")):
-            problems.append(_problem(("tls_insecure",), "only used with mqtts:// URLs (TLS)"))
+        if insecure is True or (isinstance(insecure, str) and lowercase(insecure) in ("true", "1")):
+            problems.append(problem(("tls_insecure",), "only used with mqtts:// URLs (TLS)"))
         return problems
 
     @property
@@ -430,25 +411,48 @@ class LogSettings(_Model):
     @field_validator("level", "format", mode="before")
     @classmethod
     def _case_insensitive(cls, value: Any) -> Any:
-        return _lower(value)
+        return lowercase(value)
 
 
 class AccountBase(_Model):
-    """What every account has, whatever its provider."""
+    """What every account has, whatever its provider.
+
+    A provider's account model subclasses this, declares `provider: Literal["<name>"]` (the
+    tag that picks it), its own keys and a `summary()`, and may override `_cross_check`
+    (problems between keys), `bound_reasons` and `alternatives`. Secrets are `SecretStr`
+    fields; one with a `<name>_file` companion is read from that file, is required as "set
+    <name> or <name>_file" and reaches the log redactor by itself.
+    """
 
     name: str
+    # No cloud is worth polling more than once a minute; a provider may raise the floor by
+    # declaring the field again, and say why in `bound_reasons`.
     poll_interval_s: int = Field(300, ge=60, le=86400)
+    if TYPE_CHECKING:
+        # Each subclass declares it as a Literal; not a field here, so that it keeps its place
+        # among the subclass's own keys in "expected one of" lists.
+        provider: str
+
+    @classmethod
+    def provider_name(cls) -> str:
+        """Return the `provider` tag of this model; TypeError for a model without one."""
+        field = cls.model_fields.get("provider")
+        tags = get_args(field.annotation) if field is not None else ()
+        if len(tags) != 1 or not isinstance(tags[0], str):
+            msg = f"{cls.__name__} needs a field provider: Literal['<name>'], with one name"
+            raise TypeError(msg)
+        return tags[0]
 
     @field_validator("name")
     @classmethod
     def _check_name(cls, value: str) -> str:
         if not _NAME_RE.fullmatch(value):
-            raise _invalid("expected 1 to 32 lowercase letters, digits, '_' or '-'")
+            raise invalid("expected 1 to 32 lowercase letters, digits, '_' or '-'")
         return value
 
     def summary(self) -> str:
         """One line about this account, secrets shown as ***."""
-        raise NotImplementedError
+        return f"account {self.name}: {self.provider}, poll every {self.poll_interval_s} s"
 
     def secrets(self) -> list[str]:
         """Return the account's secret values, for the log redactor."""
@@ -459,161 +463,19 @@ class AccountBase(_Model):
         ]
 
 
-class EnodeAccount(AccountBase):
-    """An Enode client (client id and secret) and the Enode user whose cars we read."""
-
-    provider: Literal["enode"]
-    environment: EnodeEnvironment | None = None
-    explicit_api_url: str | None = Field(None, alias="api_url")
-    explicit_token_url: str | None = Field(None, alias="token_url")
-    client_id: str = Field(min_length=1)
-    client_secret: SecretStr = Field(min_length=1)
-    client_secret_file: ConfigPath | None = None
-    user_id: str = Field(min_length=1)
-
-    @field_validator("environment", mode="before")
-    @classmethod
-    def _case_insensitive(cls, value: Any) -> Any:
-        return _lower(value)
-
-    @field_validator("explicit_api_url", "explicit_token_url")
-    @classmethod
-    def _check_url(cls, value: str | None) -> str | None:
-        return None if value is None else _http_url(value)
-
-    @classmethod
-    def _cross_check(cls, data: dict[str, Any]) -> list[InitErrorDetails]:
-        environment = data.get("environment")
-        api_url, token_url = data.get("api_url"), data.get("token_url")
-        if environment is not None:
-            if api_url is not None or token_url is not None:
-                return [
-                    _problem(
-                        ("environment",), "set either environment or api_url + token_url, not both"
-                    )
-                ]
-            return []
-        if api_url is None and token_url is None:
-            return [
-                _problem(
-                    ("environment",),
-                    "required: set environment (production or sandbox), "
-                    "or both api_url and token_url",
-                )
-            ]
-        if api_url is None:
-            return [_problem(("api_url",), "required with token_url (or set environment instead)")]
-        if token_url is None:
-            return [_problem(("token_url",), "required with api_url (or set environment instead)")]
-        return []
-
-    @property
-    def urls(self) -> EnodeUrls:
-        """The API and token URLs: the environment's, or the explicit ones."""
-        if self.environment is not None:
-            return ENODE_ENVIRONMENTS[self.environment]
-        assert self.explicit_api_url is not None
-        assert self.explicit_token_url is not None
-        return EnodeUrls(self.explicit_api_url, self.explicit_token_url)
-
-    @property
-    def api_url(self) -> str:
-        """The Enode API's base URL, without a trailing slash."""
-        return self.urls.api_url
-
-    @property
-    def token_url(self) -> str:
-        """The OAuth token endpoint for the client-credentials grant."""
-        return self.urls.token_url
-
-    def summary(self) -> str:
-        """One line about this account, secrets shown as ***."""
-        where = self.environment or "custom URLs"
-        secret = _secret_text(self.client_secret, self.client_secret_file)
-        return (
-            f"account {self.name}: enode ({where}), api {self.api_url}, token {self.token_url}, "
-            f"client_id {self.client_id}, client_secret {secret}, user_id {self.user_id}, "
-            f"poll every {self.poll_interval_s} s"
-        )
-
-
-class XeeAccount(AccountBase):
-    """A Xee v4 OAuth client, and the Xee user who consented (or whose password is given)."""
-
-    provider: Literal["xee"]
-    api_url: str = XEE_API_URL
-    explicit_authorize_url: str | None = Field(None, alias="authorize_url")
-    explicit_token_url: str | None = Field(None, alias="token_url")
-    client_id: str = Field(min_length=1)
-    client_secret: SecretStr = Field(min_length=1)
-    client_secret_file: ConfigPath | None = None
-    redirect_uri: str = XEE_REDIRECT_URI
-    scopes: tuple[str, ...] = Field(XEE_SCOPES, min_length=1)
-    # The password grant, for those who prefer it to a browser consent.
-    username: str | None = Field(None, min_length=1)
-    password: SecretStr | None = Field(None, min_length=1)
-    password_file: ConfigPath | None = None
-
-    @field_validator("api_url", "explicit_authorize_url", "explicit_token_url")
-    @classmethod
-    def _check_url(cls, value: str | None) -> str | None:
-        return None if value is None else _http_url(value)
-
-    @field_validator("redirect_uri")
-    @classmethod
-    def _check_redirect(cls, value: str) -> str:
-        # Compared character for character with the one registered at Xee: keep it as written.
-        return _http_url(value, keep_slash=True)
-
-    @classmethod
-    def _cross_check(cls, data: dict[str, Any]) -> list[InitErrorDetails]:
-        has_user = data.get("username") is not None
-        has_password = data.get("password") is not None or data.get("password_file") is not None
-        if has_user and not has_password:
-            return [_problem(("password",), "required with username (the password grant)")]
-        if has_password and not has_user:
-            return [_problem(("username",), "required with password (the password grant)")]
-        return []
-
-    @property
-    def authorize_url(self) -> str:
-        """Where the user consents: `<api_url>/oauth/authorize` unless set."""
-        return self.explicit_authorize_url or f"{self.api_url}/oauth/authorize"
-
-    @property
-    def token_url(self) -> str:
-        """The OAuth token endpoint: `<api_url>/oauth/token` unless set."""
-        return self.explicit_token_url or f"{self.api_url}/oauth/token"
-
-    def summary(self) -> str:
-        """One line about this account, secrets shown as ***."""
-        secret = _secret_text(self.client_secret, self.client_secret_file)
-        grant = (
-            f"password grant as {self.username}, password "
-            f"{_secret_text(self.password, self.password_file)}"
-            if self.username
-            else f"authorization code via {self.redirect_uri}"
-        )
-        return (
-            f"account {self.name}: xee, api {self.api_url}, token {self.token_url}, "
-            f"client_id {self.client_id}, client_secret {secret}, {grant}, "
-            f"poll every {self.poll_interval_s} s"
-        )
-
-
-# One class per provider; the `provider` key picks it.
-Account = Annotated[EnodeAccount | XeeAccount, Field(discriminator="provider")]
-
-
 class Config(_Model):
-    """The whole configuration, as `load_config` returns it."""
+    """The whole configuration, as `load_config` returns it.
+
+    Its accounts are each provider's own account model. Validate with `config_model(models)`,
+    which knows them: `Config` itself knows only `AccountBase`, so it takes no real account.
+    """
 
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     store: ConfigPath = Field(Path("car2mqtt.db"), validate_default=True)
     log: LogSettings = Field(default_factory=LogSettings)
     heartbeat_s: int = Field(300, ge=10, le=86400)
     expose_vin: bool = False
-    accounts: tuple[Account, ...]
+    accounts: tuple[AccountBase, ...]
 
     sections: ClassVar[Mapping[str, type[_Model]]] = MappingProxyType(
         {"mqtt": MqttSettings, "log": LogSettings}
@@ -630,7 +492,7 @@ class Config(_Model):
         if not isinstance(accounts, list | tuple):
             return []
         if not accounts:
-            return [_problem(("accounts",), "expected at least one account")]
+            return [problem(("accounts",), "expected at least one account")]
         problems = []
         first: dict[str, int] = {}
         for index, account in enumerate(accounts):
@@ -639,7 +501,7 @@ class Config(_Model):
                 continue
             if name in first:
                 problems.append(
-                    _problem(
+                    problem(
                         ("accounts", index, "name"),
                         f"duplicate account name {name!r} (already used by "
                         f"accounts[{first[name]}]); names must be unique",
@@ -649,7 +511,7 @@ class Config(_Model):
                 first[name] = index
         return problems
 
-    def account(self, name: str) -> Account:
+    def account(self, name: str) -> AccountBase:
         """Return the account called `name`; raise KeyError if there is none."""
         for account in self.accounts:
             if account.name == name:
@@ -657,14 +519,41 @@ class Config(_Model):
         raise KeyError(name)
 
 
-def _account_classes() -> dict[str, type[AccountBase]]:
-    """Map each provider name to its account class, read from the `Account` union."""
-    member = get_args(Account)[0]
-    classes: tuple[type[AccountBase], ...] = get_args(member) or (member,)
-    return {get_args(cls.model_fields["provider"].annotation)[0]: cls for cls in classes}
+@cache
+def _config_model(models: tuple[type[AccountBase], ...]) -> type[Config]:
+    # The union of classes known only at run time, discriminated by their `provider` tag.
+    account: Any = Annotated[Union[models], Field(discriminator="provider")]  # noqa: UP007
+    return create_model(
+        "Config", __base__=Config, __module__=__name__, accounts=(tuple[account, ...], ...)
+    )
 
 
-_PROVIDERS: Final = _account_classes()
+def config_model(models: Sequence[type[AccountBase]]) -> type[Config]:
+    """Return the `Config` model whose accounts are one of `models`, picked by `provider`."""
+    names = [model.provider_name() for model in models]
+    if not names or len(set(names)) != len(names):
+        msg = f"expected account models with distinct provider names, got {names}"
+        raise ValueError(msg)
+    return _config_model(tuple(models))
+
+
+@dataclass(frozen=True, slots=True)
+class _Schema:
+    """What one load validates with: the Config model and each provider's account model."""
+
+    model: type[Config]
+    accounts: Mapping[str, type[AccountBase]]
+
+    @classmethod
+    def of(cls, models: Sequence[type[AccountBase]]) -> _Schema:
+        return cls(config_model(models), {m.provider_name(): m for m in models})
+
+    def account_model(self, raw: Mapping[str, Any], index: int) -> type[AccountBase] | None:
+        """Return the model that the raw `accounts[index]` names with its `provider`."""
+        accounts = raw.get("accounts")
+        item = accounts[index] if isinstance(accounts, list) and index < len(accounts) else None
+        provider = item.get("provider") if isinstance(item, dict) else None
+        return self.accounts.get(provider) if isinstance(provider, str) else None
 
 
 # --- loading ------------------------------------------------------------------------------------
@@ -752,18 +641,24 @@ def _norm(name: str) -> str:
 Loc = tuple[str | int, ...]
 
 
-def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> tuple[dict[Loc, str], list[str]]:
+def _apply_env(
+    raw: dict[str, Any], env: Mapping[str, str], schema: _Schema
+) -> tuple[dict[Loc, str], list[str]]:
     """Write CAR2MQTT__* variables into `raw`; return which key each set, and problems."""
     sources: dict[Loc, str] = {}
     problems: list[str] = []
     form = "CAR2MQTT__<KEY>, CAR2MQTT__<SECTION>__<KEY> or CAR2MQTT__ACCOUNTS__<NAME>__<KEY>"
 
-    def put(container: dict[str, Any], prefix: Loc, key: str, var: str) -> None:
+    def put(
+        container: dict[str, Any], prefix: Loc, key: str, var: str, model: type[_Model] | None
+    ) -> None:
         loc = (*prefix, key)
         if loc in sources:
             problems.append(f"{var}: sets the same key as {sources[loc]}; keep one")
             return
-        for other in _ALTERNATIVES.get(key, ()):
+        # Setting one side of a pair drops the other side read from the file, so
+        # CAR2MQTT__MQTT__PASSWORD replaces a file's password_file instead of clashing with it.
+        for other in model.replaced_by(key) if model is not None else ():
             if other in container and (*prefix, other) not in sources:
                 del container[other]
         container[key] = env[var] or None  # an empty variable unsets the key
@@ -780,7 +675,7 @@ def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> tuple[dict[Loc, s
                 example = f"{ENV_PREFIX}{parts[0].upper()}__<KEY>"
                 problems.append(f"{var}: {parts[0]} is a section; name a key in it, as {example}")
             else:
-                put(raw, (), parts[0], var)
+                put(raw, (), parts[0], var, None)
         elif parts[0] == "accounts":
             if len(parts) != 3:
                 problems.append(
@@ -800,7 +695,8 @@ def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> tuple[dict[Loc, s
                     "the environment can change an account, not add one"
                 )
                 continue
-            put(items[hits[0]], ("accounts", hits[0]), parts[2], var)
+            model = schema.account_model(raw, hits[0])
+            put(items[hits[0]], ("accounts", hits[0]), parts[2], var, model)
         elif len(parts) == 2:
             section = raw.get(parts[0])
             if parts[0] in Config.model_fields and parts[0] not in Config.sections:
@@ -810,9 +706,9 @@ def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> tuple[dict[Loc, s
             elif section is None:
                 raw[parts[0]] = section = {}
                 sources[(parts[0],)] = var
-                put(section, (parts[0],), parts[1], var)
+                put(section, (parts[0],), parts[1], var, Config.sections.get(parts[0]))
             elif isinstance(section, dict):
-                put(section, (parts[0],), parts[1], var)
+                put(section, (parts[0],), parts[1], var, Config.sections.get(parts[0]))
             # else: the file's section is not a mapping, and validation says so
         else:
             problems.append(f"{var}: not a setting; expected {form}")
@@ -820,15 +716,6 @@ def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> tuple[dict[Loc, s
 
 
 # --- error messages -----------------------------------------------------------------------------
-
-_HINTS: Final[Mapping[str, str]] = MappingProxyType(
-    {
-        "poll_interval_s": (
-            "Enode refreshes its own cache about every 7 minutes, so polling faster only burns "
-            "API quota"
-        ),
-    }
-)
 
 
 def _show(value: Any) -> str:
@@ -859,24 +746,28 @@ def _options(expected: str) -> str:
     return ", ".join(re.findall(r"'([^']*)'", expected)) or expected
 
 
-def _allowed_keys(loc: Loc, raw: Mapping[str, Any]) -> list[str]:
-    """Return the keys the mapping at `loc` accepts."""
-    cls: type[BaseModel] | None = None
+def _model_at(loc: Loc, raw: Mapping[str, Any], schema: _Schema) -> type[_Model] | None:
+    """Return the model of the mapping at `loc`, as far as the raw input tells."""
     if not loc:
-        cls = Config
-    elif len(loc) == 1 and isinstance(loc[0], str):
-        cls = Config.sections.get(loc[0])
-    elif len(loc) == 2 and loc[0] == "accounts" and isinstance(loc[1], int):
-        accounts = raw.get("accounts")
-        item = accounts[loc[1]] if isinstance(accounts, list) else None
-        provider = item.get("provider") if isinstance(item, dict) else None
-        cls = _PROVIDERS.get(provider) if isinstance(provider, str) else None
+        return Config
+    if len(loc) == 1 and isinstance(loc[0], str):
+        return Config.sections.get(loc[0])
+    if len(loc) == 2 and loc[0] == "accounts" and isinstance(loc[1], int):
+        return schema.account_model(raw, loc[1])
+    return None
+
+
+def _allowed_keys(loc: Loc, raw: Mapping[str, Any], schema: _Schema) -> list[str]:
+    """Return the keys the mapping at `loc` accepts."""
+    cls = _model_at(loc, raw, schema)
     if cls is None:
         return []
     return [field.alias or name for name, field in cls.model_fields.items()]
 
 
-def _expectation(error: ErrorDetails, loc: Loc, raw: Mapping[str, Any]) -> tuple[str, bool]:
+def _expectation(
+    error: ErrorDetails, loc: Loc, raw: Mapping[str, Any], schema: _Schema
+) -> tuple[str, bool]:
     """Return what was expected, and whether showing the bad value helps."""
     kind, ctx, key = error["type"], error.get("ctx") or {}, loc[-1] if loc else None
     value = error["input"]
@@ -888,12 +779,12 @@ def _expectation(error: ErrorDetails, loc: Loc, raw: Mapping[str, Any]) -> tuple
         if (
             isinstance(key, str)
             and _is_secret(key)
-            and f"{key}_file" in _allowed_keys(loc[:-1], raw)
+            and f"{key}_file" in _allowed_keys(loc[:-1], raw, schema)
         ):
             return f"required: set {key} or {key}_file", False
         return "required key is missing", False
     if kind == "extra_forbidden":
-        allowed = _allowed_keys(loc[:-1], raw)
+        allowed = _allowed_keys(loc[:-1], raw, schema)
         text = "unknown key"
         close = difflib.get_close_matches(str(key).lower(), allowed, n=1, cutoff=0.6)
         if close:
@@ -906,7 +797,7 @@ def _expectation(error: ErrorDetails, loc: Loc, raw: Mapping[str, Any]) -> tuple
     if kind == "union_tag_invalid":
         return f"expected one of: {_options(str(ctx.get('expected_tags', '')))}", True
     if kind == "union_tag_not_found":
-        return f"required key is missing; expected one of: {', '.join(_PROVIDERS)}", False
+        return f"required key is missing; expected one of: {', '.join(schema.accounts)}", False
     if kind in ("model_type", "model_attributes_type", "dict_type"):
         return "expected a mapping of keys", True
     if kind in ("list_type", "tuple_type"):
@@ -923,7 +814,9 @@ def _expectation(error: ErrorDetails, loc: Loc, raw: Mapping[str, Any]) -> tuple
         sign = {"greater_than_equal": ">=", "greater_than": ">"}.get(kind, "<=")
         sign = "<" if kind == "less_than" else sign
         bound = next(iter(ctx.values()), "?")
-        hint = f" ({_HINTS[key]})" if isinstance(key, str) and key in _HINTS else ""
+        model = _model_at(loc[:-1], raw, schema)
+        reason = model.bound_reasons.get(str(key)) if model is not None else None
+        hint = f" ({reason})" if reason else ""
         return f"expected a number {sign} {bound}{hint}", True
     if kind in ("string_too_short", "too_short"):
         least = ctx.get("min_length", 1)
@@ -939,14 +832,16 @@ def _format(
     raw: Mapping[str, Any],
     labels: Mapping[int, str],
     sources: Mapping[Loc, str],
+    schema: _Schema,
 ) -> str:
     """Word one problem: key path (and variable), bad value unless secret, expectation."""
     loc: Loc = tuple(error["loc"])
-    if len(loc) >= 3 and loc[0] == "accounts" and isinstance(loc[1], int) and loc[2] in _PROVIDERS:
+    tagged = len(loc) >= 3 and loc[0] == "accounts" and isinstance(loc[1], int)
+    if tagged and loc[2] in schema.accounts:
         loc = loc[:2] + loc[3:]  # the discriminated union's tag is not a key the user wrote
     if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
         loc = (*loc, "provider")
-    text, show_value = _expectation(error, loc, raw)
+    text, show_value = _expectation(error, loc, raw, schema)
     value = error.get("ctx", {}).get("tag") if error["type"] == "union_tag_invalid" else None
     value = value if value is not None else error["input"]
     path = ""
@@ -974,20 +869,30 @@ def _account_labels(raw: Mapping[str, Any]) -> dict[int, str]:
     }
 
 
-def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) -> Config:
-    """Read, override from the environment and check the config; raise ConfigError if wrong."""
+def load_config(
+    path: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    *,
+    accounts: Sequence[type[AccountBase]],
+) -> Config:
+    """Read, override from the environment and check the config; raise ConfigError if wrong.
+
+    `accounts` are the account models of the providers there are (one per `provider` name):
+    the registry's, which `car2mqtt.providers.registry.load_config` passes.
+    """
     env = os.environ if env is None else env
+    schema = _Schema.of(accounts)
     path = config_path(path, env)
     raw = _read_yaml(path)
-    sources, lines = _apply_env(raw, env)
+    sources, lines = _apply_env(raw, env, schema)
     context = {"base_dir": path.absolute().parent}
     config: Config | None = None
     try:
-        config = Config.model_validate(raw, context=context)
+        config = schema.model.model_validate(raw, context=context)
     except ValidationError as exc:
         labels = _account_labels(raw)
         for error in exc.errors(include_url=False):
-            line = _format(error, raw, labels, sources)
+            line = _format(error, raw, labels, sources, schema)
             if line not in lines:
                 lines.append(line)
     if lines or config is None:
@@ -1000,7 +905,8 @@ def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) 
 # --- describing ---------------------------------------------------------------------------------
 
 
-def _secret_text(secret: SecretStr | None, file: Path | None) -> str:
+def secret_text(secret: SecretStr | None, file: Path | None) -> str:
+    """Show a secret in a summary line: `***`, with the file it came from."""
     if secret is None:
         return "none"
     return f"*** (from {file})" if file is not None else "***"
@@ -1019,7 +925,7 @@ def describe(config: Config) -> list[str]:
         f"mqtt: {mqtt.host}:{mqtt.port} ({tls}), MQTT {_protocol_text(mqtt.protocol)}, "
         f"client_id {mqtt.client_id}, keepalive {mqtt.keepalive} s",
         f"mqtt login: username {mqtt.username or 'none'}, "
-        f"password {_secret_text(mqtt.password, mqtt.password_file)}",
+        f"password {secret_text(mqtt.password, mqtt.password_file)}",
         f"topics: base {mqtt.base_topic}, discovery {mqtt.discovery_prefix} "
         f"({mqtt.discovery_mode} discovery), Home Assistant status {mqtt.ha_status_topic}",
         f"store: {config.store}",

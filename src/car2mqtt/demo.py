@@ -25,15 +25,15 @@ import uvicorn
 import yaml
 from iotcore import Broker
 from iotcore.broker import port_in_use
+from rich.console import Console
 
 from car2mqtt.bridge import Timing
-from car2mqtt.config import load_config
 from car2mqtt.errors import ConfigError
 from car2mqtt.logs import REDACTOR
 from car2mqtt.mqtt.link import BrokerSettings
 from car2mqtt.mqtt.topics import Topics
 from car2mqtt.net import base_url, bind, connect_host, http_url, is_wildcard, reachable_host
-from car2mqtt.providers import create_provider
+from car2mqtt.providers.registry import create_provider, load_config
 from car2mqtt.runtime import broker_settings, secrets_of, serve
 from car2mqtt.simulator.app import SimOptions, build_simulation
 from car2mqtt.simulator.server import server_for
@@ -427,3 +427,39 @@ def install_hint(which: Callable[[str], str | None] = shutil.which) -> str:
         sudo = "" if os.geteuid() == 0 else "sudo "
         return f"To install them: {sudo}apt-get install mosquitto-clients"
     return "Your system's package manager has them, usually as mosquitto-clients."
+
+
+def print_banner(info: DemoInfo) -> None:
+    """Print what the demo runs, where, and the commands to try on it."""
+    out = Console(soft_wrap=True)
+    out.print(f"[bold green]car2mqtt demo[/] is running. Time runs {info.time_factor:g}x faster.")
+    out.print(
+        f"  simulated Enode cloud: {info.simulator_url}/enode (admin API: {info.admin_url})\n"
+        f"  simulated Xee cloud: {info.simulator_url}/xee/v4 (test login: {info.xee_username}"
+        f" / {info.xee_password})\n"
+        f"  MQTT broker: mqtt://{info.broker_host}:{info.broker_port}"
+        f"{' (embedded)' if info.embedded_broker else ''}\n"
+        f"  {len(info.vehicle_ids)} Enode cars: a parked Tesla, a charging Volkswagen, an XPENG "
+        f"on a trip;\n  {len(info.xee_vehicle_ids)} cars with Xee dongles, petrol and electric "
+        "in turn.\n"
+        f"  state folder: {info.state_dir} (started afresh each time)\n"
+        f"  configuration: {info.config_path} (the demo's accounts, broker and state file)\n",
+        markup=False,
+        highlight=False,
+    )
+    told = instructions(info)
+    for title, cmd in told.steps:
+        out.print(f"# {title}", style="bold", markup=False, highlight=False)
+        out.print(cmd, markup=False, highlight=False)
+    out.print()
+    for note in told.notes:
+        out.print(note, markup=False, highlight=False)
+    where = info.broker_public or f"{info.broker_host}:{info.broker_port}"
+    out.print(
+        f"To see the cars in a real Home Assistant, add its MQTT integration with the broker at "
+        f"{where} (start the demo with --mqtt-host 0.0.0.0 if HA runs on another machine); the "
+        "cars appear as devices by themselves. Ctrl-C stops everything.",
+        markup=False,
+        highlight=False,
+    )
+    sys.stdout.flush()

@@ -1,4 +1,9 @@
-"""Linking cars without curl: start the cloud's link flow and wait for its redirect locally."""
+"""Linking cars without curl: what every cloud's link flow shares (it names none of them).
+
+A redirect receiver on this machine, the address the browser comes back to, reading a pasted
+redirect, checking an OAuth2 `state`, and a whole authorization-code consent (`authorize`). The
+flows themselves are in each provider's folder (`providers/<name>/link.py`).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ import hmac
 import logging
 import secrets
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from html import escape
 from typing import TypeVar
@@ -21,10 +26,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from car2mqtt.errors import Car2MqttError, ConfigError
-from car2mqtt.models import VehicleState
 from car2mqtt.net import base_url, bind, http_url, is_wildcard, reachable_host
-from car2mqtt.providers.enode import EnodeProvider
-from car2mqtt.providers.xee import XeeProvider
 
 _LOGGER = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -123,30 +125,6 @@ async def wait_for_redirect(
         return await _within(arrived, timeout_s)
 
 
-async def link_enode(
-    provider: EnodeProvider,
-    *,
-    host: str,
-    port: int,
-    vendor: str | None,
-    show_url: Callable[[str, str], None],
-    timeout_s: float = 900.0,
-    public_url: str | None = None,
-) -> list[VehicleState]:
-    """Run Enode's Link flow, shown by `show_url(link_url, redirect_uri)`; return the cars."""
-
-    async def start(redirect_uri: str) -> None:
-        link = await provider.client.create_link(provider.user_id, redirect_uri, vendor=vendor)
-        show_url(link.link_url, redirect_uri)
-
-    redirect = await wait_for_redirect(host, port, start, timeout_s, public_url)
-    if "error" in redirect.params:
-        detail = redirect.params.get("error_message") or redirect.params["error"]
-        msg = f"linking stopped: {detail} ({redirect.params['error']})"
-        raise LinkFailed(msg)
-    return await provider.poll()
-
-
 def _listen_for(redirect_uri: str) -> tuple[socket.socket, str] | None:
     """Bind where `redirect_uri` points, when that is a plain-http address on this machine."""
     parts = urlsplit(redirect_uri)
@@ -186,16 +164,17 @@ def state_problem(params: dict[str, str], state: str) -> str | None:
     return None
 
 
-def check_redirect(params: dict[str, str], state: str | None) -> str:
+def check_redirect(params: dict[str, str], state: str | None, *, cloud: str = "The cloud") -> str:
     """Return the code of an accepted redirect; raise LinkFailed for an error or no code.
 
     `state` is checked unless None (a bare pasted code: the user typed it, nobody forged it).
+    `cloud` names who refused, when the redirect carries an error.
     """
     if state is not None and (problem := state_problem(params, state)) is not None:
         raise LinkFailed(problem + "; nothing was saved. Start again with the new URL")
     if "error" in params:
         detail = params.get("error_description") or params["error"]
-        msg = f"Xee did not grant access: {detail} ({params['error']})"
+        msg = f"{cloud} did not grant access: {detail} ({params['error']})"
         raise LinkFailed(msg)
     code = params.get("code")
     if not code:
@@ -204,24 +183,25 @@ def check_redirect(params: dict[str, str], state: str | None) -> str:
     return code
 
 
-async def link_xee(
-    provider: XeeProvider,
-    *,
-    authorize_url: str,
+async def authorize(
+    authorization_url: Callable[[str], str],
     redirect_uri: str,
-    scopes: Sequence[str],
+    *,
+    cloud: str,
     show_url: Callable[[str, bool], None],
     read_paste: Callable[[], Awaitable[str]] | None = None,
     say: Callable[[str], None] = print,
     timeout_s: float = 900.0,
-) -> list[VehicleState]:
-    """Run Xee's authorization-code flow, save the tokens and return the account's cars.
+) -> str:
+    """Run an OAuth2 authorization-code consent in a browser; return the code it granted.
 
-    The redirect is received on this machine when `redirect_uri` points here; either way the
-    user may paste the redirect URL (or just the code) instead, via `read_paste`.
+    `authorization_url(state)` is the consent page, shown by `show_url(url, listening)`. The
+    redirect is received on this machine when `redirect_uri` points here; either way the user
+    may paste the redirect URL (or just the code) instead, via `read_paste`. `cloud` is who
+    the user consents at, in messages.
     """
     state = secrets.token_urlsafe(32)
-    url = provider.authorization_url(authorize_url, redirect_uri, scopes, state)
+    url = authorization_url(state)
     listener = _listen_for(redirect_uri)
     if listener is None and read_paste is None:
         msg = f"cannot receive redirects at {redirect_uri} here, and nothing can be pasted"
@@ -233,7 +213,7 @@ async def link_xee(
             receiver = redirect_receiver(sock, path, lambda p: state_problem(p, state))
             waiting.add(await stack.enter_async_context(receiver))
         if read_paste is not None:
-            waiting.add(asyncio.ensure_future(_pasted(read_paste, state, say)))
+            waiting.add(asyncio.ensure_future(_pasted(read_paste, state, say, cloud)))
         show_url(url, listener is not None)
         try:
             done, _ = await _within(
@@ -244,13 +224,11 @@ async def link_xee(
                 future.cancel()
         redirect = done.pop().result()
     bare = set(redirect.params) == {"code"} and redirect.pasted
-    code = check_redirect(redirect.params, None if bare else state)
-    await provider.exchange_code(code, redirect_uri)
-    return await provider.poll()
+    return check_redirect(redirect.params, None if bare else state, cloud=cloud)
 
 
 async def _pasted(
-    read: Callable[[], Awaitable[str]], state: str, say: Callable[[str], None]
+    read: Callable[[], Awaitable[str]], state: str, say: Callable[[str], None], cloud: str
 ) -> Redirect:
     """Read pasted lines until one is a redirect of ours (or a bare code)."""
     while True:
@@ -258,7 +236,7 @@ async def _pasted(
         if not params:
             continue
         if set(params) != {"code"} and (problem := state_problem(params, state)) is not None:
-            say(f"{problem}; paste the address of the page Xee sent you to, or just the code")
+            say(f"{problem}; paste the address of the page {cloud} sent you to, or just the code")
             continue
         if "code" not in params and "error" not in params:
             say("no code in that; paste the whole address, or just the code")

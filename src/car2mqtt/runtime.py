@@ -14,8 +14,8 @@ from car2mqtt.clock import Clock, SystemClock
 from car2mqtt.config import Config
 from car2mqtt.mqtt.link import BrokerSettings, MqttLink
 from car2mqtt.mqtt.topics import Topics
-from car2mqtt.providers import create_provider
 from car2mqtt.providers.base import Provider
+from car2mqtt.providers.registry import create_provider
 from car2mqtt.store import Store
 
 _LOGGER = logging.getLogger(__name__)

@@ -42,6 +42,8 @@ class ProviderSpec:
     min_poll_interval_s: float
     commands: frozenset[Command]
     refresh_after_command: bool = True
+    # Why polling more often than `min_poll_interval_s` is refused, said to a user who asks to.
+    min_poll_reason: str = ""
 
 
 class Provider(Protocol):

@@ -20,7 +20,9 @@ from car2mqtt.errors import (
     ReauthRequired,
 )
 from car2mqtt.models import CommandResult, CommandStatus, VehicleRef, VehicleState
-from car2mqtt.providers.base import Command, Grant, ProviderSpec
+from car2mqtt.providers.base import Command
+from car2mqtt.providers.enode.config import EnodeAccount
+from car2mqtt.providers.enode.spec import SPEC
 from car2mqtt.providers.enode.wire import (
     Action,
     LinkResponse,
@@ -38,6 +40,7 @@ from car2mqtt.providers.http import (
     send,
     token_client,
 )
+from car2mqtt.providers.plugin import Wiring
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -49,18 +52,6 @@ MAX_PAGES = 10_000
 # one extra call an hour, and only then, keeps steady-state polling at list calls only.
 USER_CHECK_INTERVAL_S = 3600.0
 LINK_SCOPES = ("vehicle:read:data", "vehicle:read:location", "vehicle:control:charging")
-
-SPEC = ProviderSpec(
-    name="enode",
-    title="Enode",
-    grant=Grant.CLIENT_CREDENTIALS,
-    # Enode refreshes its own cache about every 7 minutes, every 2 while charging: polling
-    # faster only burns quota (reference/enode.md §6).
-    poll_interval_s=300.0,
-    active_poll_interval_s=120.0,
-    min_poll_interval_s=60.0,
-    commands=frozenset({Command.START_CHARGING, Command.STOP_CHARGING, Command.REFRESH}),
-)
 
 _ACTION_STATES = {
     "PENDING": CommandStatus.PENDING,
@@ -211,6 +202,21 @@ class EnodeProvider(TokenAccount):
         )
         return cls(
             account, user_id, EnodeClient(api_http, clock), tokens, clock, (token_http, api_http)
+        )
+
+    @classmethod
+    def from_account(cls, account: EnodeAccount, wiring: Wiring) -> EnodeProvider:
+        """Build the provider of a configured Enode account (the plug-in's factory)."""
+        return cls.create(
+            account=account.name,
+            user_id=account.user_id,
+            api_url=account.api_url,
+            token_url=account.token_url,
+            client_id=account.client_id,
+            client_secret=account.client_secret.get_secret_value(),
+            clock=wiring.clock,
+            persistence=wiring.persistence,
+            transport=wiring.transport,
         )
 
     async def poll(self) -> list[VehicleState]:

@@ -33,6 +33,8 @@ from car2mqtt.providers.http import (
     send,
     token_client,
 )
+from car2mqtt.providers.plugin import Wiring
+from car2mqtt.providers.xee.config import XeeAccount
 from car2mqtt.providers.xee.wire import ErrorBody, Status, Vehicle, to_state
 
 _LOGGER = logging.getLogger(__name__)
@@ -207,6 +209,23 @@ class XeeProvider(TokenAccount):
         closers = (token_http, api_http)
         return cls(
             account, XeeClient(api_http, clock), tokens, endpoint, token_http, clock, closers
+        )
+
+    @classmethod
+    def from_account(cls, account: XeeAccount, wiring: Wiring) -> XeeProvider:
+        """Build the provider of a configured Xee account (the plug-in's factory)."""
+        return cls.create(
+            account=account.name,
+            api_url=account.api_url,
+            token_url=account.token_url,
+            client_id=account.client_id,
+            client_secret=account.client_secret.get_secret_value(),
+            username=account.username,
+            password=account.password.get_secret_value() if account.password else None,
+            scopes=account.scopes,
+            clock=wiring.clock,
+            persistence=wiring.persistence,
+            transport=wiring.transport,
         )
 
     def authorization_url(
