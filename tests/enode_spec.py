@@ -14,6 +14,22 @@ stays ``anyOf``. Other ``$ref``s become references into a ``$defs`` block that h
 normalised component schema, so recursive references would still work.
 
 Formats ``date-time`` (RFC 3339, offset required), ``uuid`` and ``uri`` are asserted.
+
+Why not openapi-core (0.23.1, with openapi-schema-validator 0.8.1; evaluated for issue 10):
+it reads ``allOf`` strictly, as JSON Schema says, so on the raw spec it refused 330 of the 391
+valid answers and 17 of the 22 valid webhook events that the simulator tests produce (see
+``test_a_strict_reading_of_allof_refuses_a_valid_vehicle``), and has no way to merge ``allOf``.
+Even given the spec already normalised here, it still refused 78 valid answers: every
+``204`` (the spec writes them with ``"content": {}``, which it reads as "a body is required"),
+every error whose status the spec leaves undocumented (401, 429, 500, 503...), and
+``application/problem+json`` errors where the spec names ``application/json``. It also let
+through what this module refuses: a bare documented ``404`` with a broken Problem body, a
+``format: uri`` that is no URI (not checked without the rfc3987 package), and a body sent to
+an operation that takes none. Its messages print the whole body with no JSON path, and an
+``anyOf`` failure says only "not valid under any of the given schemas". It was also about 2x
+slower on the same 497 checks (1.2-2.0 s against 0.65-0.96 s), plus 1.9 s to validate the
+spec at load. So only path matching and status lookup (about 80 lines) could have gone, for
+14 new packages.
 """
 
 from __future__ import annotations

@@ -7,14 +7,17 @@ nothing is copied from the (commercially licensed) spec file.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import pytest
 from jsonschema import Draft202012Validator
 
 from tests.enode_spec import ENV_VAR, SPEC_PATH, EnodeSpec, SpecError
+from tests.support import EnodeClient, running_receiver, running_sim
 
 VEHICLE_ID = "veh-0001"
 ACTION_ID = "4c6d1a8e-3f2b-4d5e-9a7b-0c1d2e3f4a5b"
@@ -722,3 +725,213 @@ def test_uri_format_is_checked(tmp_path: Path) -> None:
     for bad in ("example.test/hook", "not a uri", "https://exa mple.test"):
         with pytest.raises(SpecError, match="is not a 'uri'"):
             tiny.validate_response("GET", "/things/1", 200, bad)
+
+
+# --------------------------------------------------------------------------- why allOf is merged
+
+
+def test_a_strict_reading_of_allof_refuses_a_valid_vehicle(spec: EnodeSpec) -> None:
+    """The reason this module merges ``allOf``, and why a stock validator cannot stand in for it.
+
+    ``GET /vehicles/{vehicleId}`` answers ``allOf: [Vehicle, {location}]`` where both parts set
+    ``additionalProperties: false``. Read as plain JSON Schema, as openapi-core 0.23 (through
+    openapi-schema-validator) reads it, no vehicle with a location can pass; merged, the same
+    vehicle is valid.
+    """
+    raw_schema = spec.raw["paths"]["/vehicles/{vehicleId}"]["get"]["responses"]["200"]
+    raw_schema = raw_schema["content"]["application/json"]["schema"]
+    strict = Draft202012Validator({**raw_schema, "components": spec.raw["components"]})
+    messages = [error.message for error in strict.iter_errors(make_vehicle())]
+    assert any("('location' was unexpected)" in m for m in messages), messages
+    get_vehicle(spec, make_vehicle())
+
+
+# --------------------------------------------------------------------------- broken on purpose
+
+DELETE: Final = object()  # as a value in ``Break``: remove the key instead of setting it
+
+
+@dataclasses.dataclass(frozen=True)
+class Answer:
+    """One answer the simulator really gave, with what the spec validator is told about it."""
+
+    method: str
+    path: str
+    status: int
+    body: Any
+    content_type: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class Break:
+    """A deliberate spec violation: set or delete ``where``, replace the body, or relabel it."""
+
+    answer: str
+    error: str  # a regex the SpecError must match
+    where: tuple[str | int, ...] = ()
+    value: Any = DELETE
+    status: int | None = None
+    content_type: str | None = None
+
+
+@pytest.fixture(scope="module")
+def real() -> Iterator[dict[str, Any]]:
+    """Answers and a webhook event the simulator really sent, each checked on the way in."""
+    with running_sim() as sim, running_receiver() as receiver:
+        client = EnodeClient(sim, EnodeSpec.load())
+        try:
+            vid = sim.vehicle_ids()[0]
+            answers: dict[str, Any] = {}
+
+            def keep(name: str, method: str, path: str, want: int, body: Any = None) -> None:
+                r = client.request(method, path, json_body=body)  # validated by the client
+                assert r.status_code == want, r.text
+                decoded = r.json() if r.content else None
+                answers[name] = Answer(method, path, want, decoded, r.headers.get("content-type"))
+
+            keep("vehicle", "GET", f"/vehicles/{vid}", 200)
+            keep("vehicles", "GET", "/vehicles", 200)
+            sim.admin_call("POST", f"/enode/vehicles/{vid}/plug-in", {"startCharging": False})
+            sim.refresh(vid)
+            keep("charging", "POST", f"/vehicles/{vid}/charging", 200, {"action": "START"})
+            keep("action", "GET", f"/vehicles/actions/{answers['charging'].body['id']}", 200)
+            keep("problem", "GET", "/vehicles/does-not-exist", 404)
+            keep("no content", "POST", f"/vehicles/{vid}/refresh-hint", 204)
+            hook = {"url": receiver.url, "secret": "a-webhook-secret-of-reasonable-length"}
+            assert client.post("/webhooks", hook).status_code == 200
+            created = sim.admin_call("POST", "/enode/vehicles", {"userId": "demo", "vendor": "KIA"})
+            assert created.status_code == 201, created.text
+            found = receiver.wait_for(lambda e: e["event"] == "user:vehicle:discovered")
+            answers["webhook"] = found[0]
+            yield answers
+        finally:
+            client.close()
+
+
+def check(spec: EnodeSpec, item: Any, *, status: int | None = None, ct: str | None = None) -> None:
+    """Validate a real answer (an ``Answer``) or webhook event (a dict), optionally relabelled."""
+    if isinstance(item, Answer):
+        spec.validate_response(
+            item.method, item.path, status or item.status, item.body, ct or item.content_type
+        )
+    else:
+        spec.validate_webhook_event(item)
+
+
+def broken(item: Any, case: Break) -> Any:
+    """Deep copy of ``item`` (an ``Answer`` or an event) with ``case.where`` set or deleted.
+
+    With an empty ``where``, ``case.value`` (unless ``DELETE``) replaces an answer's whole body.
+    """
+    copied = copy.deepcopy(item)
+    if not case.where:
+        if case.value is DELETE:
+            return copied
+        assert isinstance(copied, Answer)
+        return dataclasses.replace(copied, body=case.value, content_type="application/json")
+    node = copied.body if isinstance(copied, Answer) else copied
+    for key in case.where[:-1]:
+        node = node[key]
+    if case.value is DELETE:
+        del node[case.where[-1]]
+    else:
+        node[case.where[-1]] = case.value
+    return copied
+
+
+def test_real_answers_pass(spec: EnodeSpec, real: dict[str, Any]) -> None:
+    """The control for the next test: unbroken, every answer and the event are valid."""
+    assert set(real) == {
+        "vehicle",
+        "vehicles",
+        "charging",
+        "action",
+        "problem",
+        "no content",
+        "webhook",
+    }
+    for item in real.values():
+        check(spec, item)
+
+
+BREAKS: Final = {
+    "wrong type": Break(
+        "vehicle",
+        r"\$\.chargeState\.batteryLevel: '64' is not of type",
+        ("chargeState", "batteryLevel"),
+        "64",
+    ),
+    "missing required field": Break(
+        "vehicle", r"\$\.information: 'vin' is a required property", ("information", "vin")
+    ),
+    "wrong enum value": Break(
+        "vehicle", r"\$\.vendor: 'TRABANT' is not one of", ("vendor",), "TRABANT"
+    ),
+    "null where not nullable": Break(
+        "vehicle", r"\$\.id: None is not of type 'string'", ("id",), None
+    ),
+    "unknown field": Break(
+        "vehicle", r"\$: Additional properties .*'nickname' was unexpected", ("nickname",), "x"
+    ),
+    "bad date-time": Break(
+        "vehicle", r"\$\.lastSeen: 'yesterday' is not a 'date-time'", ("lastSeen",), "yesterday"
+    ),
+    "field of the second allOf part missing": Break(
+        "vehicle", r"\$\.location: 'id' is a required property", ("location", "id")
+    ),
+    "list item broken": Break(
+        "vehicles",
+        r"\$\.data\[0\]\.odometer: 'distance' is a required property",
+        ("data", 0, "odometer", "distance"),
+    ),
+    "pagination cursor of the wrong type": Break(
+        "vehicles", r"\$\.pagination\.after: 3 is not of type", ("pagination", "after"), 3
+    ),
+    "anyOf: fits neither branch": Break(
+        "action",
+        r"\$: matches none of the anyOf branches",
+        ("targetState",),
+        {"maxCurrent": 10},
+    ),
+    "anyOf: wrong enum in the only fitting branch": Break(
+        "action", r"\$\.state: 'DONE' is not one of", ("state",), "DONE"
+    ),
+    "undocumented success status": Break("vehicle", r"-> 201: status not documented", status=201),
+    "JSON answer labelled as HTML": Break(
+        "vehicle", r"content type 'text/html' is not JSON", content_type="text/html"
+    ),
+    "error not problem+json": Break(
+        "problem", r"must be application/problem\+json", content_type="application/json"
+    ),
+    "problem without title": Break("problem", r"\$: 'title' is a required property", ("title",)),
+    "204 with a body": Break("no content", r"documented without a body", value={"x": 1}),
+    "charge action with a wrong kind": Break(
+        "charging", r"\$\.kind: 'PAUSE' is not one of", ("kind",), "PAUSE"
+    ),
+    "webhook: wrong type": Break(
+        "webhook",
+        r"\$\.vehicle\.chargeState\.batteryLevel: '64' is not of type",
+        ("vehicle", "chargeState", "batteryLevel"),
+        "64",
+    ),
+    "webhook: missing required field": Break(
+        "webhook", r"\$: 'user' is a required property", ("user",)
+    ),
+    "webhook: wrong enum value": Break(
+        "webhook", r"\$\.vehicle\.vendor: 'TRABANT' is not one of", ("vehicle", "vendor"), "TRABANT"
+    ),
+    "webhook: unknown event": Break(
+        "webhook", r"'user:car:found' is not in the Enode spec", ("event",), "user:car:found"
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(BREAKS))
+def test_real_answer_broken_on_purpose_is_refused(
+    spec: EnodeSpec, real: dict[str, Any], name: str
+) -> None:
+    """A spec violation in a real simulator answer or webhook event is refused, and said where."""
+    case = BREAKS[name]
+    bad = broken(real[case.answer], case)
+    with pytest.raises(SpecError, match=case.error):
+        check(spec, bad, status=case.status, ct=case.content_type)
