@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from car2mqtt.clock import SimClock
-from car2mqtt.errors import ReauthRequired
+from car2mqtt.errors import ProviderUnavailable, ReauthRequired
 from car2mqtt.providers.xee import XeeProvider
 
 CARS = [
@@ -142,3 +142,41 @@ async def test_vehicle_ids_are_escaped_in_paths() -> None:
         await xee.aclose()
         CARS.pop()
     assert "/v4/vehicles/..%2F..%2Fusers%2Fme/status" in cloud.calls
+
+
+async def test_one_cars_outage_fails_the_poll_with_that_error_itself() -> None:
+    cloud = Cloud()
+    cloud.status["v2"] = 503
+    xee = provider(cloud)
+    try:
+        # As the list call failing would: the bridge backs off on ProviderUnavailable, so it
+        # must not arrive wrapped in an exception group.
+        with pytest.raises(ProviderUnavailable, match="503"):
+            await xee.poll()
+        cloud.status["v2"] = STATUS
+        states = await xee.poll()
+    finally:
+        await xee.aclose()
+    assert {s.ref.vehicle_id for s in states} == {"D1", "D2"}
+
+
+async def test_a_car_the_list_no_longer_has_is_forgotten() -> None:
+    cloud = Cloud()
+    xee = provider(cloud)
+    removed = CARS.pop()
+    try:
+        await xee.poll()  # D1 only
+        CARS.append(removed)
+        await xee.poll()  # D2 read once
+        CARS.pop()
+        await xee.poll()  # D2 gone from the list
+        CARS.append(removed)
+        cloud.status["v2"] = b"<html>oops</html>"
+        states = await xee.poll()
+    finally:
+        await xee.aclose()
+        if CARS[-1] is not removed:
+            CARS.append(removed)
+    # Its state from before it went away is not served again: it is unread for now.
+    assert [s.ref.vehicle_id for s in states] == ["D1"]
+    assert xee.unreadable == frozenset({"D2"})

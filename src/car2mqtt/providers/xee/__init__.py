@@ -143,7 +143,8 @@ class XeeProvider(TokenAccount):
         self._clock = clock
         self._closers = closers
         self.link_problem: str | None = None
-        # Each car's last good state, shown again while its status is unreadable.
+        # Each listed car's last good state, shown again while its status is unreadable; a car
+        # the cloud no longer lists is forgotten.
         self._last: dict[str, VehicleState] = {}
         self.unreadable: frozenset[str] = frozenset()
 
@@ -261,8 +262,9 @@ class XeeProvider(TokenAccount):
         vehicles = await self.client.vehicles()
         self.link_problem = None
         unreadable: set[str] = set()
+        listed = {v.stable_id for v in vehicles}
         states = await self._statuses(vehicles, unreadable)
-        gone = {v.stable_id for v in vehicles} - states.keys() - unreadable
+        gone = listed - states.keys() - unreadable
         if gone:
             # Re-paired between the list and its status (new vehicle id, same dongle): list
             # again so the car keeps its Home Assistant device instead of vanishing for a poll.
@@ -271,6 +273,9 @@ class XeeProvider(TokenAccount):
             # Listed twice yet without a status: not gone (only the list says that), unread.
             unreadable.update(v.stable_id for v in again)
         self.unreadable = frozenset(unreadable - states.keys())
+        # A car the list no longer has is gone: its last state must not come back with it.
+        for stable_id in self._last.keys() - listed:
+            del self._last[stable_id]
         return list(states.values())
 
     async def _statuses(
@@ -301,8 +306,16 @@ class XeeProvider(TokenAccount):
             self._last[vehicle.stable_id] = state
             return state
 
+        # A car's own trouble (gone mid-poll, a garbled answer) is settled inside one(); what is
+        # left fails the whole poll, as the list call failing would: the first such error is
+        # raised as itself (the bridge backs off on it) and the other cars' calls are cancelled.
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(one(v)) for v in vehicles]
+        except BaseExceptionGroup as failed:
+            raise failed.exceptions[0] from None
         states: dict[str, VehicleState] = {}
-        for state in await asyncio.gather(*(one(v) for v in vehicles)):
+        for state in (task.result() for task in tasks):
             if state is None:
                 continue
             # Two vehicle ids on one dongle (the cloud still lists the old pairing): keep the
