@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 import os
 import sqlite3
@@ -622,3 +624,160 @@ def test_names_and_commands_round_trip_and_go_with_a_removal(store: Store) -> No
     store.begin_removal("enode_a", ["t"])
     assert store.vehicle_names() == {}
     assert store.load_commands() == {}
+
+
+# -- the writer thread (Store.run) ----------------------------------------------------------
+
+
+async def test_run_executes_off_the_event_loop_thread_and_returns_the_result(
+    store: Store,
+) -> None:
+    loop_thread = threading.get_ident()
+
+    def write() -> tuple[int, str]:
+        store.save_token("acct", TOKEN)
+        return threading.get_ident(), threading.current_thread().name
+
+    ident, name = await store.run(write)
+    assert ident != loop_thread
+    assert name.startswith("car2mqtt-store")
+    # One writer: every call runs on that same thread.
+    assert await store.run(threading.get_ident) == ident
+    assert await store.run(lambda: store.load_token("acct")) == TOKEN
+
+
+async def test_run_keeps_the_order_calls_were_made_in(store: Store) -> None:
+    seen: list[int] = []
+
+    def write(i: int) -> int:
+        store.set_meta("last", str(i))
+        seen.append(i)
+        return i
+
+    got = await asyncio.gather(*(store.run(functools.partial(write, i)) for i in range(50)))
+    assert got == list(range(50))
+    assert seen == list(range(50))
+    assert store.get_meta("last") == "49"
+
+
+async def test_run_raises_what_the_write_raised(store: Store, db: Path) -> None:
+    store.save_token("acct", TOKEN)
+    conn = raw(db)
+    conn.execute("UPDATE tokens SET token = '[1, 2'")
+    conn.close()
+    with pytest.raises(StoreError, match="damaged token") as info:
+        await store.run(lambda: store.load_token("acct"))
+    assert str(db) in str(info.value)
+    with pytest.raises(ValueError, match="belongs to account 'other'"):
+        await store.run(lambda: store.save_vehicles("acct", [car("v1", account="other")]))
+    await store.run(lambda: store.set_meta("still", "works"))  # a failure stops nothing
+    assert store.get_meta("still") == "works"
+
+
+async def test_the_loop_runs_on_while_a_write_waits_for_another_connection(
+    store: Store, db: Path
+) -> None:
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    blocker = raw(db)
+    blocker.execute("BEGIN IMMEDIATE")  # holds the write lock: our write waits (busy timeout)
+    async with asyncio.TaskGroup() as tg:
+        ticking = tg.create_task(ticker())
+        saving = tg.create_task(store.run(lambda: store.save_token("acct", TOKEN)))
+        await asyncio.sleep(0.5)
+        assert not saving.done()  # waiting on the other writer, not failing
+        assert ticks >= 20  # ~50 ticks of 10 ms in those 0.5 s: the loop never stalled
+        blocker.execute("ROLLBACK")
+        blocker.close()
+        await asyncio.wait_for(saving, 10)
+        ticking.cancel()
+    assert store.load_token("acct") == TOKEN
+
+
+async def test_close_finishes_the_queued_writes_first(db: Path) -> None:
+    store = Store.open(db)
+    blocker = raw(db)
+    blocker.execute("BEGIN IMMEDIATE")
+    # Twenty writes queue up behind the first, which waits for the blocker.
+    writes = [
+        asyncio.ensure_future(store.run(functools.partial(store.set_meta, f"m{i}", str(i))))
+        for i in range(20)
+    ]
+    await asyncio.sleep(0.1)
+    assert not any(w.done() for w in writes)
+    blocker.execute("ROLLBACK")
+    blocker.close()
+    store.close()  # returns once the queue is empty
+    store.close()  # and twice is harmless
+    await asyncio.gather(*writes)  # each one's result reaches the loop: none failed
+    with pytest.raises(StoreError, match="closed"):
+        await store.run(lambda: None)
+    with Store.open(db) as again:
+        assert [again.get_meta(f"m{i}") for i in range(20)] == [str(i) for i in range(20)]
+
+
+async def test_a_write_whose_caller_is_cancelled_still_completes(store: Store, db: Path) -> None:
+    blocker = raw(db)
+    blocker.execute("BEGIN IMMEDIATE")
+    first = asyncio.ensure_future(store.run(lambda: store.set_meta("first", "1")))
+    queued = asyncio.ensure_future(store.run(lambda: store.set_meta("queued", "2")))
+    await asyncio.sleep(0.1)  # `first` is waiting for the lock, `queued` has not started
+    first.cancel()
+    queued.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    with pytest.raises(asyncio.CancelledError):
+        await queued
+    blocker.execute("ROLLBACK")
+    blocker.close()
+    # Whole, in order, on the writer thread: a later write finds both applied.
+    assert await store.run(lambda: (store.get_meta("first"), store.get_meta("queued"))) == (
+        "1",
+        "2",
+    )
+
+
+async def test_a_failure_nobody_waits_for_any_more_is_logged(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    started = threading.Event()
+    go_on = threading.Event()
+
+    def fail() -> None:
+        started.set()
+        go_on.wait(10)
+        msg = "disk is full"
+        raise StoreError(msg)
+
+    waiting = asyncio.ensure_future(store.run(fail))
+    await asyncio.to_thread(started.wait, 10)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    go_on.set()
+    await store.run(lambda: None)  # the failed write is over
+    await asyncio.sleep(0.05)  # its result reaches the loop
+    assert any(
+        "after its caller had stopped waiting" in r.getMessage()
+        and "disk is full" in r.getMessage()
+        for r in caplog.records
+    )
+
+
+async def test_direct_calls_and_the_writer_share_the_connection_safely(store: Store) -> None:
+    def writer_side() -> None:
+        for i in range(100):
+            store.save_state("w", "t/w", {"i": i})
+
+    running = asyncio.ensure_future(store.run(writer_side))
+    for i in range(100):  # meanwhile, direct calls on the loop's thread
+        store.save_state("d", "t/d", {"i": i})
+        store.load_states()
+    await running
+    assert store.load_states() == {"w": ("t/w", {"i": 99}), "d": ("t/d", {"i": 99})}

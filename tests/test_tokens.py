@@ -5,18 +5,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+import os
+import sqlite3
+import stat
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
 
 from car2mqtt.auth.oauth2 import Token
-from car2mqtt.auth.tokens import BearerAuth, TokenManager
+from car2mqtt.auth.tokens import BearerAuth, TokenManager, TokenPersistence
 from car2mqtt.clock import SimClock
 from car2mqtt.errors import ReauthRequired, StoreError
-from car2mqtt.store import Store
+from car2mqtt.store import WRITER_THREAD, Store
+
+T = TypeVar("T")
 
 
 class MemoryStore:
@@ -29,12 +35,17 @@ class MemoryStore:
     def save_token(self, account: str, token: Any) -> None:
         self.saved[account] = dict(token)
 
+    async def run(self, fn: Callable[[], T]) -> T:
+        return fn()  # memory: nothing to take off the loop
+
     @contextlib.asynccontextmanager
     async def token_lock(self, account: str) -> AsyncIterator[None]:
         yield
 
 
-def manager(clock: SimClock, store: MemoryStore | None = None, ttl: float = 3599.0) -> TokenManager:
+def manager(
+    clock: SimClock, store: TokenPersistence | None = None, ttl: float = 3599.0
+) -> TokenManager:
     calls = {"n": 0}
 
     async def fetch(_old: Token | None) -> Token:
@@ -232,3 +243,109 @@ async def test_a_token_that_cannot_be_saved_is_used_from_memory_and_said_once(
     assert await tokens.access_token() == "token-4"
     assert store.saved["home"]["access_token"] == "token-4"
     assert any("saved again" in r.getMessage() for r in caplog.records)
+
+
+# -- on a real store: off the event loop ---------------------------------------------------
+
+
+def private(path: Path) -> bool:
+    return stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+async def test_tokens_saved_by_the_manager_are_on_disk_0600_written_off_the_loop(
+    tmp_path: Path,
+) -> None:
+    clock = SimClock(0.0, 0.0)
+    path = tmp_path / "state" / "car2mqtt.db"
+    old = os.umask(0)
+    try:
+        with Store.open(path) as store:
+            tokens = manager(clock, store)
+            token = await tokens.access_token()
+            await tokens.adopt(Token("from-code", 3599.0, "refresh-1"))
+            # The saves ran on the store's writer thread, which exists now.
+            assert any(t.name.startswith(WRITER_THREAD) for t in threading.enumerate())
+    finally:
+        os.umask(old)
+    assert token == "token-1"
+    assert private(path)
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name, f"{path.name}.lock"]
+    assert private(path.parent / f"{path.name}.lock")
+    with Store.open(path) as again:
+        saved = again.load_token("home")
+    assert saved is not None
+    assert saved["access_token"] == "from-code"
+    assert saved["refresh_token"] == "refresh-1"
+
+
+async def test_a_renewal_whose_save_waits_on_the_file_does_not_stall_the_loop(
+    tmp_path: Path,
+) -> None:
+    clock = SimClock(0.0, 0.0)
+    path = tmp_path / "car2mqtt.db"
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    with Store.open(path) as store:
+        tokens = TokenManager("home", _fetch_after(clock), clock, store)
+        blocker = sqlite3.connect(path, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")  # another process writing: our save must wait
+        async with asyncio.TaskGroup() as tg:
+            ticking = tg.create_task(ticker())
+            renewing = tg.create_task(tokens.access_token())
+            await asyncio.sleep(0.5)
+            assert not renewing.done()
+            assert tokens.token is None  # not used before it is saved
+            assert ticks >= 20
+            blocker.execute("ROLLBACK")
+            blocker.close()
+            assert await asyncio.wait_for(renewing, 10) == "fetched"
+            ticking.cancel()
+        saved = store.load_token("home")
+    assert saved is not None
+    assert saved["access_token"] == "fetched"
+
+
+def _fetch_after(clock: SimClock) -> Callable[[Token | None], Awaitable[Token]]:
+    async def fetch(_old: Token | None) -> Token:
+        return Token("fetched", clock.time() + 3600, "refresh-fetched")
+
+    return fetch
+
+
+async def test_areload_adopts_a_token_saved_by_another_connection(tmp_path: Path) -> None:
+    clock = SimClock(0.0, 0.0)
+    path = tmp_path / "car2mqtt.db"
+    with Store.open(path) as bridge_store, Store.open(path) as link_store:
+        tokens = TokenManager("home", _fetch_after(clock), clock, bridge_store)
+        assert await tokens.areload() is False
+        link_store.save_token("home", Token("linked", clock.time() + 3599, "r2").as_dict())
+        assert await tokens.areload() is True
+        assert await tokens.areload() is False  # already ours
+        assert await tokens.access_token() == "linked"
+        assert tokens.renewals == 0
+
+
+async def test_waiting_for_the_token_lock_never_blocks_the_loop(tmp_path: Path) -> None:
+    path = tmp_path / "car2mqtt.db"
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    with Store.open(path) as one, Store.open(path) as other:
+        async with one.token_lock("home"), asyncio.TaskGroup() as tg:
+            ticking = tg.create_task(ticker())
+            with pytest.raises(StoreError, match=r"held the token lock .* for 1 s"):
+                async with other.token_lock("home", timeout_s=0.6):
+                    pass
+            ticking.cancel()
+    assert ticks >= 30  # ~60 ticks of 10 ms while it waited 0.6 s

@@ -6,6 +6,12 @@ sent to the broker, account health and small `meta` values. Every write is one t
 committed (and synced to disk) before the method returns, so a crash never leaves half a write
 behind.
 
+The methods are synchronous and may be called directly where blocking is fine (opening, the
+CLI's commands, reads at start-up). Async code goes through `Store.run`, which runs them on the
+store's one writer thread, in the order they were handed over, so a slow disk or a write
+waiting for another process's lock never stalls the event loop. Both paths share one
+connection, guarded by one lock: a method is one transaction whichever thread runs it.
+
 The file holds credentials, so it is created 0600 before SQLite touches it, tightened if an
 existing file is looser, and kept in rollback-journal mode: SQLite's side files then live only
 for the length of a write and take the database file's own permissions.
@@ -14,19 +20,20 @@ for the length of a write and take the database file's own permissions.
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import json
 import logging
 import os
 import sqlite3
 import stat
 import threading
-import time
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self, cast
+from typing import Any, Self, TypeVar, cast
+
+from filelock import AsyncFileLock, Timeout
 
 from car2mqtt.errors import StoreError
 from car2mqtt.models import VehicleRef
@@ -34,6 +41,11 @@ from car2mqtt.models import VehicleRef
 __all__ = ["APPLICATION_ID", "MIGRATIONS", "SCHEMA_VERSION", "Store"]
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# The name of the writer thread (`Store.run`), as thread dumps and py-spy show it.
+WRITER_THREAD = "car2mqtt-store"
 
 # Written into the SQLite header so a car2mqtt state file is recognisable (`file` and
 # `sqlite3` show it) and someone else's database is never migrated by mistake. ASCII "c2mq".
@@ -176,9 +188,16 @@ class Store:
         """Wrap an open connection; use `Store.open` instead."""
         self.path = path
         self._conn: sqlite3.Connection | None = connection
-        # One connection may be used from several threads (e.g. asyncio.to_thread); the
-        # lock keeps one transaction at a time on it.
+        # The connection is used from the writer thread (`run`) and from whoever calls a method
+        # directly (check_same_thread=False): this lock is held around every use of it, so one
+        # transaction at a time runs on it. Reentrant: a method may call another.
         self._lock = threading.RLock()
+        # The writer: one thread, started by the first `run`, stopped by `close`. Guarded by
+        # its own lock, never held while a write runs, so `close` can wait for the queue.
+        self._writer_lock = threading.Lock()
+        self._writer: ThreadPoolExecutor | None = None
+        self._writer_ident: int | None = None
+        self._closing = False
 
     # -- life cycle ----------------------------------------------------------------------
 
@@ -209,7 +228,7 @@ class Store:
 
     def _prepare(self) -> None:
         """Check the file is ours and not too new, set durability pragmas, migrate."""
-        with self._translate("open"):
+        with self._translate("open"), self._lock:
             try:
                 # The first read of the header: a file that is not SQLite fails here.
                 self._check_version(self._user_version())
@@ -279,11 +298,67 @@ class Store:
             raise StoreError(msg)
 
     def close(self) -> None:
-        """Close the file; further use of this store raises StoreError."""
+        """Finish the writes handed to `run`, then close the file (closing twice is harmless).
+
+        Blocks until the writer's queue is empty, so nothing handed over is lost on a clean
+        stop. Further use of this store raises StoreError.
+        """
+        with self._writer_lock:
+            self._closing = True
+            writer, self._writer = self._writer, None
+        if writer is not None:
+            # A write that closes the store itself must not wait for its own thread.
+            writer.shutdown(wait=threading.get_ident() != self._writer_ident)
         with self._lock:
             conn, self._conn = self._conn, None
             if conn is not None:
                 conn.close()
+
+    async def run(self, fn: Callable[[], T]) -> T:
+        """Run `fn` on the store's writer thread and return its result (or raise its error).
+
+        `fn` calls this store's methods, e.g. `lambda: store.save_many(...)`. Calls run one at a
+        time on one thread, in the order `run` was called, and the event loop goes on while one
+        runs or waits (the busy timeout, a slow disk). StoreError and any other exception of
+        `fn` reach the caller as raised.
+
+        Once `run` is called, `fn` runs to its end even if the awaiting task is cancelled: the
+        cancellation only stops the wait (a failure then is logged, since no one sees it), and
+        `close` waits for it. Each store method is one SQLite transaction, so a write is either
+        applied whole or not at all; an `fn` of several methods is several transactions, so
+        what must land together belongs in one method (as `save_many` does).
+        """
+        with self._writer_lock:
+            if self._closing or self._conn is None:
+                msg = f"state file {self.path} is closed"
+                raise StoreError(msg)
+            if self._writer is None:
+                self._writer = ThreadPoolExecutor(
+                    max_workers=1,
+                    thread_name_prefix=WRITER_THREAD,
+                    initializer=self._writer_started,
+                )
+            running = self._writer.submit(fn)
+        waited = asyncio.wrap_future(running)
+        try:
+            # The shield keeps a cancellation from cancelling a write that has not started.
+            return await asyncio.shield(waited)
+        except asyncio.CancelledError:
+            waited.add_done_callback(self._report_unawaited)
+            raise
+
+    def _writer_started(self) -> None:
+        self._writer_ident = threading.get_ident()
+
+    def _report_unawaited(self, done: asyncio.Future[Any]) -> None:
+        """Log the failure of a write whose caller was cancelled (no one else would see it)."""
+        if done.cancelled() or (exc := done.exception()) is None:
+            return
+        logger.error(
+            "a write to state file %s failed after its caller had stopped waiting: %s",
+            self.path,
+            exc,
+        )
 
     def __enter__(self) -> Self:
         """Return the store itself."""
@@ -398,31 +473,29 @@ class Store:
 
         `car2mqtt link` or `car2mqtt vehicles` may run beside the bridge on the same file; a
         rotating refresh token used by two of them at once would be lost to one. The lock is
-        an flock on a 0600 side file, polled so the event loop never blocks on it.
+        an flock on a side file created 0600 (filelock's AsyncFileLock: each try, and the
+        release, run on a worker thread, and waiting between tries is an asyncio sleep, so the
+        event loop never blocks on it). The side file stays after release: unlinking a locked
+        file would let two processes lock two different files of one name.
         """
         path = self.path.with_name(f"{self.path.name}.lock")
+        # A new lock object per hold: two holders in one process (two stores on one file, as
+        # the bridge and a CLI command in a test) exclude each other as two processes do.
+        # fallback_to_soft=False: where flock does not work, fail rather than switch to marker
+        # files with other rules.
+        lock = AsyncFileLock(path, mode=0o600, poll_interval=0.05, fallback_to_soft=False)
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            await lock.acquire(timeout=timeout_s)
+        except Timeout:
+            msg = f"another process held the token lock {path} for {timeout_s:.0f} s"
+            raise StoreError(msg) from None
         except OSError as exc:
             msg = f"cannot open the token lock {path}: {exc.strerror or exc}"
             raise StoreError(msg) from exc
         try:
-            deadline = time.monotonic() + timeout_s
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        msg = f"another process held the token lock {path} for {timeout_s:.0f} s"
-                        raise StoreError(msg) from None
-                    await asyncio.sleep(0.05)
-            try:
-                yield
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
+            yield
         finally:
-            os.close(fd)
+            await lock.release()
 
     def delete_token(self, account: str) -> None:
         """Forget `account`'s token (no error if there is none)."""

@@ -1,4 +1,9 @@
-"""One token owner per account: renews before expiry, one renewal at a time, persisted."""
+"""One token owner per account: renews before expiry, one renewal at a time, persisted.
+
+Reads and saves made from async code (renewals, `adopt`, `areload`) go through the
+persistence's `run`, off the event loop (the store's writer thread). The two sync readers stay
+sync for their callers: the constructor (a start-up read) and `reload`.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ import contextlib
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import httpx
 
@@ -20,6 +25,8 @@ _LOGGER = logging.getLogger(__name__)
 # Renew this long before expiry: long enough that no request carries a token that dies
 # in flight, short enough to use most of its life (a typical cloud token lasts an hour).
 RENEW_LEEWAY_S = 120.0
+
+T = TypeVar("T")
 
 
 class TokenPersistence(Protocol):
@@ -35,6 +42,14 @@ class TokenPersistence(Protocol):
 
     def token_lock(self, account: str) -> AbstractAsyncContextManager[None]:
         """Hold `account`'s token lock against other processes sharing the store."""
+        ...
+
+    async def run(self, fn: Callable[[], T]) -> T:
+        """Run `fn` (calls of the two methods above) off the event loop; return its result.
+
+        Once called, `fn` runs to its end even if the caller is cancelled (the store's
+        writer); an in-memory persistence may simply call it.
+        """
         ...
 
 
@@ -68,13 +83,32 @@ class TokenManager:
         return self._token
 
     def _saved(self) -> Token | None:
+        """Read the saved token on this thread (at start, and for the sync `reload`)."""
         if self._persistence is None:
             return None
         try:
             saved = self._persistence.load_token(self.account)
         except StoreError as exc:
-            _LOGGER.warning("cannot read the saved token of account %s: %s", self.account, exc)
+            self._unreadable(exc)
             return None
+        return self._parsed(saved)
+
+    async def _saved_off_loop(self) -> Token | None:
+        """Read the saved token off the event loop (after any save handed over before)."""
+        persistence = self._persistence
+        if persistence is None:
+            return None
+        try:
+            saved = await persistence.run(lambda: persistence.load_token(self.account))
+        except StoreError as exc:
+            self._unreadable(exc)
+            return None
+        return self._parsed(saved)
+
+    def _unreadable(self, exc: StoreError) -> None:
+        _LOGGER.warning("cannot read the saved token of account %s: %s", self.account, exc)
+
+    def _parsed(self, saved: dict[str, Any] | None) -> Token | None:
         if not saved:
             return None
         try:
@@ -84,12 +118,19 @@ class TokenManager:
             return None
         return None if token == self._outdated else token
 
-    def _persist(self, token: Token) -> None:
-        """Save `token` before use; if the file cannot be written, say so and go on with it."""
-        if self._persistence is None:
+    async def _persist(self, token: Token) -> None:
+        """Save `token` before use; if the file cannot be written, say so and go on with it.
+
+        The save runs off the loop. If the caller is cancelled while it waits, the save still
+        runs to its end (`run` promises that), so a grant the cloud has already rotated reaches
+        the file, and the next renewal adopts it from there.
+        """
+        persistence = self._persistence
+        if persistence is None:
             return
+        saved = token.as_dict()
         try:
-            self._persistence.save_token(self.account, token.as_dict())
+            await persistence.run(lambda: persistence.save_token(self.account, saved))
         except StoreError as exc:
             if self._outdated is None:
                 # Dropping the token would be worse: a rotated refresh token is spent already.
@@ -100,15 +141,25 @@ class TokenManager:
                     self.account,
                     exc,
                 )
-                self._outdated = self._saved() or self._token
+                self._outdated = await self._saved_off_loop() or self._token
             return
         if self._outdated is not None:
             _LOGGER.info("account %s: its token is saved again", self.account)
             self._outdated = None
 
     def reload(self) -> bool:
-        """Adopt a token that another process (`car2mqtt link`) saved; return whether it did."""
-        saved = self._saved()
+        """Adopt a token that another process (`car2mqtt link`) saved; return whether it did.
+
+        Reads on the calling thread (it is sync for `Provider.reload_credentials`); async code
+        that can await should prefer `areload`.
+        """
+        return self._adopt_saved(self._saved())
+
+    async def areload(self) -> bool:
+        """Like `reload`, reading the file off the event loop."""
+        return self._adopt_saved(await self._saved_off_loop())
+
+    def _adopt_saved(self, saved: Token | None) -> bool:
         if saved is None or saved == self._token:
             return False
         self._token = saved
@@ -123,7 +174,7 @@ class TokenManager:
     async def adopt(self, token: Token) -> None:
         """Make `token` the account's (a fresh grant from linking), saved before use."""
         async with self._lock, self._exclusive():
-            self._persist(token)
+            await self._persist(token)
             self._token = token
 
     async def access_token(self) -> str:
@@ -153,14 +204,14 @@ class TokenManager:
         async with self._exclusive():
             # Another process (a re-link, or a renewal by `car2mqtt vehicles`) saved a newer
             # token: use it rather than the one we hold, which may be dead or rotated away.
-            saved = self._saved()
+            saved = await self._saved_off_loop()
             if saved is not None and saved != old:
                 self._token = old = saved
                 if not saved.expires_within(self._leeway, self._clock.time()):
                     return saved
             token = await self._fetch(old)
             # Saved before anyone uses it: a crash right after must not lose a rotated grant.
-            self._persist(token)
+            await self._persist(token)
         self._token = token
         self.renewals += 1
         _LOGGER.debug(
