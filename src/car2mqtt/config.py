@@ -742,6 +742,20 @@ def _is_secret(key: str | int | None) -> bool:
     return any(word in key.lower() for word in _SECRET_WORDS)
 
 
+def _is_secret_at(loc: Loc, raw: Mapping[str, Any], schema: _Schema) -> bool:
+    """Whether the key at `loc` holds a secret: by its name, or as a model's `SecretStr`."""
+    key = loc[-1] if loc else None
+    if _is_secret(key):
+        return True
+    model = _model_at(loc[:-1], raw, schema)
+    if not isinstance(key, str) or model is None:
+        return False
+    field = model.model_fields.get(key)
+    return field is not None and (
+        field.annotation is SecretStr or SecretStr in get_args(field.annotation)
+    )
+
+
 def _options(expected: str) -> str:
     return ", ".join(re.findall(r"'([^']*)'", expected)) or expected
 
@@ -778,7 +792,7 @@ def _expectation(
             return "required: list at least one account", False
         if (
             isinstance(key, str)
-            and _is_secret(key)
+            and _is_secret_at(loc, raw, schema)
             and f"{key}_file" in _allowed_keys(loc[:-1], raw, schema)
         ):
             return f"required: set {key} or {key}_file", False
@@ -852,7 +866,7 @@ def _format(
             path += f".{part}" if path else part
     source = sources.get(loc)
     where = f"{path or '(top level)'}" + (f" (from {source})" if source else "")
-    if show_value and not _is_secret(loc[-1] if loc else None):
+    if show_value and not _is_secret_at(loc, raw, schema):
         return f"{where}: got {_show(value)}; {text}"
     return f"{where}: {text}"
 
