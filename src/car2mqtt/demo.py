@@ -27,7 +27,7 @@ from iotcore import Broker
 from iotcore.broker import port_in_use
 from rich.console import Console
 
-from car2mqtt.bridge import Timing
+from car2mqtt.bridge.timing import Timing
 from car2mqtt.errors import ConfigError
 from car2mqtt.logs import REDACTOR
 from car2mqtt.mqtt.link import BrokerSettings

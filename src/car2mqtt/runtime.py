@@ -9,7 +9,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from car2mqtt.bridge import Bridge, Publishing, Timing
+from car2mqtt.bridge.publisher import Publishing
+from car2mqtt.bridge.root import Bridge
+from car2mqtt.bridge.timing import Timing
 from car2mqtt.clock import Clock, SystemClock
 from car2mqtt.config import Config
 from car2mqtt.mqtt.link import BrokerSettings, MqttLink
