@@ -26,12 +26,12 @@ A. **The bridge as its own process**, once per fleet size: `python -m car2mqtt r
 
 B. **The bridge in this process** (`car2mqtt.runtime.running`), where it can be watched:
 
-   3. *Latency.* `EnodeProvider.poll` is wrapped to note when a poll returns with a vehicle's
-      new battery level. A battery level is changed through the admin API (`PUT .../battery`,
-      then `POST .../refresh` so the cloud's cache holds it); the probe notes when the state
-      message with that level arrives. Latency = arrival - poll return: the bridge's own
-      processing plus the broker round trip, not the wait for the next poll. Polls run every
-      second here.
+   3. *Latency.* `EnodeProvider.pages` is wrapped to note when the page (the cloud's answer)
+      carrying a vehicle's new battery level arrives. A battery level is changed through the
+      admin API (`PUT .../battery`, then `POST .../refresh` so the cloud's cache holds it);
+      the probe notes when the state message with that level arrives. Latency = arrival -
+      page arrival: the bridge's own processing plus the broker round trip, not the wait for
+      the next poll. Polls run every second here.
    4. *Throughput.* `bridge.republish()` (every discovery, availability, state and location
       message, store writes included) against a bare aiomqtt loop that publishes exactly the
       same topics and payloads (QoS 1, retained) to the same broker, alternating.
@@ -228,7 +228,7 @@ class ScaleResult:
 
 @dataclass(slots=True)
 class LatencyResult:
-    """From the poll returning with a change to the probe receiving its state message."""
+    """From the cloud's page carrying a change to the probe receiving its state message."""
 
     vehicles: int
     changes: int
@@ -942,30 +942,35 @@ def estimate_heartbeats(runs: list[ScaleResult]) -> None:
 
 
 class TimedEnode(EnodeProvider):
-    """The Enode provider, noting when each poll returns and when a watched change came in."""
+    """The Enode provider, noting when each poll ends and when a watched change came in."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.watch: dict[str, int] = {}  # vehicle id -> battery level being waited for
-        self.seen: dict[str, float] = {}  # vehicle id -> perf_counter of the poll return
+        self.seen: dict[str, float] = {}  # vehicle id -> perf_counter of its page's arrival
         self.returns: list[float] = []
         self.walls: list[float] = []
 
-    async def poll(self) -> list[VehicleState]:
-        """Poll as usual; note the time it returns and which watched changes it carries."""
+    async def pages(self) -> AsyncIterator[list[VehicleState]]:
+        """Poll as usual; note when each page arrives and which watched changes it carries.
+
+        A watched car's latency runs from the cloud's answer that carries it (its page) to
+        its state message; the poll's end is noted for the cycle and wall figures.
+        """
         t0 = time.perf_counter()
-        states = await super().poll()
+        async for page in super().pages():
+            arrived = time.perf_counter()
+            if self.watch:
+                for state in page:
+                    vid = state.ref.vehicle_id
+                    want = self.watch.get(vid)
+                    level = state.battery_pct
+                    if want is not None and level is not None and round(level) == want:
+                        self.seen.setdefault(vid, arrived)
+            yield page
         t1 = time.perf_counter()
         self.returns.append(t1)
         self.walls.append(t1 - t0)
-        if self.watch:
-            for state in states:
-                vid = state.ref.vehicle_id
-                want = self.watch.get(vid)
-                level = state.battery_pct
-                if want is not None and level is not None and round(level) == want:
-                    self.seen.setdefault(vid, t1)
-        return states
 
 
 class LogCapture(logging.Handler):
@@ -1130,7 +1135,7 @@ async def measure_latency(
     plan: Plan,
     measured: threading.Event,
 ) -> None:
-    """Change battery levels through the admin API; time poll return -> state message."""
+    """Change battery levels through the admin API; time page arrival -> state message."""
     vehicles = result.vehicles
     ids = sim.vehicle_ids()
     timing = Timing(
@@ -1488,7 +1493,7 @@ def markdown(
     if latencies:
         lines += [
             "",
-            "| Latency: poll return → state message | Vehicles | Changes | Received | p50 (ms) "
+            "| Latency: cloud page → state message | Vehicles | Changes | Received | p50 (ms) "
             "| p90 (ms) | p99 (ms) | Max (ms) | Change → message p50 (ms) | poll() p50 (ms) |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]

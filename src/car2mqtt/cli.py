@@ -35,6 +35,7 @@ from car2mqtt.errors import Car2MqttError, ConfigError, ReauthRequired
 from car2mqtt.logs import setup_logging
 from car2mqtt.models import ChargeState, VehicleState
 from car2mqtt.mqtt.link import BrokerSettings
+from car2mqtt.providers.base import gather_pages
 from car2mqtt.providers.plugin import Wiring
 from car2mqtt.providers.registry import PLUGINS, create_provider, linkable, load_config
 from car2mqtt.simulator.cli import PROFILES, add_simulate_command
@@ -251,7 +252,7 @@ async def _poll_all(cfg: Config) -> list[VehicleState]:
         for account in cfg.accounts:
             provider = create_provider(account, clock=SystemClock(), persistence=store)
             try:
-                found.extend(await provider.poll())
+                found.extend(await gather_pages(provider.pages()))
             except ReauthRequired as exc:
                 fix = f"; run: car2mqtt link {account.provider} --account {account.name}"
                 err.print(Text.assemble((f"{account.name}: ", "yellow"), str(exc), fix))

@@ -393,16 +393,17 @@ async def test_a_bug_in_one_poll_does_not_stop_the_bridge(
     caplog.set_level(logging.ERROR)
     async with bridge_for(sim, mosquitto, tmp_path) as harness, probe(mosquitto.port) as seen:
         provider = harness.running.bridge.provider("home")
-        real_poll = provider.poll
+        real_pages = provider.pages
         calls = {"n": 0}
 
-        async def poll_with_a_bug() -> Any:
+        async def pages_with_a_bug() -> Any:
             calls["n"] += 1
             if calls["n"] == 1:
                 raise RuntimeError("a bug")
-            return await real_poll()
+            async for page in real_pages():
+                yield page
 
-        provider.poll = poll_with_a_bug  # type: ignore[method-assign]
+        provider.pages = pages_with_a_bug  # type: ignore[method-assign]
         harness.running.bridge.provider("home")  # still there
         await asyncio.sleep(0.1)
         sim.admin_call("PUT", f"/enode/vehicles/{tesla}/battery", {"level": 21})

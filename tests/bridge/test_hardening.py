@@ -10,7 +10,7 @@ import logging
 import resource
 import signal
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -293,6 +293,9 @@ class OneShotCloud:
             for vid in self.ids
             if vid not in self.unreadable
         ]
+
+    async def pages(self) -> AsyncIterator[list[VehicleState]]:
+        yield await self.poll()
 
     async def send_command(self, ref: VehicleRef, command: Command) -> CommandResult:
         raise NotImplementedError

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import AsyncGenerator
 
 from car2mqtt.backoff import backoff_delay
 from car2mqtt.bridge.hub import VehicleHub
@@ -79,8 +80,16 @@ class Poller:
         """Poll the account once, hand the result to the hub, and return how long to wait."""
         provider, timing, name = self.provider, self._timing, self.name
         self.polls += 1
+        seen: set[str] = set()
+        answered = was_stale = False
+        pages = provider.pages()
         try:
-            states = await provider.poll()
+            # Each page goes to the hub as it arrives: a change on page 1 of 20 is published
+            # while the cloud still sends the other 19.
+            async for page in pages:
+                if not answered:
+                    answered, was_stale = True, self._answered()
+                seen |= await self._hub.apply(name, page, force=was_stale)
         except ReauthRequired as exc:
             await self._hub.set_link(name, LinkState.RELINK_REQUIRED, str(exc))
             return timing.relink_retry_s
@@ -95,15 +104,21 @@ class Poller:
             # The provider could not use the state file (a token lock or read): not a bug.
             self._saver.trouble(f"account {name}'s tokens", exc)
             return timing.backoff_base_s
-        if self._hub.account(name).failures:
-            _LOGGER.info("account %s: %s answers again", name, provider.spec.title)
-        was_stale = self._hub.read_ok(name)
-        # Noted first, so the publish below carries it with the new data at once.
+        finally:
+            if isinstance(pages, AsyncGenerator):
+                await pages.aclose()  # its connection is not left half-read
+        if not answered:
+            self._answered()  # a list with no car at all
         link = LinkState.RELINK_REQUIRED if provider.link_problem else LinkState.OK
-        await self._hub.set_link(name, link, provider.link_problem, announce=False)
-        seen = await self._hub.apply(name, states, force=was_stale)
+        await self._hub.set_link(name, link, provider.link_problem)
         await self._hub.finish_listing(name, seen, provider.unreadable)
         return self._interval()
+
+    def _answered(self) -> bool:
+        """Note that the cloud answers; return whether the account's data was stale."""
+        if self._hub.account(self.name).failures:
+            _LOGGER.info("account %s: %s answers again", self.name, self.provider.spec.title)
+        return self._hub.read_ok(self.name)
 
     async def _failed(self, exc: ProviderError) -> float:
         failures = await self._hub.read_failed(self.name)

@@ -6,7 +6,7 @@ What differs between clouds (grant type, polling cadence, which commands exist) 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
@@ -57,8 +57,13 @@ class Provider(Protocol):
     # They are missing from poll()'s result but are not gone: only a clean list removes a car.
     unreadable: frozenset[str]
 
-    async def poll(self) -> Sequence[VehicleState]:
-        """Return the current state of every vehicle of the account."""
+    def pages(self) -> AsyncIterator[Sequence[VehicleState]]:
+        """Yield the current state of every vehicle of the account, a page at a time.
+
+        The bridge applies and publishes each page as it arrives. `link_problem` and
+        `unreadable` describe the whole listing once the last page is out; a cloud without
+        pages yields one.
+        """
         ...
 
     async def send_command(self, ref: VehicleRef, command: Command) -> CommandResult:
@@ -76,3 +81,15 @@ class Provider(Protocol):
     async def aclose(self) -> None:
         """Release the provider's resources."""
         ...
+
+
+async def gather_pages(pages: AsyncIterator[Sequence[VehicleState]]) -> list[VehicleState]:
+    """Return every vehicle `pages` yields, in one list (a provider's `poll`)."""
+    return [state async for page in pages for state in page]
+
+
+async def one_page(
+    poll: Callable[[], Awaitable[Sequence[VehicleState]]],
+) -> AsyncIterator[Sequence[VehicleState]]:
+    """Yield what `poll()` returns as the only page (`pages` of a cloud without pages)."""
+    yield await poll()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,7 +20,7 @@ from car2mqtt.errors import (
     ReauthRequired,
 )
 from car2mqtt.models import CommandResult, CommandStatus, VehicleRef, VehicleState
-from car2mqtt.providers.base import Command
+from car2mqtt.providers.base import Command, gather_pages
 from car2mqtt.providers.enode.config import EnodeAccount
 from car2mqtt.providers.enode.spec import SPEC
 from car2mqtt.providers.enode.wire import (
@@ -87,16 +87,19 @@ class EnodeClient:
 
     async def user_vehicles(self, user_id: str) -> list[Vehicle]:
         """Return every vehicle of `user_id`, one call per page of 50."""
-        vehicles: list[Vehicle] = []
+        return [vehicle async for page in self.user_vehicle_pages(user_id) for vehicle in page]
+
+    async def user_vehicle_pages(self, user_id: str) -> AsyncIterator[list[Vehicle]]:
+        """Yield the vehicles of `user_id` a page (of 50) at a time, as each page arrives."""
         params: dict[str, Any] = {"pageSize": PAGE_SIZE}
         path = f"/users/{user_id}/vehicles"
         cursors: set[str] = set()
         for _ in range(MAX_PAGES):
             page = await self._get_model(path, VehiclePage, **params)
-            vehicles.extend(page.data)
+            yield page.data
             after = page.pagination.after
             if not after or not page.data:
-                return vehicles
+                return
             if after in cursors:
                 # Following it would list the same pages for ever.
                 msg = f"Enode repeated a page cursor on {path}"
@@ -221,21 +224,32 @@ class EnodeProvider(TokenAccount):
 
     async def poll(self) -> list[VehicleState]:
         """Return every vehicle of the account's user, and note whether a re-link is needed."""
+        return await gather_pages(self.pages())
+
+    async def pages(self) -> AsyncIterator[list[VehicleState]]:
+        """Yield the user's vehicles a page at a time; the link state is noted after the last."""
+        blocked: set[str] = set()
+        vendors: set[str] = set()
+        reachable = False
         try:
-            vehicles = await self.client.user_vehicles(self.user_id)
+            async for page in self.client.user_vehicle_pages(self.user_id):
+                blocked.update(v.vendor for v in page if v.needs_relink)
+                vendors.update(v.vendor for v in page)
+                reachable = reachable or any(v.is_reachable is not False for v in page)
+                yield [v.to_state(self.account) for v in page]
         except ProviderRejected as exc:
             if exc.status == 404:
                 msg = f"Enode does not know user {self.user_id!r}"
                 raise ReauthRequired(msg) from None
             raise
-        blocked = sorted({v.vendor for v in vehicles if v.needs_relink})
         if blocked:
-            self.link_problem = f"Enode reports invalid credentials for {', '.join(blocked)}"
-        elif vehicles and all(v.is_reachable is False for v in vehicles):
-            await self._check_user({v.vendor for v in vehicles})
+            self.link_problem = (
+                f"Enode reports invalid credentials for {', '.join(sorted(blocked))}"
+            )
+        elif vendors and not reachable:
+            await self._check_user(vendors)
         else:
             self.link_problem = None
-        return [v.to_state(self.account) for v in vehicles]
 
     async def _check_user(self, vendors: set[str]) -> None:
         now = self._clock.time()

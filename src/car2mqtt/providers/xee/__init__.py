@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -24,7 +24,7 @@ from car2mqtt.errors import (
     ReauthRequired,
 )
 from car2mqtt.models import CommandResult, CommandStatus, VehicleRef, VehicleState
-from car2mqtt.providers.base import Command, Grant, ProviderSpec
+from car2mqtt.providers.base import Command, Grant, ProviderSpec, one_page
 from car2mqtt.providers.http import (
     TokenAccount,
     api_client,
@@ -256,6 +256,10 @@ class XeeProvider(TokenAccount):
         )
         await self.tokens.adopt(token)
         return token
+
+    def pages(self) -> AsyncIterator[Sequence[VehicleState]]:
+        """Yield every car of the account as one page (Xee lists all cars in one call)."""
+        return one_page(self.poll)
 
     async def poll(self) -> list[VehicleState]:
         """Return every car of the account: one list call, then one status call per car."""
