@@ -153,6 +153,7 @@ accounts:
     assert config.heartbeat_s == 60
     assert config.expose_vin is True
     account = config.account("work-car")
+    assert isinstance(account, EnodeAccount)
     assert (account.api_url, account.token_url) == ENODE_ENVIRONMENTS["production"]
     assert account.poll_interval_s == 600
 
@@ -466,6 +467,7 @@ def test_secret_files_are_read_and_stripped(tmp_path: Path) -> None:
     assert config.mqtt.password.get_secret_value() == PASSWORD
     assert config.mqtt.password_file == secrets / "mqtt"  # relative to the config file
     account = config.account("home")
+    assert isinstance(account, EnodeAccount)
     assert account.client_secret.get_secret_value() == SECRET
     assert f"client_secret *** (from {secrets / 'client'})" in "\n".join(describe(config))
 
@@ -519,6 +521,7 @@ def test_env_overrides_the_file(tmp_path: Path) -> None:
     assert config.heartbeat_s == 120
     assert config.expose_vin is True
     account = config.account("home")
+    assert isinstance(account, EnodeAccount)
     assert account.client_secret.get_secret_value() == "from-env"
     assert account.poll_interval_s == 900
 
