@@ -14,7 +14,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Protocol
 
-WINDOW = 64
+WINDOW = 32
 
 
 class PublishFn(Protocol):

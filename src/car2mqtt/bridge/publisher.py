@@ -40,6 +40,9 @@ from car2mqtt.mqtt.topics import Topics
 _LOGGER = logging.getLogger(__name__)
 
 Payload = Mapping[str, Any] | str | bytes | None
+# States saved per transaction: one disk sync per this many cars, and no more of them held in
+# memory (10,000 at once cost ~30 MB of dicts at the end of a poll).
+FLUSH_EVERY = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,6 +288,8 @@ class HaPublisher:
                 await self._submit_if_changed(shown, t.command_result(ref), command, force=force)
             )
         _settle_when_taken(shown, (state, context), futures)
+        if len(self._pending_states) >= FLUSH_EVERY:
+            await self._flush_store()
 
     async def _publish_discovery(
         self,

@@ -98,6 +98,8 @@ RETAINED_WAIT_S = 0.25
 # A connection the broker ends this soon after it began, twice in a row, is most likely taken
 # over by another client with the same client id (the broker drops the older one).
 TAKEN_OVER_S = 5.0
+# Publishes awaiting their ack that are normal: the bridge's outbox window, plus headroom.
+PENDING_CALLS_EXPECTED = 1000
 # CONNACK codes for "unacceptable protocol version": 1 in MQTT 3.1.1, 0x84 in MQTT 5.
 _BAD_VERSION = (1, 0x84)
 
@@ -163,7 +165,7 @@ class MqttLink:
         s = self._settings
         protocol = MQTTProtocolVersion.MQTTv5 if version == "5" else MQTTProtocolVersion.MQTTv311
         probing = s.protocol == "auto" and self.protocol is None
-        return aiomqtt.Client(
+        client = aiomqtt.Client(
             s.host,
             s.port,
             username=s.username,
@@ -180,6 +182,10 @@ class MqttLink:
             else aiomqtt.Will(self._availability, b"offline", qos=1, retain=True),
             timeout=PROBE_TIMEOUT_S if probing else 10,
         )
+        # The bridge keeps a window of publishes awaiting their acks on purpose (pipelined
+        # QoS 1); aiomqtt would log a warning for each one past its default of 10.
+        client.pending_calls_threshold = PENDING_CALLS_EXPECTED
+        return client
 
     async def retained_payload(self, topic: str) -> bytes | None:
         """Return what the broker holds retained on `topic` (None if nothing), on a side line.
