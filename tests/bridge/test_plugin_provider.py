@@ -83,7 +83,7 @@ class AcmeProvider:
     async def command_status(self, ref: VehicleRef, result: CommandResult) -> CommandResult:
         return result
 
-    def reload_credentials(self) -> bool:
+    async def reload_credentials(self) -> bool:
         return False
 
     async def aclose(self) -> None:

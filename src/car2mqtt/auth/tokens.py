@@ -150,8 +150,8 @@ class TokenManager:
     def reload(self) -> bool:
         """Adopt a token that another process (`car2mqtt link`) saved; return whether it did.
 
-        Reads on the calling thread (it is sync for `Provider.reload_credentials`); async code
-        that can await should prefer `areload`.
+        Reads on the calling thread; async code (`Provider.reload_credentials`) uses
+        `areload`.
         """
         return self._adopt_saved(self._saved())
 

@@ -163,17 +163,17 @@ class Poller:
                 woken = True
             if cancel_requests():
                 raise asyncio.CancelledError
-            if woken or (relinking and self._relinked()):
+            if woken or (relinking and await self._relinked()):
                 if pace.backoff_left() <= 0:
                     return
                 # The cloud asked for a pause (Retry-After): an early wake only ends it.
                 pace.wake.clear()
                 deadline = min(deadline, pace.not_before)
 
-    def _relinked(self) -> bool:
+    async def _relinked(self) -> bool:
         """Whether `car2mqtt link` saved new credentials for the account (never raises)."""
         try:
-            found = self.provider.reload_credentials()
+            found = await self.provider.reload_credentials()
         except Exception:
             # A damaged or locked state file must not stop this account's loop, nor the others.
             _LOGGER.exception("account %s: cannot look for new credentials", self.name)

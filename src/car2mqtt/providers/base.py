@@ -74,7 +74,7 @@ class Provider(Protocol):
         """Return the latest status of a command sent earlier."""
         ...
 
-    def reload_credentials(self) -> bool:
+    async def reload_credentials(self) -> bool:
         """Adopt credentials another process saved (`car2mqtt link`); return whether it did."""
         ...
 

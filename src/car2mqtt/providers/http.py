@@ -45,9 +45,9 @@ class TokenAccount:
     tokens: TokenManager
     _closers: Sequence[httpx.AsyncClient]
 
-    def reload_credentials(self) -> bool:
+    async def reload_credentials(self) -> bool:
         """Adopt a token another process (`car2mqtt link`) saved; return whether it did."""
-        return self.tokens.reload()
+        return await self.tokens.areload()
 
     async def aclose(self) -> None:
         """Close the HTTP clients."""
