@@ -39,8 +39,14 @@ class Outbox:
         self._in_flight: set[asyncio.Future[bool]] = set()
         self.publish_fn: PublishFn | None = None
 
-    async def send(self, topic: str, payload: bytes | str, *, retain: bool) -> asyncio.Future[bool]:
-        """Send one message; the future says whether the broker took it (False while away)."""
+    async def send(
+        self, topic: str, payload: bytes | str, *, retain: bool, eager: bool = False
+    ) -> asyncio.Future[bool]:
+        """Send one message; the future says whether the broker took it (False while away).
+
+        `eager`: hand it to the client before returning, for a message someone waits for
+        (a car's new state); a burst (a republish) goes faster without.
+        """
         loop = asyncio.get_running_loop()
         done: asyncio.Future[bool] = loop.create_future()
         publish = self.publish_fn
@@ -54,6 +60,10 @@ class Outbox:
             return done
         self._in_flight.add(done)
         done.add_done_callback(self._in_flight.discard)
+        if eager:
+            # Let the message's task run now: it hands the message to the client at once,
+            # not after the rest of the sender's work (a page of 50 cars, the next page's parse).
+            await asyncio.sleep(0)
         return done
 
     async def drain(self) -> None:

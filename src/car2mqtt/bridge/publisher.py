@@ -272,7 +272,9 @@ class HaPublisher:
         state_topic = t.state(ref)
         if force or shown.published.get(state_topic) != compare:
             shown.published.pop(state_topic, None)
-            sent = await self._outbox.send(state_topic, _encode(payload), retain=True)
+            sent = await self._outbox.send(
+                state_topic, _encode(payload), retain=True, eager=not force
+            )
             # Noted only once the broker took it: a failed publish is tried again next time.
             sent.add_done_callback(_noting(shown, state_topic, compare))
             futures.append(sent)
