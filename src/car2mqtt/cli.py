@@ -35,6 +35,7 @@ from car2mqtt.errors import Car2MqttError, ConfigError, ReauthRequired
 from car2mqtt.logs import setup_logging
 from car2mqtt.models import ChargeState, VehicleState
 from car2mqtt.mqtt.link import BrokerSettings
+from car2mqtt.mqtt.topics import Topics
 from car2mqtt.providers.base import gather_pages
 from car2mqtt.providers.plugin import Wiring
 from car2mqtt.providers.registry import PLUGINS, create_provider, linkable, load_config
@@ -398,7 +399,7 @@ def mqtt_watch(
 
     def go() -> None:
         cfg, settings = _broker(config)
-        patterns = topics or [f"{cfg.mqtt.base_topic}/#"]
+        patterns = topics or [Topics(cfg.mqtt.base_topic).everything]
         run_async(watch(settings, patterns, lambda line: print(line, flush=True), count))
 
     guard(go)

@@ -47,6 +47,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
 
 from car2mqtt.errors import ConfigError
+from car2mqtt.mqtt.topics import default_ha_status
 from car2mqtt.mqtt.url import BadMqttUrl, MqttUrl, hide_credentials, parse_mqtt_url
 
 __all__ = [
@@ -399,7 +400,7 @@ class MqttSettings(_Model):
     @property
     def ha_status_topic(self) -> str:
         """Where Home Assistant announces its birth: `<discovery_prefix>/status` unless set."""
-        return self.explicit_ha_status_topic or f"{self.discovery_prefix}/status"
+        return default_ha_status(self.discovery_prefix, self.explicit_ha_status_topic)
 
 
 class LogSettings(_Model):

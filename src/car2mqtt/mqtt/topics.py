@@ -25,6 +25,11 @@ from car2mqtt.models import VehicleRef, safe_id
 _FORBIDDEN = ("+", "#", "\0")
 
 
+def default_ha_status(discovery_prefix: str, explicit: str | None = None) -> str:
+    """Return Home Assistant's birth topic: `explicit`, else `<discovery_prefix>/status`."""
+    return explicit or f"{discovery_prefix}/status"
+
+
 @dataclass(frozen=True)
 class Topics:
     """Every topic the bridge publishes or subscribes to, under one base and one prefix."""
@@ -133,7 +138,12 @@ class Topics:
     @property
     def ha_status(self) -> str:
         """Where Home Assistant announces itself (birth `online`, will `offline`)."""
-        return self.ha_status_topic or f"{self.discovery_prefix}/status"
+        return default_ha_status(self.discovery_prefix, self.ha_status_topic)
+
+    @property
+    def everything(self) -> str:
+        """The subscription that sees every topic under the base (what `mqtt watch` shows)."""
+        return f"{self.base}/#"
 
     def device_config(self, ref: VehicleRef) -> str:
         """Return the device-discovery topic of `ref`."""
