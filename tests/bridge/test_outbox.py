@@ -113,3 +113,35 @@ async def test_cancelling_the_task_group_stops_messages_in_flight_at_once(
         done, _ = await asyncio.wait({task}, timeout=5)
         assert done
         assert all(f.done() and not f.result() for f in futures)
+
+
+async def test_messages_whose_tasks_never_started_still_answer_and_free_their_slots() -> None:
+    sent: list[str] = []
+
+    async def publish(topic: str, payload: bytes | str, **options: object) -> bool:
+        sent.append(topic)
+        return True
+
+    spawner = Spawner()
+    outbox = Outbox(spawner.start, window=2)
+    outbox.publish_fn = publish
+    futures: list[asyncio.Future[bool]] = []
+
+    class Stop(Exception):
+        pass
+
+    async def send_then_stop() -> None:
+        async with asyncio.TaskGroup() as tg:
+            spawner.attach(tg)
+            futures.extend([await outbox.send("o/x", b"x", retain=False) for _ in range(2)])
+            # The group is cancelled before either task took its first step.
+            raise Stop
+
+    with pytest.raises(ExceptionGroup):
+        await send_then_stop()
+    assert sent == []
+    assert [f.result() for f in futures] == [False, False]
+    # Both slots are free again: two more go out at once without waiting.
+    spawner.attach(None)
+    again = [await outbox.send("o/y", b"y", retain=False) for _ in range(2)]
+    assert [f.result() for f in again] == [True, True]

@@ -187,12 +187,21 @@ class VehicleHub:
         account.failures = 0
         return was_stale
 
-    async def read_failed(self, name: str) -> int:
-        """Note a failed read; return how many failed in a row. Staleness is announced once."""
+    async def read_failed(self, name: str, *, restore: int | None = None) -> int:
+        """Note a failed read; return how many failed in a row. Staleness is announced once.
+
+        `restore`: the count before a read that failed part-way, after its first part had
+        reset it (`read_ok`); the cars that part showed as fresh are marked stale again.
+        """
         account = self._accounts[name]
+        if restore is not None:
+            account.failures = restore
         account.failures += 1
-        if account.failures == account.stale_after_failures:
+        threshold = account.stale_after_failures
+        if account.failures == threshold:
             _LOGGER.warning("account %s: marking its vehicles stale until the cloud recovers", name)
+            await self._emit(AccountChanged(account))
+        elif restore is not None and account.failures > threshold:
             await self._emit(AccountChanged(account))
         return account.failures
 

@@ -55,11 +55,17 @@ class Outbox:
             return done
         await self._slots.acquire()
         task = self._start(self._one(publish, topic, payload, retain, done), _task_name())
-        if task is None:  # not running in a task group: send it here, one at a time
-            await self._one(publish, topic, payload, retain, done)
+        if task is None:  # no task group (not running, or stopping): send it here, alone
+            try:
+                await self._one(publish, topic, payload, retain, done)
+            finally:
+                self._release(done)
             return done
         self._in_flight.add(done)
         done.add_done_callback(self._in_flight.discard)
+        # Released when the task ends, however: a task cancelled before its first step never
+        # runs `_one`, and its slot and its future must not be lost with it.
+        task.add_done_callback(lambda _: self._release(done))
         if eager:
             # Let the message's task run now: it hands the message to the client at once,
             # not after the rest of the sender's work (a page of 50 cars, the next page's parse).
@@ -71,21 +77,22 @@ class Outbox:
         while self._in_flight:
             await asyncio.wait(list(self._in_flight))
 
+    def _release(self, done: asyncio.Future[bool]) -> None:
+        self._slots.release()
+        if not done.done():
+            done.set_result(False)
+
+    @staticmethod
     async def _one(
-        self,
         publish: PublishFn,
         topic: str,
         payload: bytes | str,
         retain: bool,
         done: asyncio.Future[bool],
     ) -> None:
-        ok = False
-        try:
-            ok = (await publish(topic, payload, retain=retain, qos=1)) is not False
-        finally:
-            self._slots.release()
-            if not done.done():
-                done.set_result(ok)
+        ok = (await publish(topic, payload, retain=retain, qos=1)) is not False
+        if not done.done():
+            done.set_result(ok)
 
 
 def _task_name() -> str:

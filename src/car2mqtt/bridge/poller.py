@@ -81,6 +81,7 @@ class Poller:
         provider, timing, name = self.provider, self._timing, self.name
         self.polls += 1
         seen: set[str] = set()
+        before = self._hub.account(name).failures
         answered = was_stale = False
         pages = provider.pages()
         try:
@@ -88,7 +89,9 @@ class Poller:
             # while the cloud still sends the other 19.
             async for page in pages:
                 if not answered:
-                    answered, was_stale = True, self._answered()
+                    answered, was_stale = True, self._hub.read_ok(name)
+                    # The link as the provider sees it now, so these cars carry it at once.
+                    await self._note_link(announce=False)
                 seen |= await self._hub.apply(name, page, force=was_stale)
         except ReauthRequired as exc:
             await self._hub.set_link(name, LinkState.RELINK_REQUIRED, str(exc))
@@ -99,7 +102,9 @@ class Poller:
             await self._hub.set_link(name, LinkState.RELINK_REQUIRED, problem, config_fix=True)
             return timing.relink_retry_s
         except ProviderError as exc:
-            return await self._failed(exc)
+            # A listing that broke after its first page is a failed read like any other: the
+            # count goes on from where it was, not from the reset of that first page.
+            return await self._failed(exc, before if answered else None)
         except StoreError as exc:
             # The provider could not use the state file (a token lock or read): not a bug.
             self._saver.trouble(f"account {name}'s tokens", exc)
@@ -108,20 +113,20 @@ class Poller:
             if isinstance(pages, AsyncGenerator):
                 await pages.aclose()  # its connection is not left half-read
         if not answered:
-            self._answered()  # a list with no car at all
-        link = LinkState.RELINK_REQUIRED if provider.link_problem else LinkState.OK
-        await self._hub.set_link(name, link, provider.link_problem)
+            self._hub.read_ok(name)  # a list with no car at all
+        if before:
+            _LOGGER.info("account %s: %s answers again", name, provider.spec.title)
+        await self._note_link(announce=True)  # what the whole listing says
         await self._hub.finish_listing(name, seen, provider.unreadable)
         return self._interval()
 
-    def _answered(self) -> bool:
-        """Note that the cloud answers; return whether the account's data was stale."""
-        if self._hub.account(self.name).failures:
-            _LOGGER.info("account %s: %s answers again", self.name, self.provider.spec.title)
-        return self._hub.read_ok(self.name)
+    async def _note_link(self, *, announce: bool) -> None:
+        problem = self.provider.link_problem
+        link = LinkState.RELINK_REQUIRED if problem else LinkState.OK
+        await self._hub.set_link(self.name, link, problem, announce=announce)
 
-    async def _failed(self, exc: ProviderError) -> float:
-        failures = await self._hub.read_failed(self.name)
+    async def _failed(self, exc: ProviderError, before: int | None) -> float:
+        failures = await self._hub.read_failed(self.name, restore=before)
         if failures == 1:
             # Once per change of state, not once per attempt: no error storms in the log.
             _LOGGER.warning("account %s: %s; backing off", self.name, exc)

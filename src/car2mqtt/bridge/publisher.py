@@ -98,6 +98,7 @@ class HaPublisher:
         self._birth_jitter_s = birth_jitter_s
         self._shown: dict[str, _Shown] = {}
         self._republish_lock = asyncio.Lock()
+        self._flush_lock = asyncio.Lock()  # one save of the gathered writes at a time
         self._birth_pending = False  # a republish for Home Assistant's birth is waiting
         store = saver.store
         # Read once: per car, 10,000 known cars would read 10,000 rows 10,000 times.
@@ -159,8 +160,9 @@ class HaPublisher:
         if payload.strip().lower() == b"online" and not self._birth_pending:
             # Births that arrive while a republish waits are one: 200 of them once cost 200
             # full republishes.
-            self._birth_pending = True
-            self._spawner.spawn(self._republish_after_birth(), name="republish")
+            self._birth_pending = (
+                self._spawner.start(self._republish_after_birth(), "republish") is not None
+            )
 
     async def republish(self, *, on_start: Callable[[], None] | None = None) -> None:
         """Publish bridge and vehicle discovery, availability and state, unconditionally.
@@ -178,7 +180,7 @@ class HaPublisher:
                 await self._send(topic, payload)
             for account in self._hub.accounts():
                 for vehicle in list(account.vehicles.values()):
-                    if self._shown_of(vehicle).keys:
+                    if self._has_keys(vehicle):
                         await self._publish_vehicle(vehicle, force=True)
             await self._flush_store()
             await self._publish_bridge_state()
@@ -191,7 +193,7 @@ class HaPublisher:
                 for account in self._hub.accounts():
                     # A copy: the sources add and remove cars while we wait on the broker.
                     for vehicle in list(account.vehicles.values()):
-                        if self._shown_of(vehicle).keys and not vehicle.placeholder:
+                        if self._has_keys(vehicle) and not vehicle.placeholder:
                             await self._publish_state_only(vehicle)
                 await self._publish_bridge_state()
             except Exception:
@@ -200,15 +202,30 @@ class HaPublisher:
     # ---- inside ----------------------------------------------------------------------------
 
     async def _republish_after_birth(self) -> None:
-        # Home Assistant's docs ask for a random delay, so restarts don't storm the broker.
-        await asyncio.sleep(random.uniform(0, self._birth_jitter_s))
-        _LOGGER.info("Home Assistant is online; republishing discovery and state")
-        await self.republish(on_start=self._birth_taken)
+        began = False
+
+        def taken() -> None:
+            nonlocal began
+            began = True
+            self._birth_taken()
+
+        try:
+            # Home Assistant's docs ask for a random delay, so restarts don't storm the broker.
+            await asyncio.sleep(random.uniform(0, self._birth_jitter_s))
+            _LOGGER.info("Home Assistant is online; republishing discovery and state")
+            await self.republish(on_start=taken)
+        finally:
+            if not began:
+                self._birth_pending = False  # cancelled before it began: the next birth counts
 
     def _birth_taken(self) -> None:
         # Once this republish runs, a new birth asks for another (HA may restart again): births
         # while one waits are one, so a burst costs at most the one running and one more.
         self._birth_pending = False
+
+    def _has_keys(self, vehicle: KnownVehicle) -> bool:
+        """Whether `vehicle` is still the hub's and has entities announced."""
+        return self._hub.current(vehicle) and bool(self._shown_of(vehicle).keys)
 
     def _shown_of(self, vehicle: KnownVehicle) -> _Shown:
         shown = self._shown.get(vehicle.key)
@@ -226,12 +243,14 @@ class HaPublisher:
 
     async def _publish_account(self, account: KnownAccount) -> None:
         for vehicle in list(account.vehicles.values()):
-            if self._shown_of(vehicle).keys:
+            if self._has_keys(vehicle):
                 await self._publish_vehicle(vehicle, force=False)
         await self._flush_store()
         await self._publish_bridge_state()
 
     async def _publish_vehicle(self, vehicle: KnownVehicle, *, force: bool) -> None:
+        if not self._hub.current(vehicle):
+            return  # removed meanwhile: publishing now would leave a ghost behind
         shown = self._shown_of(vehicle)
         async with shown.lock:
             await self._publish_vehicle_now(vehicle, shown, force=force)
@@ -271,12 +290,10 @@ class HaPublisher:
         compare = hash(_encode({k: v for k, v in payload.items() if k != "data_age"}))
         state_topic = t.state(ref)
         if force or shown.published.get(state_topic) != compare:
-            shown.published.pop(state_topic, None)
             sent = await self._outbox.send(
                 state_topic, _encode(payload), retain=True, eager=not force
             )
-            # Noted only once the broker took it: a failed publish is tried again next time.
-            sent.add_done_callback(_noting(shown, state_topic, compare))
+            _note(shown, state_topic, compare, sent)
             futures.append(sent)
             self._pending_states[vehicle.key] = (state_topic, payload)
         location = discovery.location_payload(state)
@@ -367,10 +384,8 @@ class HaPublisher:
         digest = hash(data)
         if not force and shown.published.get(topic) == digest:
             return _taken()
-        # Noted only once the broker took it: a failed publish is tried again next time.
-        shown.published.pop(topic, None)
         sent = await self._outbox.send(topic, data, retain=True)
-        sent.add_done_callback(_noting(shown, topic, digest))
+        _note(shown, topic, digest, sent)
         return sent
 
     async def _clear_old_mode(self, key: str, topics: frozenset[str]) -> None:
@@ -385,21 +400,29 @@ class HaPublisher:
 
     async def _flush_store(self) -> None:
         """Save what publishing gathered, in one transaction."""
-        if not self._pending_published and not self._pending_states:
-            return
-        published, states = self._pending_published, self._pending_states
-        self._pending_published, self._pending_states = {}, {}
-        store = self._saver.store
-        saved = await self._saver.save(
-            "the published state", lambda: store.save_many(published=published, states=states)
-        )
-        if not saved:
-            # Kept: saved with the next batch, once the file can be written. Newer entries
-            # gathered meanwhile win.
-            self._pending_published = {**published, **self._pending_published}
-            self._pending_states = {**states, **self._pending_states}
-            return
-        self._known_published.update(published)
+        async with self._flush_lock:
+            if not self._pending_published and not self._pending_states:
+                return
+            published, states = self._pending_published, self._pending_states
+            self._pending_published, self._pending_states = {}, {}
+            store = self._saver.store
+            saved = await self._saver.save(
+                "the published state", lambda: store.save_many(published=published, states=states)
+            )
+            # Cars removed while the save ran: nothing of theirs may be kept or come back.
+            published = {t: k for t, k in published.items() if self._shows_topic(t)}
+            if not saved:
+                # Kept: saved with the next batch, once the file can be written. Newer
+                # entries gathered meanwhile win.
+                states = {key: v for key, v in states.items() if key in self._shown}
+                self._pending_published = {**published, **self._pending_published}
+                self._pending_states = {**states, **self._pending_states}
+                return
+            self._known_published.update(published)
+
+    def _shows_topic(self, topic: str) -> bool:
+        """Whether the discovery topic `topic` belongs to a car this sink still shows."""
+        return self._topics.config_vehicle_key(topic) in self._shown
 
     async def _remove(self, vehicle: KnownVehicle) -> None:
         shown = self._shown.pop(vehicle.key, None) or _Shown(
@@ -467,14 +490,23 @@ class HaPublisher:
         )
 
 
-def _noting(shown: _Shown, topic: str, digest: int) -> Callable[[asyncio.Future[bool]], None]:
-    """Return a callback that notes `digest` as what the broker holds on `topic`, if taken."""
+def _note(shown: _Shown, topic: str, digest: int, sent: asyncio.Future[bool]) -> None:
+    """Note `digest` as the latest payload sent on `topic`; forget it if the broker refuses it.
 
-    def note(sent: asyncio.Future[bool]) -> None:
-        if not sent.cancelled() and sent.result():
-            shown.published[topic] = digest
+    Noted when sent, in send order: acks of two sends on one topic may come back after a third
+    send, and noting at the ack could record an older payload over a newer one. A send that
+    fails is forgotten (unless a newer one replaced it), so it is tried again next time.
+    """
+    shown.published[topic] = digest
 
-    return note
+    def unless_taken(answer: asyncio.Future[bool]) -> None:
+        if not _ok(answer) and shown.published.get(topic) == digest:
+            del shown.published[topic]
+
+    if sent.done():
+        unless_taken(sent)
+    else:
+        sent.add_done_callback(unless_taken)
 
 
 def _settle_when_taken(

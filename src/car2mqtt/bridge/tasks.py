@@ -30,7 +30,17 @@ class Spawner:
         if self._tg is None:
             coro.close()
             return None
-        return self._tg.create_task(self._guarded(coro), name=name)
+        guarded = self._guarded(coro)
+        try:
+            task = self._tg.create_task(guarded, name=name)
+        except RuntimeError:  # the task group is shutting down: nothing new starts
+            guarded.close()
+            coro.close()
+            return None
+        # A task cancelled before its first step never awaits `coro`: close it (a no-op once
+        # it ran), so it is not reported as never awaited.
+        task.add_done_callback(lambda _: coro.close())
+        return task
 
     @staticmethod
     async def _guarded(coro: Coroutine[object, object, object]) -> None:

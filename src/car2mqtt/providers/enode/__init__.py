@@ -227,7 +227,7 @@ class EnodeProvider(TokenAccount):
         return await gather_pages(self.pages())
 
     async def pages(self) -> AsyncIterator[list[VehicleState]]:
-        """Yield the user's vehicles a page at a time; the link state is noted after the last."""
+        """Yield the user's vehicles a page at a time; the link state is final after the last."""
         blocked: set[str] = set()
         vendors: set[str] = set()
         reachable = False
@@ -236,6 +236,8 @@ class EnodeProvider(TokenAccount):
                 blocked.update(v.vendor for v in page if v.needs_relink)
                 vendors.update(v.vendor for v in page)
                 reachable = reachable or any(v.is_reachable is not False for v in page)
+                if blocked:  # known now: this page's cars are published with it
+                    self.link_problem = _invalid(blocked)
                 yield [v.to_state(self.account) for v in page]
         except ProviderRejected as exc:
             if exc.status == 404:
@@ -243,9 +245,7 @@ class EnodeProvider(TokenAccount):
                 raise ReauthRequired(msg) from None
             raise
         if blocked:
-            self.link_problem = (
-                f"Enode reports invalid credentials for {', '.join(sorted(blocked))}"
-            )
+            self.link_problem = _invalid(blocked)
         elif vendors and not reachable:
             await self._check_user(vendors)
         else:
@@ -289,6 +289,10 @@ class EnodeProvider(TokenAccount):
             return result
         action = await self.client.action(result.action_id)
         return _result(result.command, action, datetime.fromtimestamp(self._clock.time(), UTC))
+
+
+def _invalid(vendors: set[str]) -> str:
+    return f"Enode reports invalid credentials for {', '.join(sorted(vendors))}"
 
 
 def _result(command: str, action: Action, now: datetime) -> CommandResult:
