@@ -246,7 +246,7 @@ async def run_demo(
         if broker_url is None:
             stack.enter_context(embedded_broker(mqtt_host, mqtt_port))
         store = stack.enter_context(Store.open(config.store))
-        server = server_for(sim, sock)
+        server = server_for(sim, sock, embedded=True)
         # The bridge lives on the simulator's clock, so token lifetimes and polling agree.
         providers = [
             create_provider(account, clock=sim.world.clock, persistence=store)

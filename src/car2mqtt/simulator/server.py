@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import socket
 import sys
+from collections.abc import Iterator
 from typing import TextIO
 
 import uvicorn
@@ -15,8 +17,25 @@ from car2mqtt.simulator.app import SimOptions, Simulation, build_simulation, cre
 from car2mqtt.simulator.faults import DroppedConnectionLogFilter
 
 
-def server_for(sim: Simulation, sock: socket.socket, *, access_log: bool = False) -> uvicorn.Server:
-    """Return a uvicorn server for `sim` on an already bound socket."""
+class EmbeddedServer(uvicorn.Server):
+    """A uvicorn server inside a program that handles SIGINT and SIGTERM itself (the demo)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """Leave the signals to the program: it stops this server by cancelling its task."""
+        # uvicorn would take the signals over while it serves and raise them again once it
+        # stopped: with the program's own handler that made two stops race, and now and then
+        # the lifespan was cut off half-way (a traceback at exit).
+        yield
+
+
+def server_for(
+    sim: Simulation, sock: socket.socket, *, access_log: bool = False, embedded: bool = False
+) -> uvicorn.Server:
+    """Return a uvicorn server for `sim` on an already bound socket.
+
+    `embedded`: the caller handles the signals and stops the server itself.
+    """
     logging.getLogger("uvicorn.error").addFilter(DroppedConnectionLogFilter())
     config = uvicorn.Config(
         create_app(sim),
@@ -25,7 +44,7 @@ def server_for(sim: Simulation, sock: socket.socket, *, access_log: bool = False
         lifespan="on",
         timeout_graceful_shutdown=2,
     )
-    return uvicorn.Server(config)
+    return EmbeddedServer(config) if embedded else uvicorn.Server(config)
 
 
 def serve(
