@@ -10,8 +10,9 @@ run left open.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
@@ -134,9 +135,8 @@ class CommandService:
         )
         _LOGGER.info("%s: %s requested", vehicle.key, command.value)
         control = control_of(command.value)
-        pace.commands_in_flight += 1
         followed = _Followed(CommandResult(command.value, CommandStatus.SENT, self._now()))
-        try:
+        with _in_flight(pace, car, control, followed):
             async with car.lock:
                 await self._supersede(vehicle, car, control, command.value)
                 car.following[control] = followed
@@ -154,10 +154,6 @@ class CommandService:
                 await self._hub.record_command(vehicle, result)
             settled_at_once = result.status.final
             await self._track(vehicle, followed)
-        finally:
-            pace.commands_in_flight -= 1
-            if car.following.get(control) is followed:
-                del car.following[control]
         if settled_at_once:
             # The cloud refreshes its cache a little after a hint: poll once that is done.
             await asyncio.sleep(self._timing.after_command_poll_s)
@@ -168,18 +164,13 @@ class CommandService:
         _LOGGER.info("%s: following %s from before the restart", vehicle.key, result)
         control, pace, car = control_of(result.command), self._pace(vehicle), self._car(vehicle)
         followed = _Followed(result)
-        pace.commands_in_flight += 1
-        try:
+        with _in_flight(pace, car, control, followed):
             async with car.lock:
                 if control in car.following:
                     return  # a newer command came in first
                 car.following[control] = followed
             # Its time limit runs from when it was sent, not from this restart.
             await self._track(vehicle, followed, started=result.at.timestamp())
-        finally:
-            pace.commands_in_flight -= 1
-            if car.following.get(control) is followed:
-                del car.following[control]
         pace.wake.set()
 
     def _pace(self, vehicle: KnownVehicle) -> Pace:
@@ -257,3 +248,15 @@ class CommandService:
             result.status.value,
             f" ({result.reason})" if result.reason else "",
         )
+
+
+@contextlib.contextmanager
+def _in_flight(pace: Pace, car: _Car, control: str, followed: _Followed) -> Iterator[None]:
+    """Count a command as in flight (faster polls) and stop following it when it ends."""
+    pace.commands_in_flight += 1
+    try:
+        yield
+    finally:
+        pace.commands_in_flight -= 1
+        if car.following.get(control) is followed:
+            del car.following[control]

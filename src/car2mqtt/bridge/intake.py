@@ -8,14 +8,13 @@ unknown car or control, a bad payload) gets a rejection on the car's `error` top
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from car2mqtt.bridge.commands import CommandService
 from car2mqtt.bridge.hub import VehicleHub
-from car2mqtt.bridge.outbox import Outbox
+from car2mqtt.bridge.outbox import Outbox, encode
 from car2mqtt.bridge.tasks import Spawner
 from car2mqtt.clock import Clock
 from car2mqtt.errors import CommandRejected, MqttError
@@ -123,9 +122,7 @@ class MqttCommands:
         _LOGGER.warning("rejected command %r on %s: %s", shown, control, message)
         at = datetime.fromtimestamp(self._clock.time(), UTC).isoformat()
         body = {"error": message, "control": control, "payload": shown, "at": at}
-        await (
-            await self._outbox.send(topic, json.dumps(body, separators=(",", ":")), retain=False)
-        )
+        await (await self._outbox.send(topic, encode(body), retain=False))
 
     def _warn_throttled(self, what: str, message: str, *args: object) -> None:
         """Log a warning about input from outside at most once a minute per kind."""

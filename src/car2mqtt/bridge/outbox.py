@@ -11,10 +11,13 @@ that failed is followed only by messages that were sent after it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Coroutine
-from typing import Protocol
+import json
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from typing import Any, Protocol
 
 WINDOW = 32
+
+Payload = Mapping[str, Any] | str | bytes | None
 
 
 class PublishFn(Protocol):
@@ -99,3 +102,12 @@ def _task_name() -> str:
     # Named after the sender (`poll-home:publish`): a traceback or a test can tell who sent it.
     current = asyncio.current_task()
     return f"{current.get_name() if current is not None else 'bridge'}:publish"
+
+
+def encode(payload: Payload) -> bytes | str:
+    """Return what goes on the wire for `payload`: compact JSON for a mapping, empty for None."""
+    if payload is None:
+        return b""
+    if isinstance(payload, (bytes, str)):
+        return payload
+    return json.dumps(payload, separators=(",", ":"))

@@ -9,10 +9,9 @@ every (re)connect and Home Assistant birth, and the heartbeat that keeps `data_a
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -28,7 +27,7 @@ from car2mqtt.bridge.events import (
 )
 from car2mqtt.bridge.hub import VehicleHub
 from car2mqtt.bridge.known import KnownAccount, KnownVehicle
-from car2mqtt.bridge.outbox import Outbox
+from car2mqtt.bridge.outbox import Outbox, Payload, encode
 from car2mqtt.bridge.saving import Saver
 from car2mqtt.bridge.tasks import Spawner
 from car2mqtt.clock import Clock
@@ -39,7 +38,6 @@ from car2mqtt.mqtt.topics import Topics
 
 _LOGGER = logging.getLogger(__name__)
 
-Payload = Mapping[str, Any] | str | bytes | None
 # States saved per transaction: one disk sync per this many cars, and no more of them held in
 # memory (10,000 at once cost ~30 MB of dicts at the end of a poll).
 FLUSH_EVERY = 500
@@ -205,9 +203,11 @@ class HaPublisher:
         began = False
 
         def taken() -> None:
+            # Once this republish runs, a new birth asks for another (HA may restart again):
+            # births while one waits are one, so a burst costs the one running and one more.
             nonlocal began
             began = True
-            self._birth_taken()
+            self._birth_pending = False
 
         try:
             # Home Assistant's docs ask for a random delay, so restarts don't storm the broker.
@@ -217,11 +217,6 @@ class HaPublisher:
         finally:
             if not began:
                 self._birth_pending = False  # cancelled before it began: the next birth counts
-
-    def _birth_taken(self) -> None:
-        # Once this republish runs, a new birth asks for another (HA may restart again): births
-        # while one waits are one, so a burst costs at most the one running and one more.
-        self._birth_pending = False
 
     def _has_keys(self, vehicle: KnownVehicle) -> bool:
         """Whether `vehicle` is still the hub's and has entities announced."""
@@ -239,7 +234,7 @@ class HaPublisher:
 
     async def _send(self, topic: str, payload: Payload, *, retain: bool = True) -> bool:
         """Publish and wait for the broker's answer (False while it is away)."""
-        return await (await self._outbox.send(topic, _encode(payload), retain=retain))
+        return await (await self._outbox.send(topic, encode(payload), retain=retain))
 
     async def _publish_account(self, account: KnownAccount) -> None:
         for vehicle in list(account.vehicles.values()):
@@ -283,15 +278,13 @@ class HaPublisher:
                 shown, t.availability(ref), "online" if online else "offline", force=force
             )
         )
-        payload = discovery.state_payload(
-            state, self._now(), relink_required=account.relink_required, keys=keys
-        )
+        payload = self._state_payload(vehicle, account, keys)
         # data_age moves every minute; the heartbeat refreshes it, a change alone does not.
-        compare = hash(_encode({k: v for k, v in payload.items() if k != "data_age"}))
+        compare = hash(encode({k: v for k, v in payload.items() if k != "data_age"}))
         state_topic = t.state(ref)
         if force or shown.published.get(state_topic) != compare:
             sent = await self._outbox.send(
-                state_topic, _encode(payload), retain=True, eager=not force
+                state_topic, encode(payload), retain=True, eager=not force
             )
             _note(shown, state_topic, compare, sent)
             futures.append(sent)
@@ -352,7 +345,7 @@ class HaPublisher:
         shown.discovery_inputs = inputs
 
         def unless_taken(sent: asyncio.Future[bool]) -> None:
-            if (sent.cancelled() or not sent.result()) and shown.discovery_inputs is inputs:
+            if not _ok(sent) and shown.discovery_inputs is inputs:
                 shown.discovery_inputs = None
 
         for future in futures:
@@ -362,14 +355,16 @@ class HaPublisher:
     async def _publish_state_only(self, vehicle: KnownVehicle) -> None:
         if not self._hub.current(vehicle):
             return
-        account = self._hub.account_of(vehicle)
-        payload = discovery.state_payload(
-            vehicle.state,
-            self._now(),
-            relink_required=account.relink_required,
-            keys=self._shown_of(vehicle).keys,
+        keys = self._shown_of(vehicle).keys
+        payload = self._state_payload(vehicle, self._hub.account_of(vehicle), keys)
+        await self._outbox.send(self._topics.state(vehicle.ref), encode(payload), retain=True)
+
+    def _state_payload(
+        self, vehicle: KnownVehicle, account: KnownAccount, keys: frozenset[str]
+    ) -> dict[str, Any]:
+        return discovery.state_payload(
+            vehicle.state, self._now(), relink_required=account.relink_required, keys=keys
         )
-        await self._outbox.send(self._topics.state(vehicle.ref), _encode(payload), retain=True)
 
     async def _send_if_changed(
         self, shown: _Shown, topic: str, payload: Payload, *, force: bool
@@ -380,7 +375,7 @@ class HaPublisher:
     async def _submit_if_changed(
         self, shown: _Shown, topic: str, payload: Payload, *, force: bool
     ) -> asyncio.Future[bool]:
-        data = _encode(payload)
+        data = encode(payload)
         digest = hash(data)
         if not force and shown.published.get(topic) == digest:
             return _taken()
@@ -542,11 +537,3 @@ def _taken() -> asyncio.Future[bool]:
     done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
     done.set_result(True)
     return done
-
-
-def _encode(payload: Payload) -> bytes | str:
-    if payload is None:
-        return b""
-    if isinstance(payload, (bytes, str)):
-        return payload
-    return json.dumps(payload, separators=(",", ":"))
