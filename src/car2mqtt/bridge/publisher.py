@@ -170,7 +170,9 @@ class HaPublisher:
         async with self._republish_lock:
             if on_start is not None:
                 on_start()
-            for key, topics in self._saver.store.pending_removals().items():
+            store = self._saver.store
+            # Read on the store's thread: a write in progress must not stall the loop.
+            for key, topics in (await store.run(store.pending_removals)).items():
                 await self._send_removal(key, topics)
             for topic, payload in discovery.bridge_discovery(
                 self._topics, __version__, self._pub.mode
