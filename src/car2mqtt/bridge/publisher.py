@@ -131,10 +131,12 @@ class HaPublisher:
                 await self._publish_vehicle(vehicle, force=force)
             case VehicleRemoved(vehicle=vehicle):
                 await self._remove(vehicle)
-            case CommandProgress(vehicle=vehicle):
-                if self._hub.current(vehicle) and vehicle.last_command is not None:
+            case CommandProgress(vehicle=vehicle, result=result):
+                # The event's own step, not the car's latest: a step saved before it was sent
+                # (a newer rejection may overtake it meanwhile) must still be shown.
+                if self._hub.current(vehicle):
                     shown = self._shown_of(vehicle)
-                    payload = discovery.command_payload(vehicle.last_command)
+                    payload = discovery.command_payload(result)
                     await self._send_if_changed(
                         shown, self._topics.command_result(vehicle.ref), payload, force=False
                     )
