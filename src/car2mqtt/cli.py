@@ -114,6 +114,10 @@ def demo(
     seed: Seed = 0,
     vehicles: Vehicles = 3,
     time_factor: TimeFactor = 60.0,
+    web_port: Annotated[
+        int,
+        typer.Option(min=1, max=65535, metavar="PORT", help="Port of the web UI (on 127.0.0.1)."),
+    ] = 8780,
     state_dir: Annotated[
         Path | None,
         typer.Option(
@@ -140,6 +144,7 @@ def demo(
                 seed=seed,
                 announce=print_banner,
                 state_dir=state_dir,
+                web_port=web_port,
             )
         )
 

@@ -19,6 +19,7 @@ its model: `bound_reasons` (why a limit is what it is, shown with a value out of
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 import re
 import stat
@@ -64,11 +65,13 @@ __all__ = [
     "LogSettings",
     "MqttProtocol",
     "MqttSettings",
+    "WebSettings",
     "config_model",
     "config_path",
     "describe",
     "http_url",
     "invalid",
+    "is_loopback",
     "load_config",
     "lowercase",
     "problem",
@@ -415,6 +418,74 @@ class LogSettings(_Model):
         return lowercase(value)
 
 
+_BASE_PATH_RE: Final = re.compile(r"(/[A-Za-z0-9._~-]+)*")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (a name or an address) is this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class WebSettings(_Model):
+    """The web UI: where it listens, under which path, and who may use it."""
+
+    enabled: bool = True
+    host: str = Field("127.0.0.1", min_length=1)
+    port: int = Field(8780, ge=0, le=65535)  # 0: any free port
+    # The path a reverse proxy serves the UI under ("/car2mqtt"); HA ingress needs none.
+    base_path: str = ""
+    password: SecretStr | None = Field(None, min_length=1)
+    password_file: ConfigPath | None = None
+    # Addresses (or networks) of proxies that authenticate users themselves, such as Home
+    # Assistant's ingress (172.30.32.2): their requests need no password.
+    trusted_proxies: tuple[str, ...] = ()
+
+    @field_validator("base_path")
+    @classmethod
+    def _check_base_path(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if value and not value.startswith("/"):
+            value = "/" + value
+        if not _BASE_PATH_RE.fullmatch(value) or "/../" in f"{value}/":
+            raise invalid("expected a path such as /car2mqtt (letters, digits, . _ ~ - and /)")
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise invalid(
+                    f"{item!r} is not an IP address or network (such as 172.30.32.2 or 10.0.0.0/8)"
+                ) from None
+        return value
+
+    @classmethod
+    def _cross_check(cls, data: dict[str, Any]) -> list[InitErrorDetails]:
+        enabled = data.get("enabled", True)
+        host = data.get("host", "127.0.0.1")
+        if enabled in (False, "false", "False", "0") or not isinstance(host, str):
+            return []
+        guarded = any(data.get(k) is not None for k in ("password", "password_file"))
+        if is_loopback(host) or guarded or data.get("trusted_proxies"):
+            return []
+        return [
+            problem(
+                ("host",),
+                f"the web UI would answer anyone who can reach {host}, and it can control "
+                "your cars: set web.password (or web.password_file), or web.trusted_proxies "
+                "for a proxy that logs users in, or keep host 127.0.0.1",
+            )
+        ]
+
+
 class AccountBase(_Model):
     """What every account has, whatever its provider.
 
@@ -476,13 +547,14 @@ class Config(_Model):
     log: LogSettings = Field(default_factory=LogSettings)
     heartbeat_s: int = Field(300, ge=10, le=86400)
     expose_vin: bool = False
+    web: WebSettings = Field(default_factory=WebSettings)
     accounts: tuple[AccountBase, ...]
 
     sections: ClassVar[Mapping[str, type[_Model]]] = MappingProxyType(
-        {"mqtt": MqttSettings, "log": LogSettings}
+        {"mqtt": MqttSettings, "log": LogSettings, "web": WebSettings}
     )
 
-    @field_validator("mqtt", "log", mode="before")
+    @field_validator("mqtt", "log", "web", mode="before")
     @classmethod
     def _empty_section(cls, value: Any) -> Any:
         return {} if value is None else value  # `mqtt:` with every key commented out
@@ -946,8 +1018,24 @@ def describe(config: Config) -> list[str]:
         f"store: {config.store}",
         f"log: {config.log.level}, {config.log.format}",
         f"heartbeat every {config.heartbeat_s} s, VIN {'shown' if config.expose_vin else 'hidden'}",
+        _web_text(config.web),
         *(account.summary() for account in config.accounts),
     ]
+
+
+def _web_text(web: WebSettings) -> str:
+    """Say where the web UI is and who may use it."""
+    if not web.enabled:
+        return "web UI: off"
+    guards = []
+    if web.password is not None:
+        guards.append(f"password {secret_text(web.password, web.password_file)}")
+    if web.trusted_proxies:
+        guards.append(f"trusted proxies {', '.join(web.trusted_proxies)}")
+    if not guards:
+        guards.append("no login (this machine only)")
+    where = f"{web.host}:{web.port}{web.base_path or ''}"
+    return f"web UI: http://{where}/, {', '.join(guards)}"
 
 
 def _protocol_text(protocol: str) -> str:

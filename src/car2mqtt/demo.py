@@ -13,7 +13,6 @@ import fcntl
 import os
 import shlex
 import shutil
-import socket
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
@@ -21,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import uvicorn
 import yaml
 from iotcore import Broker
 from iotcore.broker import port_in_use
@@ -34,7 +32,8 @@ from car2mqtt.mqtt.link import BrokerSettings
 from car2mqtt.mqtt.topics import Topics
 from car2mqtt.net import base_url, bind, connect_host, http_url, is_wildcard, reachable_host
 from car2mqtt.providers.registry import create_provider, load_config
-from car2mqtt.runtime import broker_settings, secrets_of, serve
+from car2mqtt.runtime import WebOptions, broker_settings, secrets_of, serve
+from car2mqtt.serving import serve_http
 from car2mqtt.simulator.app import SimOptions, build_simulation
 from car2mqtt.simulator.server import server_for
 from car2mqtt.store import Store
@@ -67,6 +66,7 @@ class DemoInfo:
     broker_public: str = ""
     base_topic: str = "car2mqtt"
     discovery_prefix: str = "homeassistant"
+    web_url: str = ""
 
 
 def default_state_dir() -> Path:
@@ -126,7 +126,9 @@ def state_folder(path: Path) -> Iterator[Path]:
 DEMO_CLIENT_ID = "car2mqtt-demo"
 
 
-def demo_config(info: dict[str, Any], broker: BrokerSettings, *, embedded: bool) -> str:
+def demo_config(
+    info: dict[str, Any], broker: BrokerSettings, *, embedded: bool, web_port: int = 8780
+) -> str:
     """Return the YAML of a configuration for the demo's clouds, accounts and broker."""
     host = broker.host
     mqtt: dict[str, Any] = {
@@ -146,6 +148,8 @@ def demo_config(info: dict[str, Any], broker: BrokerSettings, *, embedded: bool)
     document = {
         "mqtt": mqtt,
         "store": STORE_NAME,
+        # This machine only: the UI can control the cars, and the demo sets no password.
+        "web": {"host": "127.0.0.1", "port": web_port},
         "accounts": [
             {
                 "name": ENODE_ACCOUNT,
@@ -194,21 +198,6 @@ def embedded_broker(host: str, port: int) -> Iterator[None]:
         broker.stop()
 
 
-async def _serve_http(server: uvicorn.Server, sock: socket.socket) -> None:
-    """Serve until cancelled, then shut down as uvicorn does on a signal, lifespan and all."""
-    serving = asyncio.ensure_future(server.serve(sockets=[sock]))
-    try:
-        await asyncio.shield(serving)
-    except asyncio.CancelledError:
-        # Cancelled outright, uvicorn's lifespan task is left behind and logs a traceback.
-        server.should_exit = True
-        while not serving.done():
-            # A second cancel (a second signal) must not cut the shutdown short either.
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.shield(serving)
-        raise
-
-
 async def run_demo(
     *,
     host: str,
@@ -221,6 +210,7 @@ async def run_demo(
     seed: int,
     announce: Callable[[DemoInfo], None],
     state_dir: Path | None = None,
+    web_port: int = 8780,
 ) -> None:
     """Run the demo until cancelled."""
     sock = bind(host, port)
@@ -237,7 +227,10 @@ async def run_demo(
     with contextlib.ExitStack() as stack:
         folder = stack.enter_context(state_folder(state_dir or default_state_dir()))
         config_path = folder / CONFIG_NAME
-        write_private(config_path, demo_config(info, given, embedded=broker_url is None))
+        write_private(
+            config_path,
+            demo_config(info, given, embedded=broker_url is None, web_port=web_port),
+        )
         # The demo runs from the file it wrote, so what it prints is what it runs.
         config = load_config(config_path, env={})
         for secret in secrets_of(config):
@@ -268,8 +261,9 @@ async def run_demo(
             if broker_url is None
             else settings.describe()
         )
+        web_sock = bind(config.web.host, config.web.port, "choose another --web-port")
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(_serve_http(server, sock))
+            tg.create_task(serve_http(server, sock))
             tg.create_task(
                 serve(
                     providers,
@@ -278,6 +272,7 @@ async def run_demo(
                     topics=Topics(config.mqtt.base_topic, config.mqtt.discovery_prefix),
                     clock=sim.world.clock,
                     timing=timing,
+                    web=WebOptions(config, sock=web_sock),
                 )
             )
             announce(
@@ -298,6 +293,7 @@ async def run_demo(
                     broker_public=public,
                     base_topic=config.mqtt.base_topic,
                     discovery_prefix=config.mqtt.discovery_prefix,
+                    web_url=f"{base_url(web_sock)}/",
                 )
             )
 
@@ -433,6 +429,12 @@ def print_banner(info: DemoInfo) -> None:
     """Print what the demo runs, where, and the commands to try on it."""
     out = Console(soft_wrap=True)
     out.print(f"[bold green]car2mqtt demo[/] is running. Time runs {info.time_factor:g}x faster.")
+    if info.web_url:
+        out.print(
+            f"Open the web UI: {info.web_url} (the cars, their commands, and linking accounts)",
+            markup=False,
+            highlight=False,
+        )
     out.print(
         f"  simulated Enode cloud: {info.simulator_url}/enode (admin API: {info.admin_url})\n"
         f"  simulated Xee cloud: {info.simulator_url}/xee/v4 (test login: {info.xee_username}"

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from html import escape
 from typing import TypeVar
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import uvicorn
 from starlette.applications import Starlette
@@ -137,6 +137,23 @@ def _listen_for(redirect_uri: str) -> tuple[socket.socket, str] | None:
         _LOGGER.warning("cannot receive the redirect here (%s); paste it instead", exc)
         return None
     return sock, parts.path or "/"
+
+
+def with_query(url: str, **params: str) -> str:
+    """Return `url` with `params` added to its query."""
+    parts = urlsplit(url)
+    query = [*parse_qsl(parts.query, keep_blank_values=True), *params.items()]
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def same_address(a: str, b: str) -> bool:
+    """Whether two URLs name the same page (scheme and host case, a trailing slash aside)."""
+    first, second = urlsplit(a), urlsplit(b)
+    return (
+        first.scheme.lower() == second.scheme.lower()
+        and first.netloc.lower() == second.netloc.lower()
+        and first.path.rstrip("/") == second.path.rstrip("/")
+    )
 
 
 _REDIRECT_KEYS = ("code=", "state=", "error=")

@@ -9,7 +9,9 @@ import socket
 from car2mqtt.errors import ConfigError
 
 
-def bind(host: str, port: int) -> socket.socket:
+def bind(
+    host: str, port: int, busy: str = "is another simulator running? choose another --port"
+) -> socket.socket:
     """Open the listening socket, so the real port is known before serving (port 0 works)."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
@@ -27,7 +29,7 @@ def bind(host: str, port: int) -> socket.socket:
         sock.close()
         msg = f"cannot listen on {host}:{port}: {exc.strerror}"
         if exc.errno in (98, 48):
-            msg += " (is another simulator running? choose another --port)"
+            msg += f" ({busy})"
         raise ConfigError(msg) from None
     sock.listen(128)
     sock.set_inheritable(True)

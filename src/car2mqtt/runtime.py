@@ -5,20 +5,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 from car2mqtt.bridge.publisher import Publishing
 from car2mqtt.bridge.root import Bridge
+from car2mqtt.bridge.samples import SampleRecorder
+from car2mqtt.bridge.saving import Saver
 from car2mqtt.bridge.timing import Timing
 from car2mqtt.clock import Clock, SystemClock
 from car2mqtt.config import Config
 from car2mqtt.mqtt.link import BrokerSettings, MqttLink
 from car2mqtt.mqtt.topics import Topics
+from car2mqtt.net import base_url, bind
 from car2mqtt.providers.base import Provider
 from car2mqtt.providers.registry import create_provider
 from car2mqtt.store import Store
+from car2mqtt.web.app import BridgeFacts, WebParts, WebUI
 
 _LOGGER = logging.getLogger(__name__)
 STOP_TIMEOUT_S = 20.0
@@ -31,6 +36,24 @@ class Running:
     bridge: Bridge
     link: MqttLink
     task: asyncio.Task[None]
+    web: WebUI | None = None
+    web_url: str | None = None  # where the web UI answers, when it runs
+
+
+@dataclass(frozen=True, slots=True)
+class WebOptions:
+    """Serve the web UI beside the bridge: `config` is what its pages show and link."""
+
+    config: Config
+    sock: socket.socket | None = None  # bound already (the demo); else bound from config.web
+
+
+@dataclass(slots=True)
+class _Wired:
+    bridge: Bridge
+    link: MqttLink
+    web: WebUI | None = None
+    web_socket: socket.socket | None = None
 
 
 def build(
@@ -43,12 +66,14 @@ def build(
     publishing: Publishing | None = None,
     timing: Timing | None = None,
     poll_intervals: dict[str, float] | None = None,
-) -> tuple[Bridge, MqttLink]:
-    """Wire a bridge to its MQTT link."""
+    web: WebOptions | None = None,
+) -> _Wired:
+    """Wire a bridge to its MQTT link, and to its web UI if `web` is given."""
+    clock = clock or SystemClock()
     bridge = Bridge(
         providers,
         store=store,
-        clock=clock or SystemClock(),
+        clock=clock,
         topics=topics,
         publishing=publishing,
         timing=timing,
@@ -64,21 +89,51 @@ def build(
     bridge.attach(
         link.publish, protocol=lambda: link.protocol, retained_payload=link.retained_payload
     )
-    return bridge, link
+    wired = _Wired(bridge, link)
+    if web is not None and web.config.web.enabled:
+        settings = web.config.web
+        # Bound before anything runs: a port in use is a clear error at start, not later.
+        wired.web_socket = web.sock or bind(
+            settings.host, settings.port, "is car2mqtt running already? set another web.port"
+        )
+        started = clock.time()
+        saver = Saver(store, error_every_s=(timing or Timing()).store_error_every_s)
+        bridge.add_sink(SampleRecorder(saver, clock))
+        wired.web = WebUI(
+            WebParts(
+                hub=bridge.hub,
+                commands=bridge.commands,
+                providers={p.account: p for p in providers},
+                poll_now=bridge.poll_now,
+                facts=lambda: BridgeFacts(
+                    started, link.connected.is_set(), bridge.publisher.ha_online_at
+                ),
+                store=store,
+                clock=clock,
+                config=web.config,
+            ),
+            settings,
+        )
+        bridge.add_sink(wired.web.sink)
+    return wired
 
 
 async def serve(providers: list[Provider], **options: Any) -> None:
     """Run the bridge until cancelled (options as for `build`)."""
-    bridge, link = build(providers, **options)
-    await _run(bridge, link, providers)
+    await _run(build(providers, **options), providers)
 
 
-async def _run(bridge: Bridge, link: MqttLink, providers: list[Provider]) -> None:
+async def _run(wired: _Wired, providers: list[Provider]) -> None:
     try:
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(link.run(), name="mqtt")
-            tg.create_task(bridge.run(), name="bridge")
+            tg.create_task(wired.link.run(), name="mqtt")
+            tg.create_task(wired.bridge.run(), name="bridge")
+            if wired.web is not None and wired.web_socket is not None:
+                _LOGGER.info("web UI at %s/", _web_url(wired))
+                tg.create_task(wired.web.serve(wired.web_socket), name="web")
     finally:
+        if wired.web_socket is not None:
+            wired.web_socket.close()
         for provider in providers:
             try:
                 await provider.aclose()
@@ -89,13 +144,20 @@ async def _run(bridge: Bridge, link: MqttLink, providers: list[Provider]) -> Non
                 )
 
 
+def _web_url(wired: _Wired) -> str | None:
+    if wired.web is None or wired.web_socket is None:
+        return None
+    settings = wired.web.settings
+    return base_url(wired.web_socket) + settings.base_path
+
+
 @contextlib.asynccontextmanager
 async def running(providers: list[Provider], **options: Any) -> AsyncIterator[Running]:
     """Run a bridge in the background for the duration of the block."""
-    bridge, link = build(providers, **options)
-    task = asyncio.create_task(_run(bridge, link, providers), name="car2mqtt")
+    wired = build(providers, **options)
+    task = asyncio.create_task(_run(wired, providers), name="car2mqtt")
     try:
-        yield Running(bridge, link, task)
+        yield Running(wired.bridge, wired.link, task, wired.web, _web_url(wired))
     finally:
         task.cancel()
         # asyncio.wait, not a timeout around `await task`: cancelling that await only passes
@@ -111,8 +173,9 @@ async def running(providers: list[Provider], **options: Any) -> AsyncIterator[Ru
 def secrets_of(config: Config) -> list[str]:
     """Every secret in `config`, for the log redactor."""
     found = [secret for account in config.accounts for secret in account.secrets()]
-    if config.mqtt.password is not None:
-        found.append(config.mqtt.password.get_secret_value())
+    for secret in (config.mqtt.password, config.web.password):
+        if secret is not None:
+            found.append(secret.get_secret_value())
     return found
 
 
@@ -131,6 +194,40 @@ def broker_settings(config: Config) -> BrokerSettings:
     )
 
 
+def _config_options(config: Config, clock: Clock, store: Store) -> dict[str, Any]:
+    """Return `build`'s options for the bridge `config` describes."""
+    return {
+        "store": store,
+        "broker": broker_settings(config),
+        "topics": Topics(
+            config.mqtt.base_topic, config.mqtt.discovery_prefix, config.mqtt.ha_status_topic
+        ),
+        "clock": clock,
+        "publishing": Publishing(config.mqtt.discovery_mode, config.expose_vin),
+        "timing": Timing(heartbeat_s=config.heartbeat_s),
+        "poll_intervals": {a.name: float(a.poll_interval_s) for a in config.accounts},
+        "web": WebOptions(config),
+    }
+
+
+@contextlib.asynccontextmanager
+async def running_config(
+    config: Config, *, clock: Clock | None = None, **overrides: Any
+) -> AsyncIterator[Running]:
+    """Run the bridge `config` describes in the background for the duration of the block."""
+    clock = clock or SystemClock()
+    store = Store.open(config.store)
+    try:
+        providers = [
+            create_provider(account, clock=clock, persistence=store) for account in config.accounts
+        ]
+        options = {**_config_options(config, clock, store), **overrides}
+        async with running(providers, **options) as run:
+            yield run
+    finally:
+        store.close()
+
+
 async def run_config(config: Config, *, clock: Clock | None = None) -> None:
     """Run the bridge described by `config` until cancelled."""
     clock = clock or SystemClock()
@@ -139,18 +236,6 @@ async def run_config(config: Config, *, clock: Clock | None = None) -> None:
         providers = [
             create_provider(account, clock=clock, persistence=store) for account in config.accounts
         ]
-        topics = Topics(
-            config.mqtt.base_topic, config.mqtt.discovery_prefix, config.mqtt.ha_status_topic
-        )
-        await serve(
-            providers,
-            store=store,
-            broker=broker_settings(config),
-            topics=topics,
-            clock=clock,
-            publishing=Publishing(config.mqtt.discovery_mode, config.expose_vin),
-            timing=Timing(heartbeat_s=config.heartbeat_s),
-            poll_intervals={a.name: float(a.poll_interval_s) for a in config.accounts},
-        )
+        await serve(providers, **_config_options(config, clock, store))
     finally:
         store.close()

@@ -23,6 +23,7 @@ from car2mqtt.bridge.tasks import Spawner
 from car2mqtt.bridge.timing import Timing
 from car2mqtt.clock import Clock
 from car2mqtt.errors import AuthError, CommandRejected, ProviderError, ProviderRejected
+from car2mqtt.ha import discovery
 from car2mqtt.models import CommandResult, CommandStatus
 from car2mqtt.providers.base import Command, Provider
 
@@ -96,6 +97,8 @@ class CommandService:
         if command not in provider.spec.commands:
             msg = f"{provider.spec.title} cannot {command.value.replace('_', ' ')}"
             raise CommandRejected(msg)
+        # Checked here as well as where a command arrives: every sink gets the same checks.
+        discovery.check_capable(command, vehicle.state.capabilities)
         if command is Command.REFRESH:
             self._check_refresh_allowed(self._car(vehicle))
         self._spawner.spawn(self._run(vehicle, command), name=f"command-{vehicle.key}")

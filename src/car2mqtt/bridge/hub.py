@@ -187,7 +187,14 @@ class VehicleHub:
         account.failures = 0
         return was_stale
 
-    async def read_failed(self, name: str, *, restore: int | None = None) -> int:
+    async def read_failed(
+        self,
+        name: str,
+        *,
+        restore: int | None = None,
+        error: str | None = None,
+        at: float | None = None,
+    ) -> int:
         """Note a failed read; return how many failed in a row. Staleness is announced once.
 
         `restore`: the count before a read that failed part-way, after its first part had
@@ -197,6 +204,8 @@ class VehicleHub:
         if restore is not None:
             account.failures = restore
         account.failures += 1
+        if error is not None:
+            account.last_error, account.last_error_at = error, at
         threshold = account.stale_after_failures
         if account.failures == threshold:
             _LOGGER.warning("account %s: marking its vehicles stale until the cloud recovers", name)

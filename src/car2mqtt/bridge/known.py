@@ -46,6 +46,8 @@ class KnownAccount:
     problem: str | None = None
     link_saved: bool = False  # whether the state file holds `link` and `problem` yet
     failures: int = 0  # reads of the cloud that failed in a row
+    last_error: str | None = None  # why the last failed read failed, in words
+    last_error_at: float | None = None  # clock time of that failure
 
     @property
     def stale(self) -> bool:

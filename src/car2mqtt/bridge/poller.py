@@ -17,6 +17,7 @@ from car2mqtt.bridge.hub import VehicleHub
 from car2mqtt.bridge.pace import Pace
 from car2mqtt.bridge.saving import Saver
 from car2mqtt.bridge.timing import Timing
+from car2mqtt.clock import Clock
 from car2mqtt.errors import (
     AuthError,
     ProviderError,
@@ -42,9 +43,11 @@ class Poller:
         pace: Pace,
         saver: Saver,
         timing: Timing,
+        clock: Clock,
         interval_s: float | None = None,
     ) -> None:
         self.provider = provider
+        self._clock = clock
         self._hub = hub
         self._pace = pace
         self._saver = saver
@@ -126,7 +129,9 @@ class Poller:
         await self._hub.set_link(self.name, link, problem, announce=announce)
 
     async def _failed(self, exc: ProviderError, before: int | None) -> float:
-        failures = await self._hub.read_failed(self.name, restore=before)
+        failures = await self._hub.read_failed(
+            self.name, restore=before, error=str(exc), at=self._clock.time()
+        )
         if failures == 1:
             # Once per change of state, not once per attempt: no error storms in the log.
             _LOGGER.warning("account %s: %s; backing off", self.name, exc)

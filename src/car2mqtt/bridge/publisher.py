@@ -98,6 +98,7 @@ class HaPublisher:
         self._republish_lock = asyncio.Lock()
         self._flush_lock = asyncio.Lock()  # one save of the gathered writes at a time
         self._birth_pending = False  # a republish for Home Assistant's birth is waiting
+        self.ha_online_at: float | None = None  # clock time Home Assistant last said "online"
         store = saver.store
         # Read once: per car, 10,000 known cars would read 10,000 rows 10,000 times.
         published = store.published()
@@ -157,6 +158,8 @@ class HaPublisher:
 
     def on_ha_status(self, payload: bytes) -> None:
         """Republish, after a random delay, when Home Assistant says it is online."""
+        if payload.strip().lower() == b"online":
+            self.ha_online_at = self._clock.time()
         if payload.strip().lower() == b"online" and not self._birth_pending:
             # Births that arrive while a republish waits are one: 200 of them once cost 200
             # full republishes.

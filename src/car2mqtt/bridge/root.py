@@ -53,7 +53,7 @@ class Bridge:
             stale_after_failures=timing.stale_after_failures,
         )
         self._providers = {p.account: p for p in providers}
-        paces = {p.account: Pace() for p in providers}
+        self._paces = paces = {p.account: Pace() for p in providers}
         self._pollers = [
             Poller(
                 p,
@@ -61,6 +61,7 @@ class Bridge:
                 pace=paces[p.account],
                 saver=saver,
                 timing=timing,
+                clock=clock,
                 interval_s=intervals.get(p.account),
             )
             for p in providers
@@ -145,6 +146,10 @@ class Bridge:
         """Publish everything retained again, and wait until the broker took it."""
         await self.publisher.republish()
         await self._outbox.drain()
+
+    def poll_now(self, account: str) -> None:
+        """Read `account` now rather than at its next turn (a backoff the cloud asked for stays)."""
+        self._paces[account].wake.set()
 
     # ---- what tests and status readers ask -------------------------------------------------
 

@@ -422,8 +422,13 @@ def parse_command(control: str, payload: bytes, capabilities: Collection[Capabil
             f"expected one of: {', '.join(accepted)} (case-insensitive)"
         )
         raise CommandRejected(msg)
+    check_capable(command, capabilities)
+    return command
+
+
+def check_capable(command: Command, capabilities: Collection[Capability]) -> None:
+    """Raise CommandRejected unless a car with `capabilities` can carry out `command`."""
     needed = COMMAND_CAPABILITY[command]
     if needed not in capabilities:
         msg = f"this vehicle cannot {command.value.replace('_', ' ')}: it lacks {needed.value!r}"
         raise CommandRejected(msg)
-    return command

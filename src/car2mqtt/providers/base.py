@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from car2mqtt.models import CommandResult, VehicleRef, VehicleState
 
@@ -80,6 +80,15 @@ class Provider(Protocol):
 
     async def aclose(self) -> None:
         """Release the provider's resources."""
+        ...
+
+
+@runtime_checkable
+class HoldsToken(Protocol):
+    """A provider that can say how long its access token lasts (for the web UI)."""
+
+    def token_valid_until(self) -> float | None:
+        """Return when the access token expires (clock time), None without one."""
         ...
 
 

@@ -45,6 +45,11 @@ class TokenAccount:
     tokens: TokenManager
     _closers: Sequence[httpx.AsyncClient]
 
+    def token_valid_until(self) -> float | None:
+        """Return when the account's access token expires (clock time), None without one."""
+        token = self.tokens.token
+        return None if token is None else token.expires_at
+
     async def reload_credentials(self) -> bool:
         """Adopt a token another process (`car2mqtt link`) saved; return whether it did."""
         return await self.tokens.areload()

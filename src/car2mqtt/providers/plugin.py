@@ -2,7 +2,8 @@
 
 A plug-in bundles a cloud's `ProviderSpec`, the account model its `provider:` key selects in the
 configuration, the factory that turns such an account into a `Provider`, and, if the cloud
-needs a browser to grant access, the function that adds its `car2mqtt link <name>` command.
+needs a browser to grant access, the function that adds its `car2mqtt link <name>` command and
+the `WebLink` the web UI links it with.
 Build one with `provider_plugin`, which checks that the pieces agree and types the factory by
 the plug-in's own account model; `car2mqtt.providers.registry.register` makes it known.
 
@@ -11,7 +12,7 @@ This module names no provider, and imports neither the registry nor any provider
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TypeVar
@@ -27,7 +28,17 @@ from car2mqtt.providers.base import Provider, ProviderSpec
 if TYPE_CHECKING:
     import typer
 
-__all__ = ["LinkCommand", "LinkFlow", "LinkRunner", "ProviderPlugin", "Wiring", "provider_plugin"]
+__all__ = [
+    "LinkCommand",
+    "LinkField",
+    "LinkFlow",
+    "LinkRunner",
+    "LinkStart",
+    "ProviderPlugin",
+    "WebLink",
+    "Wiring",
+    "provider_plugin",
+]
 
 A = TypeVar("A", bound=AccountBase)
 
@@ -75,6 +86,43 @@ LinkCommand = Callable[["typer.Typer", LinkRunner], None]
 
 
 @dataclass(frozen=True, slots=True)
+class LinkField:
+    """One optional text field of a cloud's link form in the web UI."""
+
+    name: str
+    label: str
+    hint: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LinkStart:
+    """Where the web UI sends the browser to grant access, and how it comes back."""
+
+    url: str  # the cloud's page that grants access
+    redirect_uri: str  # where the cloud sends the browser afterwards (finish needs it)
+    comes_back: bool  # whether that is the UI's own callback; else the user pastes it
+
+
+@dataclass(frozen=True, slots=True)
+class WebLink:
+    """How the web UI links an account of a cloud: the browser leaves, and comes back.
+
+    The UI owns the single-use `state` and checks it before `finish` sees a redirect. Both
+    functions get the running bridge's provider of the account (its one token owner) and the
+    account's configuration; a `LinkFailed` (or any car2mqtt error) is shown to the user.
+    """
+
+    # (provider, account, the UI's callback URL, state, the form's fields) -> where to go
+    start: Callable[[Provider, AccountBase, str, str, Mapping[str, str]], Awaitable[LinkStart]]
+    # (provider, account, the redirect's query, the redirect URI used): keep what was granted
+    finish: Callable[[Provider, AccountBase, Mapping[str, str], str], Awaitable[None]]
+    fields: tuple[LinkField, ...] = ()
+    # Whether the user may paste the address the cloud sent the browser to (or the code).
+    paste: bool = False
+    explain: str = ""  # one sentence above the button, on the link page
+
+
+@dataclass(frozen=True, slots=True)
 class ProviderPlugin:
     """One vehicle cloud, as the registry, the configuration and the command line see it."""
 
@@ -83,6 +131,7 @@ class ProviderPlugin:
     # Build the provider of one configured account (of `account_model`, or TypeError).
     create: Callable[[AccountBase, Wiring], Provider]
     link_command: LinkCommand | None = None
+    web_link: WebLink | None = None
 
     @property
     def name(self) -> str:
@@ -101,6 +150,7 @@ def provider_plugin(
     factory: Callable[[A, Wiring], Provider],
     *,
     link_command: LinkCommand | None = None,
+    web_link: WebLink | None = None,
 ) -> ProviderPlugin:
     """Return the plug-in of a cloud whose accounts are `account_model`s, built by `factory`."""
     tag = account_model.provider_name()
@@ -115,4 +165,4 @@ def provider_plugin(
             raise TypeError(msg)
         return factory(account, wiring)
 
-    return ProviderPlugin(spec, account_model, create, link_command)
+    return ProviderPlugin(spec, account_model, create, link_command, web_link)

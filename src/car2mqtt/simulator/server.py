@@ -2,31 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import socket
 import sys
-from collections.abc import Iterator
 from typing import TextIO
 
 import uvicorn
 
 from car2mqtt.net import base_url, bind
+from car2mqtt.serving import EmbeddedServer
 from car2mqtt.simulator.app import SimOptions, Simulation, build_simulation, create_app
 from car2mqtt.simulator.faults import DroppedConnectionLogFilter
-
-
-class EmbeddedServer(uvicorn.Server):
-    """A uvicorn server inside a program that handles SIGINT and SIGTERM itself (the demo)."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        """Leave the signals to the program: it stops this server by cancelling its task."""
-        # uvicorn would take the signals over while it serves and raise them again once it
-        # stopped: with the program's own handler that made two stops race, and now and then
-        # the lifespan was cut off half-way (a traceback at exit).
-        yield
 
 
 def server_for(

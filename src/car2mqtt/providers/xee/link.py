@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
-from car2mqtt.linking import authorize
+from car2mqtt.config import AccountBase
+from car2mqtt.linking import LinkFailed, authorize, check_redirect, same_address
 from car2mqtt.models import VehicleState
+from car2mqtt.providers.base import Provider
+from car2mqtt.providers.plugin import LinkStart, WebLink
 from car2mqtt.providers.xee import XeeProvider
+from car2mqtt.providers.xee.config import XeeAccount
 
-__all__ = ["link_xee"]
+__all__ = ["WEB_LINK", "link_xee"]
 
 
 async def link_xee(
@@ -38,3 +42,42 @@ async def link_xee(
     )
     await provider.exchange_code(code, redirect_uri)
     return await provider.poll()
+
+
+# ---- from the web UI ---------------------------------------------------------------------------
+
+
+def _xee(provider: Provider, account: AccountBase) -> tuple[XeeProvider, XeeAccount]:
+    if not isinstance(provider, XeeProvider) or not isinstance(account, XeeAccount):
+        msg = f"account {account.name} is not a Xee account"
+        raise LinkFailed(msg)
+    return provider, account
+
+
+async def _web_start(
+    provider: Provider, account: AccountBase, callback_url: str, state: str, form: Mapping[str, str]
+) -> LinkStart:
+    """Send the browser to Xee's consent page; it comes back where Xee has it registered."""
+    xee, acct = _xee(provider, account)
+    url = xee.authorization_url(acct.authorize_url, acct.redirect_uri, acct.scopes, state)
+    return LinkStart(
+        url, acct.redirect_uri, comes_back=same_address(acct.redirect_uri, callback_url)
+    )
+
+
+async def _web_finish(
+    provider: Provider, account: AccountBase, params: Mapping[str, str], redirect_uri: str
+) -> None:
+    """Trade the code Xee granted for tokens, saved before anything else."""
+    xee, _ = _xee(provider, account)
+    # The UI checked the state (or the user pasted a bare code): only the verdict is left.
+    code = check_redirect(dict(params), None, cloud="Xee")
+    await xee.exchange_code(code, redirect_uri)
+
+
+WEB_LINK = WebLink(
+    start=_web_start,
+    finish=_web_finish,
+    paste=True,
+    explain="Xee's consent page opens. Log in with your Xee account and approve car2mqtt.",
+)

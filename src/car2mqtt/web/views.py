@@ -1,0 +1,190 @@
+"""What the web UI's pages show, as plain data: pure functions of the hub's records."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from car2mqtt.bridge.known import KnownAccount, KnownVehicle
+from car2mqtt.models import ChargeState, CommandResult, LinkState, VehicleState
+
+Getter = Callable[[VehicleState], object]
+Stamp = Callable[[VehicleState], datetime | None]
+
+
+def _charge(s: VehicleState) -> datetime | None:
+    return s.charge_updated_at or s.last_seen
+
+
+def _signals(s: VehicleState) -> datetime | None:
+    return s.signals_updated_at or s.last_seen
+
+
+@dataclass(frozen=True, slots=True)
+class ValueRow:
+    """One value a car reports, as the car page lists it."""
+
+    label: str
+    get: Getter
+    unit: str = ""
+    stamp: Stamp = _charge
+
+
+# Every value the bridge may know of a car, in the order the car page shows them.
+VALUE_ROWS: tuple[ValueRow, ...] = (
+    ValueRow("Battery", lambda s: s.battery_pct, "%"),
+    ValueRow("Range", lambda s: s.range_km, "km"),
+    ValueRow("Charging", lambda s: s.charging),
+    ValueRow("Plugged in", lambda s: s.plugged_in),
+    ValueRow(
+        "Charge state",
+        lambda s: None if s.charge_state is ChargeState.UNKNOWN else s.charge_state.value,
+    ),
+    ValueRow("Charge rate", lambda s: s.charge_rate_kw, "kW"),
+    ValueRow("Time to full", lambda s: s.charge_time_remaining_min, "min"),
+    ValueRow("Charge limit", lambda s: s.charge_limit_pct, "%"),
+    ValueRow("Battery capacity", lambda s: s.battery_capacity_kwh, "kWh"),
+    ValueRow("Maximum current", lambda s: s.max_current_a, "A"),
+    ValueRow(
+        "Odometer",
+        lambda s: s.odometer_km,
+        "km",
+        lambda s: s.odometer_updated_at or s.last_seen,
+    ),
+    ValueRow(
+        "Location",
+        lambda s: s.location and f"{s.location.latitude:.5f}, {s.location.longitude:.5f}",
+        stamp=lambda s: (s.location and s.location.updated_at) or s.last_seen,
+    ),
+    ValueRow("Speed", lambda s: s.speed_kmh, "km/h", _signals),
+    ValueRow("Fuel", lambda s: s.fuel_level_l, "L", _signals),
+    ValueRow("12 V battery", lambda s: s.battery_voltage_v, "V", _signals),
+    ValueRow("Unlocked", lambda s: s.unlocked, stamp=_signals),
+    ValueRow("Ignition on", lambda s: s.ignition_on, stamp=_signals),
+    ValueRow("Reachable", lambda s: s.reachable, stamp=lambda s: s.last_seen),
+)
+
+
+def show(value: object, unit: str = "") -> str:
+    """Return a value as the pages write it: yes/no, rounded numbers, a unit."""
+    if value is None:
+        return "unknown"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        value = f"{value:.0f}" if abs(value) >= 100 or value == int(value) else f"{value:.1f}"
+    return f"{value} {unit}".strip()
+
+
+def ago(seconds: float | None) -> str:
+    """Return an age in words: "12 s ago", "5 min ago", "3 h ago", "2 days ago"."""
+    if seconds is None:
+        return "never"
+    seconds = max(0.0, seconds)
+    if seconds < 90:
+        return f"{seconds:.0f} s ago"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min ago"
+    if seconds < 48 * 3600:
+        return f"{seconds / 3600:.0f} h ago"
+    return f"{seconds / 86400:.0f} days ago"
+
+
+def age_of(stamp: datetime | None, now: float) -> float | None:
+    """Return how many seconds before `now` (clock time) `stamp` was."""
+    if stamp is None:
+        return None
+    stamp = stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+    return now - stamp.timestamp()
+
+
+def when(at: float | None) -> str:
+    """Return a clock time as the pages write it (UTC, to the minute)."""
+    if at is None:
+        return "unknown"
+    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+@dataclass(frozen=True, slots=True)
+class Shown:
+    """One value of a car as a page shows it."""
+
+    label: str
+    text: str
+    age: str
+
+
+def values_of(state: VehicleState, now: float) -> list[Shown]:
+    """Every value `state` has, with its age (values the car never reported are left out)."""
+    return [
+        Shown(row.label, show(value, row.unit), ago(age_of(row.stamp(state), now)))
+        for row in VALUE_ROWS
+        if (value := row.get(state)) is not None
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class CarLine:
+    """A car as the overview lists it."""
+
+    key: str
+    name: str
+    account: str
+    battery: str
+    range: str
+    charging: str
+    plugged_in: str
+    location: str | None
+    map_url: str | None
+    last_seen: str
+    stale: bool
+    waiting: bool  # known from an earlier run, not read yet
+
+
+def car_line(vehicle: KnownVehicle, account: KnownAccount, now: float) -> CarLine:
+    """Return how the overview shows `vehicle`."""
+    s = vehicle.state
+    fix = s.location
+    map_url = (
+        f"https://www.openstreetmap.org/?mlat={fix.latitude:.5f}&mlon={fix.longitude:.5f}"
+        f"#map=15/{fix.latitude:.5f}/{fix.longitude:.5f}"
+        if fix is not None
+        else None
+    )
+    return CarLine(
+        key=vehicle.key,
+        name=vehicle.name,
+        account=account.name,
+        battery=show(s.battery_pct, "%"),
+        range=show(s.range_km, "km"),
+        charging=show(s.charging),
+        plugged_in=show(s.plugged_in),
+        location=f"{fix.latitude:.5f}, {fix.longitude:.5f}" if fix is not None else None,
+        map_url=map_url,
+        last_seen=ago(age_of(s.last_seen, now)),
+        stale=account.stale or account.link is LinkState.RELINK_REQUIRED,
+        waiting=vehicle.placeholder,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """A step of a command, as a car's page lists it."""
+
+    command: str
+    status: str
+    final: bool
+    at: str
+    reason: str | None
+
+
+def step_of(result: CommandResult, now: float) -> Step:
+    """Return how a car's page shows a command's step."""
+    return Step(
+        command=result.command.replace("_", " "),
+        status=result.status.value,
+        final=result.status.final,
+        at=ago(age_of(result.at, now)),
+        reason=result.reason,
+    )
