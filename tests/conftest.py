@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
 
 from tests.enode_spec import EnodeSpec
 from tests.support import EnodeClient, Receiver, Sim, running_receiver, running_sim
+
+# Every `car2mqtt run` a test starts serves its web UI on a free port, not on 8780: two runs
+# (or a demo left running on this machine) would otherwise refuse to start.
+os.environ.setdefault("CAR2MQTT__WEB__PORT", "0")
 
 
 @pytest.fixture(scope="session")

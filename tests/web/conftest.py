@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import re
 import time
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--disable-quic",
 ]
+CHROMIUM = next((p for p in CHROMIUM_PATHS if Path(p).exists()), None)
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "images"
 
 
@@ -47,7 +49,7 @@ def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
     """Headless Chromium, driven by Playwright."""
-    found = next((p for p in CHROMIUM_PATHS if Path(p).exists()), None)
+    found = CHROMIUM
     assert found, "the web UI tests need Debian's chromium: apt-get install chromium"
     async with async_playwright() as playwright:
         chromium = await playwright.chromium.launch(
@@ -139,6 +141,21 @@ async def ui_for(config: Config, sim: Sim | None = None) -> AsyncIterator[Runnin
     async with running_config(config, timing=FAST, clock=_Offset(offset)) as run:
         assert run.web_url is not None
         yield run
+
+
+async def until_read(run: Running, timeout_s: float = 10.0) -> None:
+    """Wait until every account of `run` has its cars read (or needs a re-link)."""
+
+    def read() -> bool:
+        return all(
+            a.relink_required
+            or (a.vehicles and not any(v.placeholder for v in a.vehicles.values()))
+            for a in run.bridge.hub.accounts()
+        )
+
+    async with asyncio.timeout(timeout_s):
+        while not read():
+            await asyncio.sleep(0.05)  # noqa: ASYNC110 (the hub has no event for this)
 
 
 @dataclass(frozen=True)

@@ -233,9 +233,11 @@ class MqttLink:
                     began = asyncio.get_running_loop().time()
                     try:
                         # From the moment it said online, a stop says offline, even mid-way.
-                        await self._subscribe(client, version)
+                        await keeping_cancel(self._subscribe(client, version))
                         self.connected.set()
-                        await self._on_connect()
+                        # A republish waits on many acks: a stop that arrives meanwhile must
+                        # not be lost, or the loop below would wait for messages for ever.
+                        await keeping_cancel(self._on_connect())
                         async for message in client.messages:
                             payload = message.payload
                             data = payload if isinstance(payload, bytes) else str(payload).encode()
