@@ -154,8 +154,8 @@ async def until_read(run: Running, timeout_s: float = 10.0) -> None:
         )
 
     async with asyncio.timeout(timeout_s):
-        while not read():
-            await asyncio.sleep(0.05)  # noqa: ASYNC110 (the hub has no event for this)
+        while not read():  # noqa: ASYNC110 (the hub has no event for this)
+            await asyncio.sleep(0.05)
 
 
 @dataclass(frozen=True)
