@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from html import escape
 from typing import TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import uvicorn
 from starlette.applications import Starlette
@@ -137,13 +137,6 @@ def _listen_for(redirect_uri: str) -> tuple[socket.socket, str] | None:
         _LOGGER.warning("cannot receive the redirect here (%s); paste it instead", exc)
         return None
     return sock, parts.path or "/"
-
-
-def with_query(url: str, **params: str) -> str:
-    """Return `url` with `params` added to its query."""
-    parts = urlsplit(url)
-    query = [*parse_qsl(parts.query, keep_blank_values=True), *params.items()]
-    return urlunsplit(parts._replace(query=urlencode(query)))
 
 
 def same_address(a: str, b: str) -> bool:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import socket
+from collections.abc import Mapping
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from car2mqtt.errors import ConfigError
 
@@ -91,3 +93,10 @@ def http_url(host: str, port: int) -> str:
     """Return `http://host:port`, with an IPv6 address in brackets."""
     host = host.strip("[]")
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def with_query(url: str, params: Mapping[str, str]) -> str:
+    """Return `url` with `params` added to its query (what it has already is kept as it is)."""
+    parts = urlsplit(url)
+    query = "&".join(filter(None, [parts.query, urlencode(params)]))
+    return urlunsplit(parts._replace(query=query))

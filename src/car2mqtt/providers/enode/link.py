@@ -6,8 +6,9 @@ import re
 from collections.abc import Callable, Mapping
 
 from car2mqtt.config import AccountBase
-from car2mqtt.linking import LinkFailed, wait_for_redirect, with_query
+from car2mqtt.linking import LinkFailed, wait_for_redirect
 from car2mqtt.models import VehicleState
+from car2mqtt.net import with_query
 from car2mqtt.providers.base import Provider
 from car2mqtt.providers.enode import EnodeProvider
 from car2mqtt.providers.plugin import LinkField, LinkStart, WebLink
@@ -59,7 +60,7 @@ async def _web_start(
         )
         raise LinkFailed(msg)
     # Enode sends the browser back to exactly this address: the state rides in it.
-    redirect_uri = with_query(callback_url, state=state)
+    redirect_uri = with_query(callback_url, {"state": state})
     link = await provider.client.create_link(provider.user_id, redirect_uri, vendor=vendor)
     return LinkStart(link.link_url, redirect_uri, comes_back=True)
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from html import escape
-from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from car2mqtt.errors import SimulatorError
+from car2mqtt.net import with_query
 from car2mqtt.simulator.catalog import VEHICLE_VENDORS, VENDORS
 from car2mqtt.simulator.enode.cloud import EnodeCloud, LinkSession
 
@@ -38,12 +38,6 @@ def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
         "</body></html>"
     )
     return HTMLResponse(html, status_code=status)
-
-
-def _with_query(url: str, params: dict[str, str]) -> str:
-    parts = urlsplit(url)
-    query = "&".join(filter(None, [parts.query, urlencode(params)]))
-    return urlunsplit(parts._replace(query=query))
 
 
 def routes(cloud: EnodeCloud) -> list[BaseRoute]:
@@ -149,7 +143,7 @@ def routes(cloud: EnodeCloud) -> list[BaseRoute]:
         if isinstance(session, HTMLResponse):
             return session
         cloud.cancel_link(session)
-        target = _with_query(
+        target = with_query(
             session.redirect_uri,
             {"error": "access_denied", "error_message": "The user cancelled linking."},
         )

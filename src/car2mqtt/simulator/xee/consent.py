@@ -9,7 +9,7 @@ from starlette.datastructures import FormData, QueryParams
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from car2mqtt.simulator.enode.linkui import _with_query
+from car2mqtt.net import with_query
 from car2mqtt.simulator.xee.auth import DEFAULT_SCOPE, XeeAuth, redirect_allowed
 
 _STYLE = """
@@ -64,7 +64,7 @@ class _Ask:
         """Redirect to the client with `params` and the state, verbatim."""
         if self.state is not None:
             params["state"] = self.state
-        return RedirectResponse(_with_query(self.redirect_uri, params), status_code=302)
+        return RedirectResponse(with_query(self.redirect_uri, params), status_code=302)
 
 
 class ConsentPages:
