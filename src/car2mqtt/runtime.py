@@ -13,7 +13,6 @@ from typing import Any
 from car2mqtt.bridge.publisher import Publishing
 from car2mqtt.bridge.root import Bridge
 from car2mqtt.bridge.samples import SampleRecorder
-from car2mqtt.bridge.saving import Saver
 from car2mqtt.bridge.timing import Timing
 from car2mqtt.clock import Clock, SystemClock
 from car2mqtt.config import Config
@@ -97,8 +96,7 @@ def build(
             settings.host, settings.port, "is car2mqtt running already? set another web.port"
         )
         started = clock.time()
-        saver = Saver(store, error_every_s=(timing or Timing()).store_error_every_s)
-        bridge.add_sink(SampleRecorder(saver, clock))
+        bridge.add_sink(SampleRecorder(bridge.saver, clock))
         wired.web = WebUI(
             WebParts(
                 hub=bridge.hub,
@@ -194,6 +192,10 @@ def broker_settings(config: Config) -> BrokerSettings:
     )
 
 
+def _providers_of(config: Config, clock: Clock, store: Store) -> list[Provider]:
+    return [create_provider(a, clock=clock, persistence=store) for a in config.accounts]
+
+
 def _config_options(config: Config, clock: Clock, store: Store) -> dict[str, Any]:
     """Return `build`'s options for the bridge `config` describes."""
     return {
@@ -218,9 +220,7 @@ async def running_config(
     clock = clock or SystemClock()
     store = Store.open(config.store)
     try:
-        providers = [
-            create_provider(account, clock=clock, persistence=store) for account in config.accounts
-        ]
+        providers = _providers_of(config, clock, store)
         options = {**_config_options(config, clock, store), **overrides}
         async with running(providers, **options) as run:
             yield run
@@ -233,9 +233,7 @@ async def run_config(config: Config, *, clock: Clock | None = None) -> None:
     clock = clock or SystemClock()
     store = Store.open(config.store)
     try:
-        providers = [
-            create_provider(account, clock=clock, persistence=store) for account in config.accounts
-        ]
+        providers = _providers_of(config, clock, store)
         await serve(providers, **_config_options(config, clock, store))
     finally:
         store.close()

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from playwright.async_api import Page, expect
 
+from car2mqtt.config import Config
 from car2mqtt.models import LinkState, VehicleRef
 from tests.bridge.conftest import TOPICS
 from tests.mqtt_support import Mosquitto, free_port, probe
@@ -119,16 +120,24 @@ async def _consent_at_xee(page: Page, sim: Sim) -> None:
     await page.get_by_role("button", name="Approve").click()
 
 
+def _xee_back_to_the_ui(sim: Sim, mosquitto: Mosquitto, tmp_path: Path) -> Config:
+    """A Xee account whose registered redirect URI is the UI's own callback."""
+    port = free_port()
+    callback = f"http://127.0.0.1:{port}/link/callback"
+    return ui_config(tmp_path, mosquitto, [xee_account(sim, redirect_uri=callback)], port=port)
+
+
+async def _link_xee(page: Page, sim: Sim, account_page: str) -> None:
+    await page.goto(account_page)
+    await page.get_by_role("button", name="Link Xee").click()
+    await _consent_at_xee(page, sim)
+
+
 async def test_a_xee_account_is_linked_by_its_redirect_to_the_ui(
     sim: Sim, mosquitto: Mosquitto, tmp_path: Path, page: Page
 ) -> None:
-    port = free_port()
-    callback = f"http://127.0.0.1:{port}/link/callback"
-    config = ui_config(tmp_path, mosquitto, [xee_account(sim, redirect_uri=callback)], port=port)
-    async with ui_for(config) as run:
-        await page.goto(f"{run.web_url}/accounts/car")
-        await page.get_by_role("button", name="Link Xee").click()
-        await _consent_at_xee(page, sim)
+    async with ui_for(_xee_back_to_the_ui(sim, mosquitto, tmp_path)) as run:
+        await _link_xee(page, sim, f"{run.web_url}/accounts/car")
         await expect(page.get_by_text("Linked. These are the cars")).to_be_visible()
         cars = sim.info["xee"]["users"][next(iter(sim.info["xee"]["users"]))]
         await expect(page.locator("table.cars th[scope=row] a")).to_have_count(len(cars))
@@ -164,13 +173,8 @@ async def test_a_xee_account_is_linked_by_pasting_the_address(
 async def test_a_revoked_xee_grant_shows_relink_needed_and_relinking_clears_it(
     sim: Sim, mosquitto: Mosquitto, tmp_path: Path, page: Page
 ) -> None:
-    port = free_port()
-    callback = f"http://127.0.0.1:{port}/link/callback"
-    config = ui_config(tmp_path, mosquitto, [xee_account(sim, redirect_uri=callback)], port=port)
-    async with ui_for(config) as run:
-        await page.goto(f"{run.web_url}/accounts/car")
-        await page.get_by_role("button", name="Link Xee").click()
-        await _consent_at_xee(page, sim)
+    async with ui_for(_xee_back_to_the_ui(sim, mosquitto, tmp_path)) as run:
+        await _link_xee(page, sim, f"{run.web_url}/accounts/car")
         await expect(page.get_by_text("Linked.")).to_be_visible()
         await page.goto(f"{run.web_url}/")
         # Xee forgets every grant: the next renewal is refused, only the user can fix it.

@@ -46,7 +46,8 @@ class Bridge:
         self._topics = topics
         self._spawner = Spawner()
         self._outbox = Outbox(self._spawner.start)
-        saver = Saver(store, error_every_s=timing.store_error_every_s)
+        # Every write of the bridge, its further sinks' included: one throttled error report.
+        self.saver = saver = Saver(store, error_every_s=timing.store_error_every_s)
         self.hub = VehicleHub(
             [(p.account, p.spec, _calls_of(p)) for p in providers],
             saver=saver,

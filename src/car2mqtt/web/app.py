@@ -369,7 +369,7 @@ class WebUI:
         found = self.attempts.take(params.get("state"))
         if isinstance(found, str):
             _LOGGER.warning("web UI: refused a link redirect: %s", found)
-            raise _Problem(400, "Not this link", found[0].upper() + found[1:] + ".")
+            raise _Problem(400, "Not this link", _sentence(found))
         return await self._finish(request, found, params)
 
     async def paste(self, request: Request) -> Response:
@@ -389,7 +389,7 @@ class WebUI:
             latest = self.attempts.latest(name)
             found = self.attempts.take(latest.state) if latest else "start linking first"
         if isinstance(found, str):
-            raise _Problem(400, "Not this link", found[0].upper() + found[1:] + ".", back)
+            raise _Problem(400, "Not this link", _sentence(found), back)
         return await self._finish(request, found, params)
 
     async def _finish(self, request: Request, attempt: Attempt, params: dict[str, str]) -> Response:
@@ -471,6 +471,11 @@ class WebUI:
         response = RedirectResponse(_prefix(request) + "/login", status_code=303)
         response.delete_cookie(SESSION_COOKIE, path=(_prefix(request) or "") + "/")
         return response
+
+
+def _sentence(reason: str) -> str:
+    """Write a reason ("the state ...") as a sentence of its own."""
+    return reason[:1].upper() + reason[1:] + "."
 
 
 def _client(request: Request) -> str | None:

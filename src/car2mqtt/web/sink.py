@@ -49,7 +49,7 @@ class WebSink:
         self._hub = hub
         self._listeners: set[asyncio.Event] = set()
         self._commands: dict[str, deque[CommandResult]] = {}
-        self._listings: dict[str, asyncio.Event] = {}
+        self._listings: dict[str, set[asyncio.Event]] = {}  # account -> who waits for its end
         self.closing = asyncio.Event()
 
     async def on_event(self, event: Event) -> None:
@@ -63,7 +63,8 @@ class WebSink:
             case VehicleRemoved(vehicle=vehicle):
                 self._commands.pop(vehicle.key, None)
             case ListingDone(account=account):
-                self._listings.setdefault(account.name, asyncio.Event()).set()
+                for waiting in self._listings.pop(account.name, set()):
+                    waiting.set()
         for listener in self._listeners:
             listener.set()
 
@@ -78,10 +79,13 @@ class WebSink:
     async def next_listing(self, account: str, timeout_s: float) -> bool:
         """Wait for the end of `account`'s next listing; return whether it came in time."""
         done = asyncio.Event()
-        self._listings[account] = done
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout_s):
-                await done.wait()
+        self._listings.setdefault(account, set()).add(done)
+        try:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout_s):
+                    await done.wait()
+        finally:
+            self._listings.get(account, set()).discard(done)
         return done.is_set()
 
     @contextlib.asynccontextmanager
