@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from pathlib import Path
 
 import httpx
 
+from car2mqtt.runtime import running_config
+from tests.bridge.conftest import FAST
 from tests.mqtt_support import Mosquitto
 from tests.support import Sim, run_cli
 from tests.web.conftest import (
@@ -216,3 +219,17 @@ def test_a_non_loopback_bind_without_a_password_refuses_to_start(
     assert "web.host" in result.stderr
     assert "set web.password" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+async def test_web_enabled_false_serves_no_ui(
+    sim: Sim, mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    config = ui_config(tmp_path, mosquitto, [enode_account(sim)], enabled=False)
+    port = config.web.port
+    async with running_config(config, timing=FAST) as run:
+        await until_read(run)
+        assert run.web is None
+        assert run.web_url is None
+        with contextlib.suppress(httpx.ConnectError):
+            answer = await get(f"http://127.0.0.1:{port}/")
+            raise AssertionError(f"something answered on the UI's port: {answer.status_code}")
