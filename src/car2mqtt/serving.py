@@ -12,7 +12,38 @@ from starlette.types import ASGIApp
 
 
 class EmbeddedServer(uvicorn.Server):
-    """A uvicorn server inside a program that handles SIGINT and SIGTERM itself."""
+    """A uvicorn server inside a program that handles SIGINT and SIGTERM itself.
+
+    It wakes once a second while idle, not ten times: uvicorn's own loop polls `should_exit`
+    every 0.1 s, which cost an idle bridge 0.3 % of a core (a Raspberry Pi runs it all day).
+    A stop still takes effect at once: setting `should_exit` wakes the loop.
+    """
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        self._exit = asyncio.Event()
+        super().__init__(config)
+
+    @property
+    def should_exit(self) -> bool:
+        """Whether the server is asked to stop."""
+        return self._exit.is_set()
+
+    @should_exit.setter
+    def should_exit(self, value: bool) -> None:
+        if value:
+            self._exit.set()
+        else:
+            self._exit.clear()
+
+    async def main_loop(self) -> None:
+        """Tick once a second (uvicorn's date header wants no more) until asked to stop."""
+        counter = 0
+        while not await self.on_tick(counter):
+            # on_tick does its once-a-second work when counter % 10 == 0.
+            counter = (counter + 10) % 864000
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await self._exit.wait()
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
