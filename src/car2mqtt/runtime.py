@@ -163,9 +163,33 @@ async def running(providers: list[Provider], **options: Any) -> AsyncIterator[Ru
         done, _ = await asyncio.wait({task}, timeout=STOP_TIMEOUT_S)
         if not done:
             msg = f"the bridge did not stop within {STOP_TIMEOUT_S:.0f} s of being cancelled"
-            raise RuntimeError(msg)
+            raise RuntimeError(f"{msg}; still waiting:\n{_waiting_tasks()}")
         if not task.cancelled() and task.exception() is not None:
             await task  # re-raise what ended it
+
+
+def _waiting_tasks() -> str:
+    # Where each unfinished task waits: what a hang at stop needs to be understood.
+    lines: list[str] = []
+    for task in asyncio.all_tasks():
+        if task is asyncio.current_task() or task.done():
+            continue
+        lines.append(f"  {task.get_name()}: {' -> '.join(_awaiting(task.get_coro()))}")
+    return "\n".join(lines)
+
+
+def _awaiting(coro: object) -> list[str]:
+    # Task.get_stack gives a suspended task's outermost frame only; follow what each awaits.
+    chain: list[str] = []
+    while coro is not None and len(chain) < 40:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "ag_frame", None)
+        if frame is None:
+            chain.append(type(coro).__name__)
+            break
+        name = frame.f_code.co_filename.rsplit("/", 1)[-1]
+        chain.append(f"{frame.f_code.co_name} ({name}:{frame.f_lineno})")
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "ag_await", None)
+    return chain
 
 
 def secrets_of(config: Config) -> list[str]:

@@ -120,3 +120,41 @@ async def test_a_cancel_lost_inside_a_link_publish_reaches_its_caller(
         running.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await running
+
+
+class LosingConnectLink(LosingLink):
+    """A link whose aiomqtt client loses one cancel, after the broker's CONNACK."""
+
+    def _make_client(self, version: str, *, checker: bool = False) -> aiomqtt.Client:
+        client = super()._make_client(version, checker=checker)
+        link = self
+
+        class Losing(type(client)):  # type: ignore[misc]
+            async def __aenter__(self) -> aiomqtt.Client:
+                entered = await super().__aenter__()
+                if not link.lost.is_set():
+                    # What asyncio.wait_for does on Python 3.11 when the cancel comes with the
+                    # CONNACK: aiomqtt waits for it so.
+                    assert link.victim is not None
+                    link.victim.cancel()
+                    try:
+                        await asyncio.Event().wait()
+                    except asyncio.CancelledError:
+                        link.lost.set()
+                return entered  # type: ignore[no-any-return]
+
+        client.__class__ = Losing
+        return client
+
+
+async def test_a_cancel_lost_inside_the_connect_still_stops_the_link(
+    mosquitto: Mosquitto,
+) -> None:
+    link = LosingConnectLink(mosquitto, "", b"")
+    link.victim = task = asyncio.create_task(link.run())
+    await link.lost.wait()
+    # Before the fix the link said online, subscribed and waited for messages, and this never
+    # ended: a bridge stopped just as it connected hung (pytest-timeout ends the test).
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 10)
+    assert task.cancelled()

@@ -216,7 +216,11 @@ class MqttLink:
         while True:
             version = self.protocol or "5"
             try:
-                async with self._make_client(version) as client:
+                async with contextlib.AsyncExitStack() as stack:
+                    # The CONNECT waits for its ack with asyncio.wait_for too (see keeping_cancel).
+                    client = await keeping_cancel(
+                        stack.enter_async_context(self._make_client(version))
+                    )
                     client.timeout = 10  # the short probe timeout was for the CONNECT only
                     self._client = client
                     self.connections += 1
