@@ -1,3 +1,3 @@
 """car2mqtt: connected cars in Home Assistant over MQTT discovery."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

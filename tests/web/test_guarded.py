@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import re
@@ -233,3 +234,31 @@ async def test_web_enabled_false_serves_no_ui(
         with contextlib.suppress(httpx.ConnectError):
             answer = await get(f"http://127.0.0.1:{port}/")
             raise AssertionError(f"something answered on the UI's port: {answer.status_code}")
+
+
+async def test_the_health_probe_needs_no_login_and_follows_the_broker(
+    sim: Sim, mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    # A password, and a bind where this client is no trusted proxy: the probe still answers,
+    # as a container's HEALTHCHECK or a supervisor asks without a login.
+    config = ui_config(
+        tmp_path, mosquitto, [enode_account(sim)], host=ANY, password="open-sesame-1"
+    )
+    async with ui_for(config) as run:
+        url = (run.web_url or "").replace(ANY, "127.0.0.1")
+        await until_read(run)
+        up = await get(f"{url}/healthz")
+        assert up.status_code == 200
+        assert up.json() == {"status": "ok", "mqtt": True}
+        assert (await get(f"{url}/")).status_code == 303  # the rest still wants the login
+        mosquitto.stop()
+        for _ in range(100):
+            down = await get(f"{url}/healthz")
+            if down.status_code == 503:
+                break
+            await asyncio.sleep(0.05)
+        assert down.status_code == 503
+        assert down.json() == {"status": "unhealthy", "mqtt": False}
+        mosquitto.start()
+        await asyncio.wait_for(run.link.connected.wait(), 30)
+        assert (await get(f"{url}/healthz")).status_code == 200

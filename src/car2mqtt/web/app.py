@@ -22,7 +22,13 @@ from starlette.applications import Starlette
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from starlette.responses import (
+    HTMLResponse,
+    JSONResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -119,6 +125,7 @@ class WebUI:
             Route("/link/callback", self.callback),
             Route("/config", self.configuration),
             Route("/events", self.events),
+            Route("/healthz", self.health),
             Route("/login", self.login, methods=["GET", "POST"]),
             Route("/logout", self.logout, methods=["POST"]),
             Mount("/static", StaticFiles(packages=[("car2mqtt.web", "static")]), name="static"),
@@ -217,6 +224,12 @@ class WebUI:
         return plugin_of(self._parts.config.account(account.name)).web_link
 
     # ---- pages -----------------------------------------------------------------------------
+
+    async def health(self, request: Request) -> Response:
+        """Answer a health probe: 200 while the bridge is connected to its broker, else 503."""
+        connected = self._parts.facts().mqtt_connected
+        body = {"status": "ok" if connected else "unhealthy", "mqtt": connected}
+        return JSONResponse(body, status_code=200 if connected else 503)
 
     async def overview(self, request: Request) -> Response:
         """Show the bridge, each account and each car."""
@@ -516,7 +529,9 @@ class _Gate:
         guard = self._ui.guard
         verdict = guard.verdict(_client(request), request.cookies.get(SESSION_COOKIE))
         open_path = scope["path"] == "/login" or scope["path"].startswith("/static/")
-        if verdict is Verdict.ALLOWED or (verdict is Verdict.LOGIN and open_path):
+        # A container's or a supervisor's health probe carries no login; it learns one word.
+        probe = scope["path"] == "/healthz"
+        if verdict is Verdict.ALLOWED or (verdict is Verdict.LOGIN and open_path) or probe:
             await self._app(scope, receive, send)
             return
         request = Request(scope, receive)
