@@ -158,3 +158,43 @@ async def test_a_cancel_lost_inside_the_connect_still_stops_the_link(
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(task, 10)
     assert task.cancelled()
+
+
+async def test_a_stop_while_waiting_for_the_connack_closes_the_connection() -> None:
+    # A broker that takes the TCP connection and never answers the CONNECT.
+    accepted: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
+    writers: list[asyncio.StreamWriter] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
+        await accepted.put((reader, writer))
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    link = MqttLink(
+        BrokerSettings.from_url(f"mqtt://127.0.0.1:{port}", client_id="car2mqtt-test"),
+        availability_topic=TOPICS.bridge_availability,
+        subscriptions=[],
+        on_connect=_nothing,
+        on_message=_nothing,
+    )
+    task = asyncio.create_task(link.run())
+    try:
+        reader, _ = await asyncio.wait_for(accepted.get(), 10)
+        await asyncio.wait_for(reader.readexactly(2), 10)  # the CONNECT is on its way
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, 10)
+        # Before the fix the socket stayed open until garbage collection (a ResourceWarning
+        # that failed whichever test was running then).
+        assert await asyncio.wait_for(reader.read(), 5) is not None  # EOF: the link closed it
+        assert reader.at_eof()
+    finally:
+        for writer in writers:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def _nothing(*_: object) -> None:
+    return None

@@ -51,6 +51,23 @@ async def keeping_cancel(awaitable: Awaitable[T]) -> T:
             raise asyncio.CancelledError
 
 
+async def _entered(stack: contextlib.AsyncExitStack, client: aiomqtt.Client) -> aiomqtt.Client:
+    """Connect `client` inside `stack`; a stop meanwhile closes its socket and is kept."""
+    cancels = cancel_requests()
+    try:
+        await stack.enter_async_context(client)
+    except asyncio.CancelledError:
+        # Stopped before the CONNACK: aiomqtt leaves the socket open (no __aexit__ follows).
+        with contextlib.suppress(Exception):
+            client._client._sock_close()
+        raise
+    if cancel_requests() > cancels:
+        # The CONNACK wait is an asyncio.wait_for too (see keeping_cancel); the stack's exit
+        # disconnects.
+        raise asyncio.CancelledError
+    return client
+
+
 @dataclass(frozen=True, slots=True)
 class BrokerSettings:
     """How to reach the broker."""
@@ -217,10 +234,7 @@ class MqttLink:
             version = self.protocol or "5"
             try:
                 async with contextlib.AsyncExitStack() as stack:
-                    # The CONNECT waits for its ack with asyncio.wait_for too (see keeping_cancel).
-                    client = await keeping_cancel(
-                        stack.enter_async_context(self._make_client(version))
-                    )
+                    client = await _entered(stack, self._make_client(version))
                     client.timeout = 10  # the short probe timeout was for the CONNECT only
                     self._client = client
                     self.connections += 1

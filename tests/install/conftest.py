@@ -1,0 +1,35 @@
+"""What the install tests share: the wheel and sdist, built once per run as a user builds them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Dist:
+    """The built distributions."""
+
+    wheel: Path
+    sdist: Path
+
+
+@pytest.fixture(scope="session")
+def dist(tmp_path_factory: pytest.TempPathFactory) -> Dist:
+    """`python -m build` of this checkout: a wheel and an sdist."""
+    out = tmp_path_factory.mktemp("dist")
+    subprocess.run(
+        [sys.executable, "-m", "build", "--outdir", str(out), str(ROOT)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    [wheel] = out.glob("car2mqtt-*.whl")
+    [sdist] = out.glob("car2mqtt-*.tar.gz")
+    return Dist(wheel, sdist)
