@@ -78,9 +78,9 @@ def test_pipx_install_gives_a_car2mqtt_whose_demo_works(dist: Dist, tmp_path: Pa
     mqtt_port, web_port = free_port(), free_port()
     demo_env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": env["HOME"], "LANG": "C.UTF-8"}
     demo_env["PYTHONUNBUFFERED"] = "1"
+    ports = ["--port", "0", "--mqtt-port", str(mqtt_port), "--web-port", str(web_port)]
     proc = subprocess.Popen(
-        ["car2mqtt", "demo", "--port", "0", "--mqtt-port", str(mqtt_port)]
-        + ["--web-port", str(web_port), "--state-dir", str(tmp_path / "state")],
+        ["car2mqtt", "demo", *ports, "--state-dir", str(tmp_path / "state")],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
