@@ -161,11 +161,18 @@ class Probe:
 
 
 @contextlib.asynccontextmanager
-async def probe(port: int, pattern: str = "#") -> AsyncIterator[Probe]:
+async def probe(
+    port: int, pattern: str = "#", username: str | None = None, password: str | None = None
+) -> AsyncIterator[Probe]:
     """Subscribe to `pattern` and record every message until the block ends."""
     seen = Probe()
     async with aiomqtt.Client(
-        "127.0.0.1", port, identifier=f"probe-{free_port()}", timeout=10
+        "127.0.0.1",
+        port,
+        identifier=f"probe-{free_port()}",
+        timeout=10,
+        username=username,
+        password=password,
     ) as client:
         await client.subscribe(pattern, qos=1)
 

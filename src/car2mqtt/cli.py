@@ -329,6 +329,34 @@ def _vehicle_table(
 
 
 @app.command()
+def health(config: ConfigOption = None) -> None:
+    """Ask the running bridge whether it is healthy: exit 0 if so, 1 if not (for HEALTHCHECK)."""
+    import httpx
+
+    def go() -> None:
+        web = load_config(config).web
+        if not web.enabled:
+            msg = "the web UI is off (web.enabled: false), and the health probe is part of it"
+            raise ConfigError(msg)
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(web.host, web.host)  # noqa: S104
+        url = (
+            f"http://{'[' + host + ']' if ':' in host else host}:{web.port}{web.base_path}/healthz"
+        )
+        try:
+            answer = httpx.get(url, timeout=4)
+        except httpx.HTTPError as exc:
+            typer.echo(f"unhealthy: no answer from {url} ({exc})")
+            raise typer.Exit(1) from None
+        if answer.status_code == 200:
+            typer.echo("healthy: connected to the MQTT broker")
+            return
+        typer.echo(f"unhealthy: {url} answered {answer.status_code} (not connected to MQTT?)")
+        raise typer.Exit(1)
+
+    guard(go)
+
+
+@app.command()
 def status(config: ConfigOption = None) -> None:
     """Show each account's link, token and vehicles, from the bridge's state file."""
     from car2mqtt.store import Store

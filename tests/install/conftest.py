@@ -33,3 +33,22 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> Dist:
     [wheel] = out.glob("car2mqtt-*.whl")
     [sdist] = out.glob("car2mqtt-*.tar.gz")
     return Dist(wheel, sdist)
+
+
+@pytest.fixture(scope="session")
+def image() -> str:
+    """The car2mqtt image, built from the Containerfile on the local Python base."""
+    from tests.install import images
+
+    images.ensure_bases()
+    tag = "localhost/car2mqtt:test"
+    images.build(
+        ROOT,
+        tag,
+        "--format",
+        "docker",  # the OCI format has no HEALTHCHECK
+        "--build-arg",
+        f"BASE={images.PYTHON_BASE}",
+        file=ROOT / "Containerfile",
+    )
+    return tag
