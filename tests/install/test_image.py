@@ -10,6 +10,7 @@ from pathlib import Path
 
 import aiomqtt
 import pytest
+import yaml
 
 from tests.install.images import Container, container, podman
 from tests.mqtt_support import Mosquitto, free_port, probe, running_mosquitto
@@ -132,3 +133,42 @@ def subprocess_status(image: str, mounts: list[str]) -> str:
     result = podman("run", "--rm", "--network", "none", *mounts, image, "status", check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
+
+
+def test_the_compose_example_is_consistent_and_its_configuration_valid_in_the_image(
+    image: str, tmp_path: Path
+) -> None:
+    root = Path(__file__).resolve().parents[2]
+    compose = yaml.safe_load((root / "docker-compose.yml").read_text())
+    service = compose["services"]["car2mqtt"]
+    assert (root / service["build"]["context"] / service["build"]["dockerfile"]).is_file()
+    binds = [v.split(":") for v in service["volumes"] if v.startswith("./")]
+    binds += [v.split(":") for v in compose["services"]["mosquitto"]["volumes"] if "./" in v]
+    for source, *_ in binds:
+        assert (root / source).is_file(), source
+    config_mount = next(f"{root / s}:{t}:ro" for s, t, *_ in binds if t.endswith("car2mqtt.yaml"))
+    # Compose mounts each secret as /run/secrets/<name>; the example reads them from there.
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    for name, spec in compose["secrets"].items():
+        assert service["secrets"].count(name) == 1
+        assert (root / spec["file"]).parent.is_dir()
+        (secrets / name).write_text(f"{name}-value")
+        (secrets / name).chmod(0o644)
+    checked = podman(
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-v",
+        config_mount,
+        "-v",
+        f"{secrets}:/run/secrets:ro",
+        image,
+        "config",
+        "check",
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "is valid" in checked.stdout
+    assert "enode_client_secret-value" not in checked.stdout + checked.stderr
