@@ -14,7 +14,6 @@ import os
 import shlex
 import shutil
 import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ from rich.console import Console
 
 from car2mqtt.bridge.timing import Timing
 from car2mqtt.errors import ConfigError
+from car2mqtt.files import write_private
 from car2mqtt.logs import REDACTOR
 from car2mqtt.mqtt.link import BrokerSettings
 from car2mqtt.mqtt.topics import Topics
@@ -73,26 +73,6 @@ def default_state_dir() -> Path:
     """Where the demo keeps its state unless told: `$XDG_CACHE_HOME/car2mqtt/demo`."""
     cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(cache) / "car2mqtt" / "demo"
-
-
-def write_private(path: Path, text: str) -> None:
-    """Write `text` to `path` atomically, mode 0600 from its first byte (it holds secrets)."""
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # 0600 by design
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        Path(temp).replace(path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            Path(temp).unlink()
-        raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
 
 
 @contextlib.contextmanager
