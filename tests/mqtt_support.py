@@ -100,9 +100,9 @@ class Mosquitto:
 
 
 @contextlib.contextmanager
-def running_mosquitto(workdir: Path) -> Iterator[Mosquitto]:
+def running_mosquitto(workdir: Path, extra_config: str = "") -> Iterator[Mosquitto]:
     """Run mosquitto for the duration of the block."""
-    broker = Mosquitto(workdir)
+    broker = Mosquitto(workdir, extra_config=extra_config)
     broker.start()
     try:
         yield broker

@@ -52,3 +52,19 @@ def image() -> str:
         file=ROOT / "Containerfile",
     )
     return tag
+
+
+@pytest.fixture(scope="session")
+def addon_image(dist: Dist, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The add-on's image, built from its folder with this checkout's wheel, as CI can."""
+    import shutil
+
+    from tests.install import images
+
+    images.ensure_bases()
+    context = tmp_path_factory.mktemp("addon") / "car2mqtt"
+    shutil.copytree(ROOT / "ha-addon" / "car2mqtt", context)
+    shutil.copy(dist.wheel, context / "wheels")
+    tag = "localhost/car2mqtt-addon:test"
+    images.build(context, tag, "--build-arg", f"BUILD_FROM={images.PYTHON_BASE}")
+    return tag
