@@ -164,6 +164,12 @@ def configuration(
         if options.poll_interval_s is not None:
             given.setdefault("poll_interval_s", options.poll_interval_s)
         accounts.append(given)
+    if not accounts:
+        msg = (
+            "no accounts yet: add one under accounts on the add-on's Configuration tab "
+            "(provider enode or xee, with its client id and secret), then start it again"
+        )
+        raise AddonError(msg)
     document["accounts"] = accounts
     return document
 
@@ -188,13 +194,21 @@ def prepare(
     return config_file
 
 
+def one_line(message: str) -> str:
+    """Fold a configuration error's list of problems into the one line the log tab shows."""
+    header, *problems = message.splitlines()
+    if not problems:
+        return header
+    return "invalid configuration: " + "; ".join(problem.strip() for problem in problems)
+
+
 def main() -> None:
     """Prepare the configuration, check it, and become `car2mqtt run`."""
     try:
         path = prepare()
-        load_config(path, env={})  # a bad account shows here, as one line
+        load_config(path, env={})  # a bad account shows here, before anything starts
     except Car2MqttError as exc:
-        print(f"car2mqtt add-on: {exc}", file=sys.stderr, flush=True)
+        print(f"car2mqtt add-on: {one_line(str(exc))}", file=sys.stderr, flush=True)
         sys.exit(1)
     print(f"car2mqtt add-on: configuration written to {path}; starting", flush=True)
     os.execv(sys.executable, [sys.executable, "-m", "car2mqtt", "run", "--config", str(path)])  # noqa: S606

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from car2mqtt.addon import AddonError, prepare
+from car2mqtt.addon import AddonError, one_line, prepare
 from car2mqtt.errors import ConfigError
 from car2mqtt.providers.registry import load_config
 from tests.install.supervisor import TOKEN, FakeSupervisor, running_supervisor
@@ -177,3 +177,26 @@ def test_an_account_that_does_not_fit_its_provider_is_named(
     with pytest.raises(ConfigError, match=r"accounts\[home\]\.user_id") as caught:
         load_config(path, env={})
     assert "s3cret" not in str(caught.value)
+
+
+def test_no_account_at_all_says_where_to_add_one(
+    tmp_path: Path, supervisor: FakeSupervisor
+) -> None:
+    # The add-on's default options: what a first start without configuring anything gets.
+    with pytest.raises(AddonError, match="no accounts yet: add one under accounts"):
+        prepared(tmp_path, supervisor, options_file=options(tmp_path, accounts=[]))
+
+
+def test_several_problems_become_one_log_line(tmp_path: Path, supervisor: FakeSupervisor) -> None:
+    broken = [
+        {k: v for k, v in ENODE.items() if k != "user_id"},
+        {**XEE, "client_id": ""},
+    ]
+    path = prepared(tmp_path, supervisor, options_file=options(tmp_path, accounts=broken))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, env={})
+    line = one_line(str(caught.value))
+    assert "\n" not in line
+    assert line.startswith("invalid configuration: accounts[home].user_id")
+    assert "; accounts[dongle].client_id" in line
+    assert one_line("just one line") == "just one line"
