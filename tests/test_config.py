@@ -650,3 +650,16 @@ def test_every_account_secret_reaches_the_log_redactor(tmp_path: Path) -> None:
     text = XEE + "    username: me\n    password: hunter2-password\n"
     config = load_config(write(tmp_path, text), {})
     assert set(secrets_of(config)) == {SECRET, "hunter2-password"}
+
+
+def test_the_state_file_goes_where_the_service_manager_says_unless_the_file_says(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "etc").mkdir()
+    path = write(tmp_path / "etc", MINIMAL)
+    # systemd's StateDirectory= sets STATE_DIRECTORY (a list when there are several).
+    state = {"STATE_DIRECTORY": "/var/lib/car2mqtt:/var/lib/other"}
+    assert load_config(path, state).store == Path("/var/lib/car2mqtt/car2mqtt.db")
+    assert load_config(path, {}).store == tmp_path / "etc" / "car2mqtt.db"
+    explicit = write(tmp_path, MINIMAL + "store: mine.db\n")
+    assert load_config(explicit, state).store == tmp_path / "mine.db"

@@ -6,6 +6,7 @@ variable when one set it), with the bad value (never a secret's) and what is exp
 pydantic message or traceback ever reaches the user.
 
 Relative paths (`store`, `ca_file`, `*_file`) are resolved against the config file's directory.
+Without a `store`, the state file goes in `$STATE_DIRECTORY` when set (systemd, the image).
 
 This module names no provider and imports none. Each provider's folder has an `AccountBase`
 subclass with a `provider: Literal["<name>"]` field; the caller passes those models in
@@ -80,6 +81,8 @@ __all__ = [
 ]
 
 CONFIG_ENV_VAR: Final = "CAR2MQTT_CONFIG"
+STATE_DIR_ENV_VAR: Final = "STATE_DIRECTORY"  # systemd's name, set by StateDirectory=
+DEFAULT_STORE_NAME: Final = "car2mqtt.db"
 ENV_PREFIX: Final = "CAR2MQTT__"
 DEFAULT_CONFIG_PATH: Final = Path("car2mqtt.yaml")
 
@@ -543,7 +546,7 @@ class Config(_Model):
     """
 
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
-    store: ConfigPath = Field(Path("car2mqtt.db"), validate_default=True)
+    store: ConfigPath = Field(Path(DEFAULT_STORE_NAME), validate_default=True)
     log: LogSettings = Field(default_factory=LogSettings)
     heartbeat_s: int = Field(300, ge=10, le=86400)
     expose_vin: bool = False
@@ -972,6 +975,11 @@ def load_config(
     path = config_path(path, env)
     raw = _read_yaml(path)
     sources, lines = _apply_env(raw, env, schema)
+    if "store" not in raw and env.get(STATE_DIR_ENV_VAR):
+        # systemd's StateDirectory= (and the container image) say where state belongs; a
+        # `store` in the file still wins, unlike a CAR2MQTT__STORE override.
+        state_dir = env[STATE_DIR_ENV_VAR].split(":")[0]
+        raw["store"] = str(Path(state_dir) / DEFAULT_STORE_NAME)
     context = {"base_dir": path.absolute().parent}
     config: Config | None = None
     try:
