@@ -489,6 +489,19 @@ class WebSettings(_Model):
         ]
 
 
+class WebhookSettings(_Model):
+    """Receiving webhooks: on the web UI's server, or on a listener of its own; the watchdog."""
+
+    # A listener for the receiver alone (port set), so the web UI can stay on loopback while
+    # only the receiver is exposed; its requests prove themselves by signature.
+    host: str = Field("127.0.0.1", min_length=1)
+    port: int | None = Field(None, ge=0, le=65535)  # None: the web UI's server; 0: any
+    # Nothing received for this long (not even a heartbeat): polling takes over again.
+    watchdog_s: int = Field(900, ge=60, le=86400)
+    # While pushes arrive, each account is still listed this often, to catch what was missed.
+    safety_poll_s: int = Field(3600, ge=300, le=86400)
+
+
 class AccountBase(_Model):
     """What every account has, whatever its provider.
 
@@ -551,13 +564,14 @@ class Config(_Model):
     heartbeat_s: int = Field(300, ge=10, le=86400)
     expose_vin: bool = False
     web: WebSettings = Field(default_factory=WebSettings)
+    webhook: WebhookSettings = Field(default_factory=WebhookSettings)
     accounts: tuple[AccountBase, ...]
 
     sections: ClassVar[Mapping[str, type[_Model]]] = MappingProxyType(
-        {"mqtt": MqttSettings, "log": LogSettings, "web": WebSettings}
+        {"mqtt": MqttSettings, "log": LogSettings, "web": WebSettings, "webhook": WebhookSettings}
     )
 
-    @field_validator("mqtt", "log", "web", mode="before")
+    @field_validator("mqtt", "log", "web", "webhook", mode="before")
     @classmethod
     def _empty_section(cls, value: Any) -> Any:
         return {} if value is None else value  # `mqtt:` with every key commented out

@@ -16,13 +16,16 @@ from car2mqtt.bridge.samples import SampleRecorder
 from car2mqtt.bridge.timing import Timing
 from car2mqtt.clock import Clock, SystemClock
 from car2mqtt.config import Config
+from car2mqtt.errors import ConfigError
 from car2mqtt.mqtt.link import BrokerSettings, MqttLink
 from car2mqtt.mqtt.topics import Topics
 from car2mqtt.net import base_url, bind
 from car2mqtt.providers.base import Provider
 from car2mqtt.providers.registry import create_provider
+from car2mqtt.serving import embedded_server, serve_http
 from car2mqtt.store import Store
 from car2mqtt.web.app import BridgeFacts, WebParts, WebUI
+from car2mqtt.web.receiver import receiver_app
 
 _LOGGER = logging.getLogger(__name__)
 STOP_TIMEOUT_S = 20.0
@@ -37,6 +40,7 @@ class Running:
     task: asyncio.Task[None]
     web: WebUI | None = None
     web_url: str | None = None  # where the web UI answers, when it runs
+    receiver_url: str | None = None  # where webhook deliveries are taken, when they are
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +57,8 @@ class _Wired:
     link: MqttLink
     web: WebUI | None = None
     web_socket: socket.socket | None = None
+    receiver_socket: socket.socket | None = None  # webhook.port: a listener of its own
+    receiver_base: str = ""
 
 
 def build(
@@ -69,6 +75,7 @@ def build(
 ) -> _Wired:
     """Wire a bridge to its MQTT link, and to its web UI if `web` is given."""
     clock = clock or SystemClock()
+    base_path = web.config.web.base_path if web is not None else ""
     bridge = Bridge(
         providers,
         store=store,
@@ -77,6 +84,7 @@ def build(
         publishing=publishing,
         timing=timing,
         poll_intervals=poll_intervals,
+        receiver_base_path=base_path,
     )
     link = MqttLink(
         broker,
@@ -88,7 +96,20 @@ def build(
     bridge.attach(
         link.publish, protocol=lambda: link.protocol, retained_payload=link.retained_payload
     )
-    wired = _Wired(bridge, link)
+    wired = _Wired(bridge, link, receiver_base=base_path)
+    pushing = bridge.push.accounts
+    own_receiver = web is not None and web.config.webhook.port is not None
+    if pushing and (web is None or not (web.config.web.enabled or own_receiver)):
+        msg = (
+            f"account {pushing[0]} has webhook.public_url, but nothing would receive the "
+            "deliveries: keep web.enabled: true, or set webhook.port"
+        )
+        raise ConfigError(msg)
+    if pushing and own_receiver and web is not None:
+        hook = web.config.webhook
+        wired.receiver_socket = bind(
+            hook.host, hook.port or 0, "is car2mqtt running already? set another webhook.port"
+        )
     if web is not None and web.config.web.enabled:
         settings = web.config.web
         # Bound before anything runs: a port in use is a clear error at start, not later.
@@ -109,6 +130,7 @@ def build(
                 store=store,
                 clock=clock,
                 config=web.config,
+                push=None if own_receiver else bridge.push,
             ),
             settings,
         )
@@ -129,9 +151,15 @@ async def _run(wired: _Wired, providers: list[Provider]) -> None:
             if wired.web is not None and wired.web_socket is not None:
                 _LOGGER.info("web UI at %s/", _web_url(wired))
                 tg.create_task(wired.web.serve(wired.web_socket), name="web")
+            if wired.receiver_socket is not None:
+                _LOGGER.info("webhook receiver at %s", _receiver_url(wired))
+                app = receiver_app(wired.bridge.push, wired.receiver_base)
+                server = embedded_server(app)
+                tg.create_task(serve_http(server, wired.receiver_socket), name="receiver")
     finally:
-        if wired.web_socket is not None:
-            wired.web_socket.close()
+        for sock in (wired.web_socket, wired.receiver_socket):
+            if sock is not None:
+                sock.close()
         for provider in providers:
             try:
                 await provider.aclose()
@@ -140,6 +168,15 @@ async def _run(wired: _Wired, providers: list[Provider]) -> None:
                 _LOGGER.warning(
                     "account %s: closing its connections failed: %s", provider.account, exc
                 )
+
+
+def _receiver_url(wired: _Wired) -> str | None:
+    if not wired.bridge.push.accounts:
+        return None
+    sock = wired.receiver_socket or wired.web_socket
+    if sock is None:
+        return None
+    return base_url(sock) + wired.receiver_base + "/webhooks"
 
 
 def _web_url(wired: _Wired) -> str | None:
@@ -155,7 +192,9 @@ async def running(providers: list[Provider], **options: Any) -> AsyncIterator[Ru
     wired = build(providers, **options)
     task = asyncio.create_task(_run(wired, providers), name="car2mqtt")
     try:
-        yield Running(wired.bridge, wired.link, task, wired.web, _web_url(wired))
+        yield Running(
+            wired.bridge, wired.link, task, wired.web, _web_url(wired), _receiver_url(wired)
+        )
     finally:
         task.cancel()
         # asyncio.wait, not a timeout around `await task`: cancelling that await only passes
@@ -230,7 +269,11 @@ def _config_options(config: Config, clock: Clock, store: Store) -> dict[str, Any
         ),
         "clock": clock,
         "publishing": Publishing(config.mqtt.discovery_mode, config.expose_vin),
-        "timing": Timing(heartbeat_s=config.heartbeat_s),
+        "timing": Timing(
+            heartbeat_s=config.heartbeat_s,
+            push_watchdog_s=float(config.webhook.watchdog_s),
+            safety_poll_s=float(config.webhook.safety_poll_s),
+        ),
         "poll_intervals": {a.name: float(a.poll_interval_s) for a in config.accounts},
         "web": WebOptions(config),
     }

@@ -362,9 +362,19 @@ def test_bridge_device_depends_on_the_bridge_alone() -> None:
     }
     assert payload["availability"] == [{"topic": T.bridge_availability}]
     components = payload["components"]
-    assert set(components) == {"version", "vehicles", "api_calls", "problem"}
+    assert set(components) == {
+        "version",
+        "vehicles",
+        "api_calls",
+        "problem",
+        "push",
+        "push_last_delivery",
+    }
     assert components["api_calls"]["state_class"] == "total_increasing"
     assert components["problem"]["device_class"] == "problem"
+    assert components["push"]["device_class"] == "enum"
+    assert components["push"]["options"] == ["active", "degraded", "off"]
+    assert components["push_last_delivery"]["device_class"] == "timestamp"
     for key, component in components.items():
         assert component["state_topic"] == T.bridge_state
         assert component["value_template"] == f"{{{{ value_json.{key} }}}}"
@@ -396,6 +406,8 @@ def test_bridge_entity_mode() -> None:
         T.bridge_entity_config("sensor", "vehicles"),
         T.bridge_entity_config("sensor", "api_calls"),
         T.bridge_entity_config("binary_sensor", "problem"),
+        T.bridge_entity_config("sensor", "push"),
+        T.bridge_entity_config("sensor", "push_last_delivery"),
     ]
     assert all(payload["device"]["identifiers"] == [BRIDGE_IDENTIFIER] for _, payload in pairs)
 

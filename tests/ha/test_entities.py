@@ -150,7 +150,14 @@ def test_every_state_field_read_is_a_field_written() -> None:
 
 
 def test_bridge_rows_read_the_bridge_state() -> None:
-    assert [row.key for row in BRIDGE_ENTITIES] == ["version", "vehicles", "api_calls", "problem"]
+    assert [row.key for row in BRIDGE_ENTITIES] == [
+        "version",
+        "vehicles",
+        "api_calls",
+        "problem",
+        "push",
+        "push_last_delivery",
+    ]
     for row in BRIDGE_ENTITIES:
         assert row.state_topic == "bridge_state"
         assert row.value is None

@@ -250,3 +250,55 @@ def test_unknown_webhook_is_404_everywhere(enode: EnodeClient) -> None:
     assert r.status_code == 404
     assert enode.post(f"/webhooks/{missing}/test").status_code == 404
     assert enode.request("DELETE", f"/webhooks/{missing}").status_code == 404
+
+
+def test_a_failing_event_does_not_hold_up_later_ones(
+    sim: Sim, enode: EnodeClient, receiver: Receiver
+) -> None:
+    receiver.statuses = [500]
+    subscribe(enode, receiver, events=["user:vehicle:deleted"])
+    first, second = sim.vehicle_ids()[:2]
+    sim.admin_call("DELETE", f"/enode/vehicles/{first}")
+    receiver.wait_deliveries(1)
+    # Within the first event's 10 s backoff: the second goes out at once, on its own.
+    sim.admin_call("DELETE", f"/enode/vehicles/{second}")
+    receiver.wait_deliveries(2)
+    assert [e["vehicle"]["id"] for e in receiver.deliveries[1].events] == [second]
+    sim.advance(10)
+    receiver.wait_deliveries(3)
+    assert [e["vehicle"]["id"] for e in receiver.deliveries[2].events] == [first]
+    check_events(enode, receiver)
+
+
+def test_paused_deliveries_queue_up_and_send_no_heartbeat(
+    sim: Sim, enode: EnodeClient, receiver: Receiver
+) -> None:
+    subscribe(enode, receiver, events=["user:vehicle:deleted"])
+    assert sim.admin_call("PUT", "/enode/webhook-delivery", {"paused": True}).json() == {
+        "paused": True
+    }
+    gone = sim.vehicle_ids()[0]
+    sim.admin_call("DELETE", f"/enode/vehicles/{gone}")
+    sim.advance(20 * 60)  # four heartbeats' worth
+    sim.admin_call("GET", "/enode/webhook-deliveries")  # a request: the dispatcher had its turn
+    assert receiver.deliveries == []
+    sim.admin_call("PUT", "/enode/webhook-delivery", {"paused": False})
+    receiver.wait_for(lambda e: e["event"] == "user:vehicle:deleted")
+    assert [e["event"] for e in receiver.events()] == ["user:vehicle:deleted"]
+    sim.advance(5 * 60)
+    receiver.wait_for(lambda e: e["event"] == "system:heartbeat")  # and they come back
+    check_events(enode, receiver)
+
+
+def test_no_heartbeat_is_queued_for_a_failing_webhook(
+    sim: Sim, enode: EnodeClient, receiver: Receiver
+) -> None:
+    receiver.statuses = [500, 500]
+    subscribe(enode, receiver, events=["user:vehicle:deleted"])
+    sim.admin_call("DELETE", f"/enode/vehicles/{sim.vehicle_ids()[0]}")
+    receiver.wait_deliveries(1)
+    sim.advance(10)
+    receiver.wait_deliveries(2)  # the retry failed too: 30 s to the next
+    sim.advance(5 * 60 - 10)  # a heartbeat falls due while the webhook is failing
+    receiver.wait_deliveries(3)  # the retry, which gets through
+    assert [e["event"] for e in receiver.events()] == ["user:vehicle:deleted"] * 3

@@ -37,6 +37,7 @@ class _Followed:
     result: CommandResult
     superseded_by: str | None = None
     status_failing: bool = False  # the cloud's answer on this command's status is missing
+    nudge: asyncio.Event = field(default_factory=asyncio.Event)  # a push moved `result`
 
     def superseded(self) -> bool:
         """Whether a newer command on the same control took over."""
@@ -176,6 +177,23 @@ class CommandService:
             await self._track(vehicle, followed, started=result.at.timestamp())
         pace.wake.set()
 
+    async def pushed(
+        self, account: str, action_id: str, status: CommandStatus, reason: str | None
+    ) -> bool:
+        """Advance the command behind `action_id` as the cloud pushed it; False if none."""
+        for vehicle in self._hub.account(account).vehicles.values():
+            car = self._cars.get(vehicle.key)
+            for followed in car.following.values() if car else ():
+                result = followed.result
+                if result.action_id != action_id or result.status.final:
+                    continue
+                if (status, reason) != (result.status, result.reason):
+                    followed.result = replace(result, status=status, at=self._now(), reason=reason)
+                    await self._hub.record_command(vehicle, followed.result)
+                followed.nudge.set()
+                return True
+        return False
+
     def _pace(self, vehicle: KnownVehicle) -> Pace:
         return self._paces[vehicle.ref.account]
 
@@ -205,9 +223,16 @@ class CommandService:
         result = followed.result
         while not result.status.final:
             # The action's status is a read like any other: it waits out the account's backoff.
-            await asyncio.sleep(max(timing.command_poll_s, pace.backoff_left()))
+            # While the cloud pushes, its steps arrive by themselves: a read is a safety net.
+            every = timing.command_poll_s
+            if pace.pushed:
+                every *= timing.pushed_command_poll_factor
+            await _sleep_unless(followed.nudge, max(every, pace.backoff_left()))
             if followed.superseded():
                 return  # a newer command on the same control took over
+            if followed.result is not result:
+                result = followed.result  # pushed: no need to ask
+                continue
             if pace.backoff_left() > 0:
                 continue  # a poll failed meanwhile: its backoff holds for this read too
             if not polled_early and self._clock.time() - started >= timing.after_command_poll_s:
@@ -251,6 +276,14 @@ class CommandService:
             result.status.value,
             f" ({result.reason})" if result.reason else "",
         )
+
+
+async def _sleep_unless(nudge: asyncio.Event, delay: float) -> None:
+    """Wait `delay` s, or less if `nudge` is set meanwhile (then clear it)."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(delay):
+            await nudge.wait()
+    nudge.clear()
 
 
 @contextlib.contextmanager

@@ -20,7 +20,7 @@ from car2mqtt.bridge.events import (
     VehicleChanged,
     VehicleRemoved,
 )
-from car2mqtt.bridge.known import KnownAccount, KnownVehicle, placeholder_state
+from car2mqtt.bridge.known import KnownAccount, KnownVehicle, PushMode, placeholder_state
 from car2mqtt.bridge.saving import Saver
 from car2mqtt.ha import discovery
 from car2mqtt.ha.discovery import slugify
@@ -171,14 +171,45 @@ class VehicleHub:
         # a clean vehicle list may take a car away.
         kept = seen | {VehicleRef(account.spec.name, name, v).key for v in unreadable}
         for key in [k for k in account.vehicles if k not in kept]:
-            vehicle = account.vehicles.pop(key)
-            _LOGGER.info("vehicle %s is gone from %s; removing it from Home Assistant", key, name)
-            self._names.pop(key, None)
-            await self._emit(VehicleRemoved(vehicle))
-        refs = [v.ref for v in account.vehicles.values()]
+            await self._remove(account, key)
+        await self._save_known(account)
+        await self._emit(ListingDone(account))
+
+    async def remove(self, name: str, vehicle_id: str) -> None:
+        """Take away one car the cloud said is gone (a push), without a full listing."""
+        account = self._accounts[name]
+        key = VehicleRef(account.spec.name, name, vehicle_id).key
+        if key in account.vehicles:
+            await self._remove(account, key)
+            await self._save_known(account)
+
+    async def set_push(
+        self, name: str, mode: PushMode, detail: str | None, *, delivered_at: float | None = None
+    ) -> None:
+        """Note how the account's changes arrive; a change of mode goes to the sinks."""
+        account = self._accounts[name]
+        before = account.last_push_at
+        if delivered_at is not None:
+            account.last_push_at = delivered_at
+        # The time of the last delivery is news once a minute, not with every delivery.
+        news = delivered_at is not None and (before is None or delivered_at - before >= 60)
+        if (mode, detail) == (account.push, account.push_detail) and not news:
+            return
+        account.push, account.push_detail = mode, detail
+        await self._emit(AccountChanged(account))
+
+    async def _remove(self, account: KnownAccount, key: str) -> None:
+        vehicle = account.vehicles.pop(key)
+        _LOGGER.info(
+            "vehicle %s is gone from %s; removing it from Home Assistant", key, account.name
+        )
+        self._names.pop(key, None)
+        await self._emit(VehicleRemoved(vehicle))
+
+    async def _save_known(self, account: KnownAccount) -> None:
+        name, refs = account.name, [v.ref for v in account.vehicles.values()]
         store = self._saver.store
         await self._saver.save("the known vehicles", lambda: store.save_vehicles(name, refs))
-        await self._emit(ListingDone(account))
 
     def read_ok(self, name: str) -> bool:
         """Note a good read of the cloud; return whether the account's data was stale."""

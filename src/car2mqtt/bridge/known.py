@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from car2mqtt.models import CommandResult, LinkState, VehicleInfo, VehicleRef, VehicleState
 from car2mqtt.providers.base import ProviderSpec
@@ -33,6 +34,15 @@ class KnownVehicle:
         return self.state.ref.key
 
 
+class PushMode(StrEnum):
+    """Whether an account's cloud pushes its changes (webhooks) or is polled."""
+
+    OFF = "off"  # not configured: polled, as always
+    STARTING = "starting"  # subscribing; polled meanwhile
+    ACTIVE = "active"  # deliveries arrive: polled only as a safety net
+    DEGRADED = "degraded"  # configured, but nothing arrives: polled at the usual pace
+
+
 @dataclass(slots=True, eq=False)
 class KnownAccount:
     """One configured account: its cloud's facts, its link state and its cars."""
@@ -48,6 +58,9 @@ class KnownAccount:
     failures: int = 0  # reads of the cloud that failed in a row
     last_error: str | None = None  # why the last failed read failed, in words
     last_error_at: float | None = None  # clock time of that failure
+    push: PushMode = PushMode.OFF
+    push_detail: str | None = None  # why push is degraded, or the last test's answer
+    last_push_at: float | None = None  # clock time of the last verified delivery
 
     @property
     def stale(self) -> bool:

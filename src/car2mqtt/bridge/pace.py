@@ -19,6 +19,8 @@ class Pace:
     # Event-loop time before which nothing may read from the cloud: the end of a backoff,
     # Retry-After included. A wake (after a command) cannot bring the next poll before it.
     not_before: float = 0.0
+    # Webhooks deliver this account's changes: reads are only a safety net meanwhile.
+    pushed: bool = False
 
     def backoff_left(self) -> float:
         """Seconds until the cloud may be read again (0 when not backing off)."""

@@ -145,6 +145,10 @@ class Poller:
 
     def _interval(self) -> float:
         spec, timing = self.provider.spec, self._timing
+        if self._pace.pushed:
+            # The cloud pushes every change: a listing now and then only catches what a lost
+            # delivery missed. The watchdog wakes this poller the moment pushes stop.
+            return timing.safety_poll_s
         normal = timing.poll_interval_s or self._interval_s or spec.poll_interval_s
         active = timing.active_poll_interval_s or spec.active_poll_interval_s
         vehicles = self._hub.account(self.name).vehicles.values()

@@ -26,7 +26,7 @@ from car2mqtt.bridge.events import (
     VehicleRemoved,
 )
 from car2mqtt.bridge.hub import VehicleHub
-from car2mqtt.bridge.known import KnownAccount, KnownVehicle
+from car2mqtt.bridge.known import KnownAccount, KnownVehicle, PushMode
 from car2mqtt.bridge.outbox import Outbox, Payload, encode
 from car2mqtt.bridge.saving import Saver
 from car2mqtt.bridge.tasks import Spawner
@@ -478,6 +478,7 @@ class HaPublisher:
                 "vehicles": sum(len(a.vehicles) for a in accounts),
                 "api_calls": self._hub.api_calls,
                 "problem": "ON" if any(a.relink_required for a in accounts) else "OFF",
+                **push_summary(accounts),
                 "accounts": {
                     a.name: {
                         "provider": a.spec.name,
@@ -485,6 +486,8 @@ class HaPublisher:
                         "problem": a.problem,
                         "vehicles": len(a.vehicles),
                         "failing": a.failures > 0,
+                        "push": a.push.value,
+                        "push_detail": a.push_detail,
                     }
                     for a in accounts
                 },
@@ -544,3 +547,17 @@ def _taken() -> asyncio.Future[bool]:
     done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
     done.set_result(True)
     return done
+
+
+def push_summary(accounts: list[KnownAccount]) -> dict[str, str | None]:
+    """Return the bridge's push state: active when every pushing account gets deliveries."""
+    pushing = [a for a in accounts if a.push is not PushMode.OFF]
+    if not pushing:
+        state = "off"
+    elif all(a.push is PushMode.ACTIVE for a in pushing):
+        state = "active"
+    else:
+        state = "degraded"  # starting counts: polled at the usual pace meanwhile
+    last = max((a.last_push_at for a in pushing if a.last_push_at is not None), default=None)
+    when = datetime.fromtimestamp(last, UTC).isoformat() if last is not None else None
+    return {"push": state, "push_last_delivery": when}

@@ -1,8 +1,9 @@
 """The composition root of the bridge: builds every part and runs them under one TaskGroup.
 
-It is the only module that knows them all: one poller per account (the sources), the vehicle
-hub, the Home Assistant publisher (the first sink), the command service and the MQTT command
-intake. Further sinks attach with `add_sink`, without any change to the parts already here.
+It is the only module that knows them all: one poller per account and the push source (the
+sources), the vehicle hub, the Home Assistant publisher (the first sink), the command service
+and the MQTT command intake. Further sinks attach with `add_sink`, without any change to the
+parts already here.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from car2mqtt.bridge.outbox import Outbox, PublishFn
 from car2mqtt.bridge.pace import Pace
 from car2mqtt.bridge.poller import Poller
 from car2mqtt.bridge.publisher import HaPublisher, Publishing
+from car2mqtt.bridge.push import PushSource
 from car2mqtt.bridge.saving import Saver
 from car2mqtt.bridge.tasks import Spawner
 from car2mqtt.bridge.timing import Timing
@@ -40,6 +42,7 @@ class Bridge:
         publishing: Publishing | None = None,
         timing: Timing | None = None,
         poll_intervals: Mapping[str, float] | None = None,
+        receiver_base_path: str = "",
     ) -> None:
         timing = timing or Timing()
         intervals = dict(poll_intervals or {})
@@ -87,6 +90,17 @@ class Bridge:
             clock=clock,
             timing=timing,
         )
+        # The second source: webhook deliveries of the accounts whose cloud pushes.
+        self.push = PushSource(
+            self._providers,
+            self.hub,
+            self.commands,
+            paces=paces,
+            store=store,
+            clock=clock,
+            timing=timing,
+            base_path=receiver_base_path,
+        )
         self._intake = MqttCommands(
             self.hub,
             self.commands,
@@ -129,6 +143,7 @@ class Bridge:
                 for poller in self._pollers:
                     tg.create_task(poller.run(), name=f"poll-{poller.name}")
                 tg.create_task(self.publisher.run(), name="heartbeat")
+                tg.create_task(self.push.run(), name="push")
         finally:
             self._spawner.attach(None)
 

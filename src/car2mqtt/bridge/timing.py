@@ -27,3 +27,8 @@ class Timing:
     refresh_min_interval_s: float = 60.0
     # A state file that cannot be written (disk full) is said once per this many seconds.
     store_error_every_s: float = 300.0
+    # Webhooks: nothing received for this long and polling takes over; while they arrive, a
+    # safety listing this often, and a command's action read this much less often.
+    push_watchdog_s: float = 900.0
+    safety_poll_s: float = 3600.0
+    pushed_command_poll_factor: float = 10.0

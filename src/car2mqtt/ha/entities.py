@@ -394,6 +394,29 @@ BRIDGE_ENTITIES: tuple[EntityDescription, ...] = (
         state_topic="bridge_state",
         availability="bridge",
     ),
+    # How the clouds' changes arrive: pushed (webhooks), or polled because pushes stopped
+    # ("degraded"), or polled by choice ("off").
+    EntityDescription(
+        key="push",
+        platform="sensor",
+        name="Push",
+        device_class="enum",
+        options=("active", "degraded", "off"),
+        entity_category="diagnostic",
+        icon="mdi:webhook",
+        state_topic="bridge_state",
+        availability="bridge",
+    ),
+    EntityDescription(
+        key="push_last_delivery",
+        platform="sensor",
+        name="Last push",
+        device_class="timestamp",
+        entity_category="diagnostic",
+        icon="mdi:webhook",
+        state_topic="bridge_state",
+        availability="bridge",
+    ),
 )
 
 # Control name -> accepted payload (upper case, see discovery.parse_command) -> command.

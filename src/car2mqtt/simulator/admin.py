@@ -80,6 +80,12 @@ class LocationIn(_In):
     longitude: float = Field(ge=-180, le=180)
 
 
+class DeliveryIn(_In):
+    """Stop Enode's webhook deliveries (an outage on its side), or let them go again."""
+
+    paused: bool
+
+
 class ReachableIn(_In):
     """Put a car to sleep (unreachable) or wake it."""
 
@@ -283,6 +289,13 @@ def admin_routes(sim: Simulation, prefix: str = "/admin") -> list[Route]:
     async def deliveries(request: Request) -> Response:
         return JSONResponse(list(sim.dispatcher.log))
 
+    async def delivery_switch(request: Request) -> Response:
+        body = await parse_body(request, DeliveryIn)
+        enode.webhooks_paused = body.paused
+        if not body.paused:
+            sim.dispatcher.wake()  # what queued up meanwhile goes out now
+        return JSONResponse({"paused": enode.webhooks_paused})
+
     vehicle_path = prefix + "/enode/vehicles/{vehicleId}"
     return [
         Route(prefix, admin(overview), methods=["GET"]),
@@ -306,6 +319,7 @@ def admin_routes(sim: Simulation, prefix: str = "/admin") -> list[Route]:
         ),
         Route(f"{vehicle_path}/refresh", admin(refresh), methods=["POST"]),
         Route(f"{prefix}/enode/webhook-deliveries", admin(deliveries), methods=["GET"]),
+        Route(f"{prefix}/enode/webhook-delivery", admin(delivery_switch), methods=["PUT"]),
     ]
 
 

@@ -37,6 +37,7 @@ from car2mqtt import __version__
 from car2mqtt.bridge.commands import CommandService
 from car2mqtt.bridge.hub import VehicleHub
 from car2mqtt.bridge.known import KnownAccount
+from car2mqtt.bridge.push import PushSource
 from car2mqtt.clock import Clock
 from car2mqtt.config import Config, WebSettings, describe
 from car2mqtt.errors import Car2MqttError, CommandRejected
@@ -51,6 +52,7 @@ from car2mqtt.web import views
 from car2mqtt.web.access import SESSION_COOKIE, Guard, Verdict, prefix_of
 from car2mqtt.web.attempts import Attempt, Attempts
 from car2mqtt.web.chart import WINDOW_S, battery_chart
+from car2mqtt.web.receiver import receiver_route
 from car2mqtt.web.sink import CallMeter, WebSink
 
 _LOGGER = logging.getLogger(__name__)
@@ -82,6 +84,8 @@ class WebParts:
     store: Store
     clock: Clock
     config: Config
+    # Webhook deliveries, when they come to this server (no `webhook.port` of their own).
+    push: PushSource | None = None
 
 
 class _Problem(Exception):
@@ -130,6 +134,8 @@ class WebUI:
             Route("/logout", self.logout, methods=["POST"]),
             Mount("/static", StaticFiles(packages=[("car2mqtt.web", "static")]), name="static"),
         ]
+        if parts.push is not None and parts.push.accounts:
+            routes.append(receiver_route(parts.push))
         inner = Starlette(
             routes=routes,
             exception_handlers={
@@ -530,7 +536,8 @@ class _Gate:
         verdict = guard.verdict(_client(request), request.cookies.get(SESSION_COOKIE))
         open_path = scope["path"] == "/login" or scope["path"].startswith("/static/")
         # A container's or a supervisor's health probe carries no login; it learns one word.
-        probe = scope["path"] == "/healthz"
+        # A webhook delivery carries none either: its signature is checked instead.
+        probe = scope["path"] == "/healthz" or scope["path"].startswith("/webhooks/")
         if verdict is Verdict.ALLOWED or (verdict is Verdict.LOGIN and open_path) or probe:
             await self._app(scope, receive, send)
             return

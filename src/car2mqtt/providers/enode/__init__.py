@@ -22,6 +22,7 @@ from car2mqtt.errors import (
 from car2mqtt.models import CommandResult, CommandStatus, VehicleRef, VehicleState
 from car2mqtt.providers.base import Command, gather_pages
 from car2mqtt.providers.enode.config import EnodeAccount
+from car2mqtt.providers.enode.push import EnodePush
 from car2mqtt.providers.enode.spec import SPEC
 from car2mqtt.providers.enode.wire import (
     Action,
@@ -30,6 +31,8 @@ from car2mqtt.providers.enode.wire import (
     User,
     Vehicle,
     VehiclePage,
+    WebhookTestWire,
+    WebhookWire,
 )
 from car2mqtt.providers.http import (
     M,
@@ -128,6 +131,30 @@ class EnodeClient:
         """Ask Enode to refresh the vehicle's data soon."""
         await self._request("POST", f"/vehicles/{vehicle_id}/refresh-hint")
 
+    async def create_webhook(self, body: dict[str, Any]) -> WebhookWire:
+        """Subscribe a webhook."""
+        response = await self._request("POST", "/webhooks", body=body)
+        return parse(response, WebhookWire, "Enode")
+
+    async def webhook(self, webhook_id: str) -> WebhookWire | None:
+        """Return a webhook (None if Enode has no such webhook)."""
+        try:
+            return await self._get_model(f"/webhooks/{webhook_id}", WebhookWire)
+        except ProviderRejected as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def patch_webhook(self, webhook_id: str, body: dict[str, Any]) -> WebhookWire:
+        """Change a webhook."""
+        response = await self._request("PATCH", f"/webhooks/{webhook_id}", body=body)
+        return parse(response, WebhookWire, "Enode")
+
+    async def test_webhook(self, webhook_id: str) -> WebhookTestWire:
+        """Ask Enode to send `enode:webhook:test` now."""
+        response = await self._request("POST", f"/webhooks/{webhook_id}/test")
+        return parse(response, WebhookTestWire, "Enode")
+
     async def create_link(
         self, user_id: str, redirect_uri: str, *, vendor: str | None = None, language: str = "en-US"
     ) -> LinkResponse:
@@ -175,6 +202,7 @@ class EnodeProvider(TokenAccount):
         self.link_problem: str | None = None
         self.unreadable: frozenset[str] = frozenset()  # the list call carries every state
         self._user_checked_at: float | None = None
+        self.push: EnodePush | None = None  # webhooks, when the account has a public_url
 
     @classmethod
     def create(
@@ -190,6 +218,7 @@ class EnodeProvider(TokenAccount):
         persistence: TokenPersistence | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         timeout_s: float = 30.0,
+        public_url: str | None = None,
     ) -> EnodeProvider:
         """Wire an account: a token client, a token owner and an authorised API client."""
         token_http = token_client(transport, timeout_s)
@@ -203,9 +232,11 @@ class EnodeProvider(TokenAccount):
         api_http = api_client(
             api_url, tokens, transport, timeout_s, **{"Enode-Version": API_VERSION}
         )
-        return cls(
-            account, user_id, EnodeClient(api_http, clock), tokens, clock, (token_http, api_http)
-        )
+        client = EnodeClient(api_http, clock)
+        provider = cls(account, user_id, client, tokens, clock, (token_http, api_http))
+        if public_url is not None:
+            provider.push = EnodePush(client, account, user_id, public_url)
+        return provider
 
     @classmethod
     def from_account(cls, account: EnodeAccount, wiring: Wiring) -> EnodeProvider:
@@ -220,6 +251,7 @@ class EnodeProvider(TokenAccount):
             clock=wiring.clock,
             persistence=wiring.persistence,
             transport=wiring.transport,
+            public_url=account.webhook.public_url if account.webhook else None,
         )
 
     async def poll(self) -> list[VehicleState]:

@@ -6,13 +6,13 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, ClassVar, Final, Literal, NamedTuple
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_core import InitErrorDetails
 
 from car2mqtt.config import AccountBase, ConfigPath, http_url, lowercase, problem, secret_text
 from car2mqtt.providers.enode.spec import SPEC
 
-__all__ = ["ENODE_ENVIRONMENTS", "EnodeAccount", "EnodeEnvironment", "EnodeUrls"]
+__all__ = ["ENODE_ENVIRONMENTS", "EnodeAccount", "EnodeEnvironment", "EnodeUrls", "EnodeWebhook"]
 
 EnodeEnvironment = Literal["production", "sandbox"]
 
@@ -38,6 +38,19 @@ ENODE_ENVIRONMENTS: Final[Mapping[str, EnodeUrls]] = MappingProxyType(
 )
 
 
+class EnodeWebhook(BaseModel):
+    """`webhook:` of an Enode account: where Enode reaches the bridge's web server."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    public_url: str
+
+    @field_validator("public_url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        return http_url(value).rstrip("/")
+
+
 class EnodeAccount(AccountBase):
     """An Enode client (client id and secret) and the Enode user whose cars we read."""
 
@@ -49,6 +62,7 @@ class EnodeAccount(AccountBase):
     client_secret: SecretStr = Field(min_length=1)
     client_secret_file: ConfigPath | None = None
     user_id: str = Field(min_length=1)
+    webhook: EnodeWebhook | None = None
 
     bound_reasons: ClassVar[Mapping[str, str]] = MappingProxyType(
         {"poll_interval_s": SPEC.min_poll_reason}
@@ -124,4 +138,5 @@ class EnodeAccount(AccountBase):
             f"account {self.name}: enode ({where}), api {self.api_url}, token {self.token_url}, "
             f"client_id {self.client_id}, client_secret {secret}, user_id {self.user_id}, "
             f"poll every {self.poll_interval_s} s"
+            + (f", webhooks at {self.webhook.public_url}" if self.webhook else "")
         )

@@ -239,3 +239,38 @@ class Problem(_Wire):
     type: str | None = None
     title: str | None = None
     detail: str | None = None
+
+
+class WebhookWire(_Wire):
+    """A Webhook object (`POST /webhooks` and friends)."""
+
+    id: str
+    url: str = ""
+    events: list[str] = Field(default_factory=list)
+    is_active: bool = Field(True, alias="isActive")
+    last_success: datetime | None = Field(None, alias="lastSuccess")
+    api_version: str | None = Field(None, alias="apiVersion")
+
+
+class WebhookTestWire(_Wire):
+    """`POST /webhooks/{id}/test`."""
+
+    status: str = "FAILURE"
+    description: str | None = None
+
+
+class EventUser(_Wire):
+    """The `user` of a webhook event."""
+
+    id: str
+
+
+class WebhookEvent(_Wire):
+    """One event of a webhook delivery: every field but `event` may be missing."""
+
+    event: str
+    created_at: datetime | None = Field(None, alias="createdAt")
+    user: EventUser | None = None
+    vehicle: Vehicle | None = None
+    vendor_action: Action | None = Field(None, alias="vendorAction")
+    vendor: str | None = None

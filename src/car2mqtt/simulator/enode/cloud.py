@@ -238,6 +238,16 @@ class LinkSession:
     used: bool = False
 
 
+@dataclass(slots=True, eq=False)
+class Queued:
+    """An event waiting for delivery to one webhook, with its own retry schedule."""
+
+    event: dict[str, Any]
+    attempts: int = 0
+    next_attempt: float = 0.0
+    retry: bool = True  # a heartbeat is never retried: a newer one follows
+
+
 @dataclass(slots=True)
 class Webhook:
     """A client's webhook subscription and its delivery queue."""
@@ -252,9 +262,8 @@ class Webhook:
     created_at: float
     is_active: bool = True
     last_success: float | None = None
-    failures: int = 0
-    next_attempt: float = 0.0
-    outbox: deque[dict[str, Any]] = field(default_factory=deque)
+    failures: int = 0  # deliveries that failed in a row
+    outbox: deque[Queued] = field(default_factory=deque)
 
     def wants(self, event: str) -> bool:
         """Whether this webhook subscribed to `event`."""
@@ -304,6 +313,8 @@ class EnodeCloud:
         self.links: dict[str, LinkSession] = {}
         self.webhooks: dict[str, Webhook] = {}
         self.on_webhook_event: Callable[[], None] = lambda: None
+        # Enode's delivery side down (an admin switch): events queue up, nothing is sent.
+        self.webhooks_paused = False
         self.api_calls = 0
         self._heartbeat_s = heartbeat_s
         if heartbeat_s > 0:
@@ -832,21 +843,27 @@ class EnodeCloud:
                         "event": event,
                         **fields,
                     }
-                webhook.outbox.append(payload)
+                webhook.outbox.append(Queued(payload))
         if payload is not None:
             self.on_webhook_event()
 
     def _heartbeat(self, t: float) -> None:
+        # Our reading (the docs say only "periodic heartbeat events"): every active webhook
+        # that is not failing gets one, whatever its event filter (it cannot be subscribed
+        # to), never while deliveries are paused, never retried, never queued twice.
         for webhook in self.webhooks.values():
-            if webhook.is_active:
-                webhook.outbox.append(
-                    {
-                        "createdAt": isoformat(t),
-                        "version": API_VERSION,
-                        "event": "system:heartbeat",
-                        "pendingEvents": len(webhook.outbox),
-                    }
-                )
+            if not webhook.is_active or webhook.failures or self.webhooks_paused:
+                continue
+            if any(not q.retry for q in webhook.outbox):
+                continue
+            pending = len(webhook.outbox)
+            event = {
+                "createdAt": isoformat(t),
+                "version": API_VERSION,
+                "event": "system:heartbeat",
+                "pendingEvents": pending,
+            }
+            webhook.outbox.append(Queued(event, retry=False))
         self.on_webhook_event()
         self.world.schedule(t + self._heartbeat_s, self._heartbeat)
 

@@ -1,4 +1,7 @@
-"""Webhook delivery: signed JSON arrays, retried with backoff, deactivated after failures."""
+"""Webhook delivery: signed JSON arrays; each event retries on its own schedule.
+
+A webhook is deactivated after failed deliveries in a row; a test that gets through revives it.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from car2mqtt.simulator.enode.cloud import (
     WEBHOOK_BATCH,
     WEBHOOK_MAX_FAILURES,
     EnodeCloud,
+    Queued,
     Webhook,
 )
 
@@ -63,14 +67,19 @@ class WebhookDispatcher:
         """Attempt every delivery that is due now."""
         world = self._cloud.world
         async with self._lock:
+            if self._cloud.webhooks_paused:
+                return
             for webhook in list(self._cloud.webhooks.values()):
-                while webhook.is_active and webhook.outbox and webhook.next_attempt <= world.sync():
-                    if not await self._deliver(webhook):
+                while webhook.is_active:
+                    now = world.sync()
+                    # Each event keeps its own retry schedule: one that keeps failing waits
+                    # for its next attempt without holding up the events behind it.
+                    due = [q for q in webhook.outbox if q.next_attempt <= now][:WEBHOOK_BATCH]
+                    if not due or not await self._deliver(webhook, due):
                         break
 
-    async def _deliver(self, webhook: Webhook) -> bool:
-        batch = [webhook.outbox[i] for i in range(min(WEBHOOK_BATCH, len(webhook.outbox)))]
-        body = json.dumps(batch, separators=(",", ":")).encode()
+    async def _deliver(self, webhook: Webhook, due: list[Queued]) -> bool:
+        body = json.dumps([q.event for q in due], separators=(",", ":")).encode()
         status, error = await self._post(webhook, body)
         now = self._cloud.world.sync()
         ok = status is not None and 200 <= status < 300
@@ -78,15 +87,15 @@ class WebhookDispatcher:
             {
                 "webhookId": webhook.id,
                 "at": isoformat(now),
-                "events": [e["event"] for e in batch],
+                "events": [q.event["event"] for q in due],
                 "status": status,
                 "error": error,
-                "attempt": webhook.failures + 1,
+                "attempt": max(q.attempts for q in due) + 1,
             }
         )
+        sent = {id(q) for q in due}
         if ok:
-            for _ in batch:
-                webhook.outbox.popleft()
+            webhook.outbox = deque(q for q in webhook.outbox if id(q) not in sent)
             webhook.failures = 0
             webhook.last_success = now
             return True
@@ -100,8 +109,16 @@ class WebhookDispatcher:
             )
             webhook.is_active = False
             webhook.outbox.clear()
-        else:
-            webhook.next_attempt = now + WEBHOOK_BACKOFF_S[webhook.failures - 1]
+            return False
+        kept: deque[Queued] = deque()
+        for queued in webhook.outbox:
+            if id(queued) in sent:
+                queued.attempts += 1
+                if not queued.retry or queued.attempts >= WEBHOOK_MAX_FAILURES:
+                    continue  # a heartbeat, or an event that never got through: dropped
+                queued.next_attempt = now + WEBHOOK_BACKOFF_S[queued.attempts - 1]
+            kept.append(queued)
+        webhook.outbox = kept
         return False
 
     def _headers(self, webhook: Webhook, body: bytes) -> dict[str, str]:
@@ -141,7 +158,8 @@ class WebhookDispatcher:
         if ok:
             webhook.is_active = True
             webhook.failures = 0
-            webhook.next_attempt = 0.0
+            for queued in webhook.outbox:
+                queued.next_attempt = 0.0
             webhook.last_success = now
         return {
             "status": "SUCCESS" if ok else "FAILURE",
