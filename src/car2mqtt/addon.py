@@ -167,7 +167,7 @@ def configuration(
     if not accounts:
         msg = (
             "no accounts yet: add one under accounts on the add-on's Configuration tab "
-            "(provider enode or xee, with its client id and secret), then start it again"
+            "(its provider, client id and secret), then start it again"
         )
         raise AddonError(msg)
     document["accounts"] = accounts

@@ -7,6 +7,7 @@ provider: the registry (`providers/registry.py`) says which exist, and each plug
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
@@ -169,6 +170,113 @@ def config_check(
             out.print(line, markup=False, highlight=False)
 
     guard(go)
+
+
+webhook_app = typer.Typer(
+    help="Webhooks: how the clouds push changes to the bridge.", no_args_is_help=True
+)
+app.add_typer(webhook_app, name="webhook")
+
+
+@webhook_app.command("status")
+def webhook_status(config: ConfigOption = None) -> None:
+    """Show each account's webhook: where it points, whether the cloud has it active, deliveries."""
+    from car2mqtt.store import Store
+
+    def go() -> None:
+        cfg = _load(config)
+        with Store.open(cfg.store) as store:
+            rows = run_async(_webhook_rows(cfg, store))
+        table = Table(title=f"car2mqtt webhooks ({cfg.store})")
+        for column in ("account", "webhook", "active", "last success", "received", "url"):
+            table.add_column(column)
+        for row in rows:
+            table.add_row(*row)
+        Console().print(table)
+
+    guard(go)
+
+
+@webhook_app.command("rotate")
+def webhook_rotate(
+    account: Annotated[str, typer.Option(help="The account whose webhook gets a new secret.")],
+    config: ConfigOption = None,
+) -> None:
+    """Give an account's webhook a new secret (a running bridge takes it up by itself)."""
+    from car2mqtt.store import Store
+
+    def go() -> None:
+        cfg = _load(config)
+        with Store.open(cfg.store) as store:
+            run_async(_rotate(cfg, store, account))
+        Console().print(f"account {account}: the webhook has a new secret.")
+
+    guard(go)
+
+
+async def _pushing(cfg: Config, store: Any) -> list[tuple[AccountBase, Any]]:
+    out = []
+    for acct in cfg.accounts:
+        provider = create_provider(acct, clock=SystemClock(), persistence=store)
+        out.append((acct, provider))
+    return out
+
+
+async def _webhook_rows(cfg: Config, store: Any) -> list[list[str]]:
+    from car2mqtt.bridge.push import Registration, deliveries_key
+
+    rows = []
+    for acct, provider in await _pushing(cfg, store):
+        try:
+            channel = getattr(provider, "push", None)
+            if channel is None:
+                rows.append([acct.name, "off (polled)", "", "", "", ""])
+                continue
+            saved = Registration.load(store, acct.name)
+            if saved is None or saved.subscription_id is None:
+                rows.append([acct.name, "not yet subscribed", "", "", "", ""])
+                continue
+            found = await channel.describe(saved.subscription_id)
+            log = json.loads(store.get_meta(deliveries_key(acct.name)) or "[]")
+            received = ", ".join(
+                f"{_ago(entry['at'])} ({entry['events']} events, {entry['outcome']})"
+                for entry in log[:3]
+            )
+            if found is None:
+                rows.append([acct.name, "gone at the cloud", "", "", received, saved.url or ""])
+                continue
+            last = found.last_success.isoformat(timespec="seconds") if found.last_success else ""
+            active = "yes" if found.active else "NO (the bridge tests it to revive it)"
+            rows.append([acct.name, found.id, active, last, received or "none yet", found.url])
+        finally:
+            await provider.aclose()
+    return rows
+
+
+def _ago(at: float) -> str:
+    seconds = max(0, int(time.time() - at))
+    return f"{seconds} s ago" if seconds < 120 else f"{seconds // 60} min ago"
+
+
+async def _rotate(cfg: Config, store: Any, name: str) -> None:
+    from car2mqtt.bridge.push import receiver_path, rotate
+
+    for acct, provider in await _pushing(cfg, store):
+        try:
+            if acct.name != name:
+                continue
+            channel = getattr(provider, "push", None)
+            if channel is None:
+                msg = f"account {name} receives no webhooks (it has no webhook.public_url)"
+                raise ConfigError(msg)
+            path = receiver_path(provider.spec.name, name, cfg.web.base_path)
+            await rotate(channel, store, name, channel.public_url + path)
+            return
+        finally:
+            await provider.aclose()
+    names = ", ".join(a.name for a in cfg.accounts)
+    msg = f"no account named {name!r} in the configuration; it has: {names}"
+    raise ConfigError(msg)
 
 
 link_app = typer.Typer(help="Link cars to an account, without curl.", no_args_is_help=True)

@@ -10,7 +10,6 @@ arrived for `push_watchdog_s`, polling takes over at once and a test delivery is
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import secrets
@@ -23,9 +22,10 @@ from car2mqtt.bridge.commands import CommandService
 from car2mqtt.bridge.hub import VehicleHub
 from car2mqtt.bridge.known import PushMode
 from car2mqtt.bridge.pace import Pace
+from car2mqtt.bridge.saving import Saver
 from car2mqtt.bridge.timing import Timing
 from car2mqtt.clock import Clock
-from car2mqtt.errors import AuthError, BadCloudResponse, ProviderError, StoreError
+from car2mqtt.errors import AuthError, BadCloudResponse, ConfigError, ProviderError, StoreError
 from car2mqtt.models import LinkState
 from car2mqtt.providers.base import Provider
 from car2mqtt.providers.push import (
@@ -71,6 +71,9 @@ class Registration:
     subscription_id: str | None
     secret: str
     url: str | None = None
+    # The secret before the last rotation, still accepted: deliveries the cloud signed just
+    # before it took the new one are not refused.
+    previous: str | None = None
 
     @classmethod
     def load(cls, store: Store, account: str) -> Registration | None:
@@ -80,14 +83,23 @@ class Registration:
             return None
         try:
             data = json.loads(text)
-            return cls(data.get("id"), str(data["secret"]), data.get("url"))
+            return cls(data.get("id"), str(data["secret"]), data.get("url"), data.get("previous"))
         except (ValueError, KeyError, TypeError):
             return None
 
     def save(self, store: Store, account: str) -> None:
         """Write it to the state file (0600, like every secret car2mqtt keeps)."""
-        data = {"id": self.subscription_id, "secret": self.secret, "url": self.url}
+        data = {
+            "id": self.subscription_id,
+            "secret": self.secret,
+            "url": self.url,
+            "previous": self.previous,
+        }
         store.set_meta(meta_key(account), json.dumps(data))
+
+    def secrets(self) -> list[str]:
+        """Return the secrets a delivery may be signed with: the current one first."""
+        return [s for s in (self.secret, self.previous) if s]
 
 
 def new_secret() -> str:
@@ -120,14 +132,15 @@ class PushSource:
         commands: CommandService,
         *,
         paces: Mapping[str, Pace],
-        store: Store,
+        saver: Saver,
         clock: Clock,
         timing: Timing,
         base_path: str = "",
     ) -> None:
         self._hub = hub
         self._commands = commands
-        self._store = store
+        self._saver = saver
+        self._store = saver.store
         self._clock = clock
         self._timing = timing
         self._accounts: dict[str, _Account] = {}
@@ -176,7 +189,7 @@ class PushSource:
 
     def _verified(self, entry: _Account, headers: Mapping[str, str], body: bytes) -> bool:
         registration = entry.registration
-        if registration is not None and entry.channel.verify(registration.secret, headers, body):
+        if registration is not None and self._signed(entry, registration, headers, body):
             return True
         # `car2mqtt webhook rotate` may have changed the secret since: read it again.
         try:
@@ -186,7 +199,15 @@ class PushSource:
         if fresh is None or fresh == registration:
             return False
         entry.registration = fresh
-        return entry.channel.verify(fresh.secret, headers, body)
+        return self._signed(entry, fresh, headers, body)
+
+    @staticmethod
+    def _signed(
+        entry: _Account, registration: Registration, headers: Mapping[str, str], body: bytes
+    ) -> bool:
+        # Every secret is checked (no early exit): the time taken says nothing about which.
+        results = [entry.channel.verify(s, headers, body) for s in registration.secrets()]
+        return any(results)
 
     async def _apply(self, entry: _Account, batch: PushBatch) -> int:
         name, applied = entry.provider.account, 0
@@ -225,9 +246,10 @@ class PushSource:
             {"at": now, "events": applied, "outcome": outcome},
             *entry.deliveries[: DELIVERIES_KEPT - 1],
         ]
-        log = json.dumps(entry.deliveries)
-        with contextlib.suppress(StoreError):
-            self._store.set_meta(deliveries_key(name), log)
+        log, store = json.dumps(entry.deliveries), self._store
+        await self._saver.save(
+            "the webhook deliveries", lambda: store.set_meta(deliveries_key(name), log)
+        )
         if not entry.pace.pushed and entry.subscribed.is_set():
             _LOGGER.info(
                 "account %s: webhook deliveries arrive; polling only as a safety net", name
@@ -295,15 +317,20 @@ class PushSource:
         if registration is None:
             # Saved before the cloud hears of it: a delivery right after creation verifies.
             entry.registration = Registration(None, secret, entry.url)
-            entry.registration.save(self._store, name)
+            await self._save(entry.registration, name)
         else:
             entry.registration = registration
         subscription = await entry.channel.subscribe(entry.url, secret, known)
-        entry.registration = Registration(subscription.id, secret, entry.url)
-        entry.registration.save(self._store, name)
+        previous = registration.previous if registration else None
+        entry.registration = Registration(subscription.id, secret, entry.url, previous)
+        await self._save(entry.registration, name)
         entry.subscribed.set()
         _LOGGER.info("account %s: webhooks subscribed at %s", name, entry.url)
         await self._test(entry)
+
+    async def _save(self, registration: Registration, name: str) -> None:
+        store = self._store
+        await self._saver.save("the webhook", lambda: registration.save(store, name))
 
     async def _test(self, entry: _Account) -> None:
         name, registration = entry.provider.account, entry.registration
@@ -341,3 +368,18 @@ class PushSource:
             pace.pushed = False
             pace.wake.set()  # poll now, not at the end of an hour's safety interval
         await self._hub.set_push(name, PushMode.DEGRADED, why)
+
+
+async def rotate(channel: PushChannel, store: Store, account: str, url: str) -> Registration:
+    """Give `account`'s webhook a new secret; the old one stays accepted until the next."""
+    old = Registration.load(store, account)
+    if old is None or old.subscription_id is None:
+        msg = f"account {account} has no webhook yet: start the bridge once to subscribe it"
+        raise ConfigError(msg)
+    fresh = Registration(old.subscription_id, new_secret(), old.url or url, old.secret)
+    fresh.save(store, account)  # saved first: deliveries signed with it verify at once
+    subscription = await channel.subscribe(fresh.url or url, fresh.secret, old.subscription_id)
+    if subscription.id != old.subscription_id:
+        fresh = Registration(subscription.id, fresh.secret, fresh.url, fresh.previous)
+        fresh.save(store, account)
+    return fresh

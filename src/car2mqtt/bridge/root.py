@@ -96,7 +96,7 @@ class Bridge:
             self.hub,
             self.commands,
             paces=paces,
-            store=store,
+            saver=saver,
             clock=clock,
             timing=timing,
             base_path=receiver_base_path,
@@ -162,6 +162,10 @@ class Bridge:
         """Publish everything retained again, and wait until the broker took it."""
         await self.publisher.republish()
         await self._outbox.drain()
+
+    def pace_of(self, account: str) -> Pace:
+        """Return the pace `account`'s reads keep."""
+        return self._paces[account]
 
     def poll_now(self, account: str) -> None:
         """Read `account` now rather than at its next turn (a backoff the cloud asked for stays)."""

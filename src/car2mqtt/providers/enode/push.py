@@ -7,13 +7,13 @@ import hmac
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 
 from car2mqtt.errors import BadCloudResponse
 from car2mqtt.models import CommandStatus
-from car2mqtt.providers.enode.wire import WebhookEvent, WebhookWire
+from car2mqtt.providers.enode.wire import WebhookEvent, WebhookTestWire, WebhookWire
 from car2mqtt.providers.push import (
     PushBatch,
     Pushed,
@@ -24,9 +24,6 @@ from car2mqtt.providers.push import (
     PushedState,
     Subscription,
 )
-
-if TYPE_CHECKING:
-    from car2mqtt.providers.enode import EnodeClient
 
 API_VERSION = "2024-10-01"
 SIGNATURE_HEADER = "x-enode-signature"
@@ -47,6 +44,26 @@ _ACTION_STATES = {
 }
 
 
+class WebhookApi(Protocol):
+    """The webhook calls of Enode's API (`EnodeClient` has them)."""
+
+    async def create_webhook(self, body: dict[str, Any]) -> WebhookWire:
+        """Subscribe a webhook."""
+        ...
+
+    async def webhook(self, webhook_id: str) -> WebhookWire | None:
+        """Return a webhook, None if Enode has none with that id."""
+        ...
+
+    async def patch_webhook(self, webhook_id: str, body: dict[str, Any]) -> WebhookWire:
+        """Change a webhook."""
+        ...
+
+    async def test_webhook(self, webhook_id: str) -> WebhookTestWire:
+        """Ask for a test delivery."""
+        ...
+
+
 def signature(secret: str, body: bytes) -> str:
     """Return the `X-Enode-Signature` Enode sends with `body`: sha1=<hex HMAC-SHA1>."""
     return "sha1=" + hmac.new(secret.encode(), body, hashlib.sha1).hexdigest()
@@ -55,7 +72,7 @@ def signature(secret: str, body: bytes) -> str:
 class EnodePush:
     """The push channel of one Enode account: its user's events, through car2mqtt's webhook."""
 
-    def __init__(self, client: EnodeClient, account: str, user_id: str, public_url: str) -> None:
+    def __init__(self, client: WebhookApi, account: str, user_id: str, public_url: str) -> None:
         self._client = client
         self._account = account
         self._user_id = user_id
