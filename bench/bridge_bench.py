@@ -386,7 +386,7 @@ class Proc:
 class Simulator(Proc):
     """`car2mqtt simulate`, whose first stdout line describes where it listens."""
 
-    def __init__(self, vehicles: int, seed: int) -> None:
+    def __init__(self, vehicles: int, seed: int, time_factor: float = 1.0) -> None:
         super().__init__(
             "simulator",
             [
@@ -399,7 +399,7 @@ class Simulator(Proc):
                 "--vehicles",
                 str(vehicles),
                 "--time-factor",
-                "1",
+                str(time_factor),
                 "--seed",
                 str(seed),
             ],

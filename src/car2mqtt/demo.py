@@ -139,6 +139,9 @@ def demo_config(
                 "client_id": enode["clientId"],
                 "client_secret": enode["clientSecret"],
                 "user_id": "demo",
+                # Enode pushes every change to the demo's own web server: no public address
+                # is needed on loopback (a real Enode needs one it can reach, see docs).
+                "webhook": {"public_url": f"http://127.0.0.1:{web_port}"},
             },
             {
                 "name": XEE_ACCOUNT,
@@ -207,9 +210,14 @@ async def run_demo(
     with contextlib.ExitStack() as stack:
         folder = stack.enter_context(state_folder(state_dir or default_state_dir()))
         config_path = folder / CONFIG_NAME
+        # Bound first: the Enode account's webhooks come to this very port.
+        web_sock = bind("127.0.0.1", web_port, "choose another --web-port")
+        stack.callback(web_sock.close)
         write_private(
             config_path,
-            demo_config(info, given, embedded=broker_url is None, web_port=web_port),
+            demo_config(
+                info, given, embedded=broker_url is None, web_port=web_sock.getsockname()[1]
+            ),
         )
         # The demo runs from the file it wrote, so what it prints is what it runs.
         config = load_config(config_path, env={})
@@ -233,6 +241,10 @@ async def run_demo(
             command_poll_s=max(0.5, 15.0 / scale),
             after_command_poll_s=max(1.0, 45.0 / scale),
             heartbeat_s=60.0,
+            # The watchdog reads the simulator's clock (Enode's heartbeats are 5 simulated
+            # minutes apart); the safety listing is a real wait, scaled like the polls.
+            push_watchdog_s=900.0,
+            safety_poll_s=max(10.0, 3600.0 / scale),
         )
         xee = info["xee"]
         plain = broker_url is None or not (settings.tls or settings.username)
@@ -241,7 +253,6 @@ async def run_demo(
             if broker_url is None
             else settings.describe()
         )
-        web_sock = bind(config.web.host, config.web.port, "choose another --web-port")
         async with asyncio.TaskGroup() as tg:
             tg.create_task(serve_http(server, sock))
             tg.create_task(
