@@ -153,8 +153,20 @@ async def _calls_and_latency(
             "calls_per_vehicle_hour": round(calls / (args.vehicles * hours), 5),
             "push_mode_at_end": account.push.value,
         }
-        result["latency"] = await burst(args, run, broker, http, sim, clock)
     return result
+
+
+async def latency(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    """B: the burst, with the simulator at 1x: Enode's own deliveries at their real pace."""
+    with Mosquitto(workdir) as broker, Simulator(args.vehicles, args.seed, 1.0) as sim:
+        async with (
+            httpx.AsyncClient(timeout=60) as http,
+            bridge(workdir, sim, broker, Timing(), SystemClock()) as run,
+        ):
+            account = run.bridge.hub.account("bench")
+            await until(lambda: len(account.vehicles) >= args.vehicles, 300, "first listing")
+            await until(lambda: account.push is PushMode.ACTIVE, 60, "active webhooks")
+            return await burst(args, run, broker, http, sim, SystemClock())
 
 
 async def burst(
@@ -195,8 +207,9 @@ async def burst(
     vehicles = vehicles[: args.burst]
     # An hour ahead of the simulator: these are the newest data, whatever it refreshes meanwhile.
     stamp = datetime.fromtimestamp(clock.time() + 3600, UTC).isoformat().replace("+00:00", "Z")
+    later = datetime.fromtimestamp(clock.time() + 7200, UTC).isoformat().replace("+00:00", "Z")
     wanted: dict[str, int] = {}
-    events = []
+    events: list[dict[str, Any]] = []
     for n, vehicle in enumerate(vehicles):
         level = 1 + (n * 7 + 13) % 97
         wanted[vehicle["id"]] = level
@@ -240,6 +253,8 @@ async def burst(
 
         watcher = asyncio.create_task(watch())
 
+        handled: list[float] = []
+
         async def deliver(batch: list[dict[str, Any]]) -> int:
             body = json.dumps(batch).encode()
             headers = {
@@ -249,8 +264,28 @@ async def burst(
             began = time.perf_counter()
             for event in batch:
                 sent[event["vehicle"]["id"]] = began
-            return (await http.post(url, content=body, headers=headers)).status_code
+            status = (await http.post(url, content=body, headers=headers)).status_code
+            handled.append((time.perf_counter() - began) * 1000)
+            return status
 
+        # The steady state first: single events, one at a time, 50 ms apart.
+        singles = events[: args.singles]
+        for event in singles:
+            await deliver([event])
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(1.0)
+        single = sorted(
+            (seen[e["vehicle"]["id"]] - sent[e["vehicle"]["id"]]) * 1000
+            for e in singles
+            if e["vehicle"]["id"] in seen
+        )
+        handled.clear()
+        # Then the burst: every car once more, in deliveries of 100, all at once.
+        for n, vehicle in enumerate(vehicles):
+            wanted[vehicle["id"]] = 1 + wanted[vehicle["id"]] % 97  # differs from the first
+            update = {"batteryLevel": wanted[vehicle["id"]], "lastUpdated": later}
+            vehicle["chargeState"] = {**vehicle["chargeState"], **update}
+            seen.pop(vehicle["id"], None)
         statuses = await asyncio.gather(*(deliver(b) for b in batches))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(watcher, 60)
@@ -264,6 +299,11 @@ async def burst(
         "p50_ms": round(percentile(latencies, 50), 1) if latencies else None,
         "p99_ms": round(percentile(latencies, 99), 1) if latencies else None,
         "max_ms": round(latencies[-1], 1) if latencies else None,
+        # POST start -> the bridge's 200 (all of the delivery's events applied), per delivery.
+        "delivery_handled_ms": sorted(round(h, 1) for h in handled),
+        "single_events": len(single),
+        "single_event_p50_ms": round(percentile(single, 50), 1) if single else None,
+        "single_event_p99_ms": round(percentile(single, 99), 1) if single else None,
     }
 
 
@@ -307,6 +347,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--hours", type=float, default=4.0, help="simulated hours to count")
     parser.add_argument("--scale", type=float, default=60.0, help="simulator speed-up")
     parser.add_argument("--burst", type=int, default=1000, help="events in the burst")
+    parser.add_argument("--singles", type=int, default=100, help="single-event deliveries")
     parser.add_argument("--watchdog", type=float, default=30.0, help="watchdog for part C (s)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
@@ -319,10 +360,12 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="push-bench-") as tmp:
         work = Path(tmp)
         (work / "a").mkdir()
+        (work / "b").mkdir()
         (work / "c").mkdir()
         results = {
             "machine": common.machine(),
-            "calls_and_latency": asyncio.run(api_calls(args, work / "a")),
+            "api_calls": asyncio.run(api_calls(args, work / "a")),
+            "latency": asyncio.run(latency(args, work / "b")),
             "fallback": asyncio.run(fallback(args, work / "c")),
         }
     args.out.parent.mkdir(parents=True, exist_ok=True)

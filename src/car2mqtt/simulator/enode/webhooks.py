@@ -143,6 +143,13 @@ class WebhookDispatcher:
     async def test(self, webhook: Webhook) -> dict[str, Any]:
         """Send `enode:webhook:test` now; a success reactivates the webhook."""
         now = self._cloud.world.sync()
+        if self._cloud.webhooks_paused:
+            # Enode's delivery side is down (the admin switch): its test cannot get through.
+            return {
+                "status": "FAILURE",
+                "description": f"Could not reach {webhook.url}: deliveries are paused",
+                "response": None,
+            }
         event = {"createdAt": isoformat(now), "version": API_VERSION, "event": "enode:webhook:test"}
         body = json.dumps([event], separators=(",", ":")).encode()
         headers = self._headers(webhook, body)
