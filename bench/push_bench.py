@@ -281,7 +281,7 @@ async def burst(
         )
         handled.clear()
         # Then the burst: every car once more, in deliveries of 100, all at once.
-        for n, vehicle in enumerate(vehicles):
+        for vehicle in vehicles:
             wanted[vehicle["id"]] = 1 + wanted[vehicle["id"]] % 97  # differs from the first
             update = {"batteryLevel": wanted[vehicle["id"]], "lastUpdated": later}
             vehicle["chargeState"] = {**vehicle["chargeState"], **update}
