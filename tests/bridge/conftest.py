@@ -55,8 +55,9 @@ def enode_provider(
     user: str = "demo",
     secret: str | None = None,
     clock: Clock | None = None,
+    public_url: str | None = None,
 ) -> EnodeProvider:
-    """An Enode provider pointed at the simulator."""
+    """An Enode provider pointed at the simulator (taking its webhooks with `public_url`)."""
     creds = sim.info["enode"]
     return EnodeProvider.create(
         account=account,
@@ -67,6 +68,7 @@ def enode_provider(
         client_secret=secret or creds["clientSecret"],
         clock=clock or SystemClock(),
         persistence=store,
+        public_url=public_url,
     )
 
 

@@ -24,10 +24,11 @@ import pytest
 
 from car2mqtt.bridge.publisher import Publishing
 from car2mqtt.bridge.timing import Timing
+from car2mqtt.config import Config
 from car2mqtt.mqtt.link import BrokerSettings
 from car2mqtt.mqtt.topics import Topics
 from car2mqtt.providers.base import Provider
-from car2mqtt.runtime import serve
+from car2mqtt.runtime import WebOptions, serve
 from car2mqtt.store import Store
 from tests.bridge.conftest import enode_provider, xee_provider
 from tests.e2e.ha import HomeAssistant
@@ -68,6 +69,9 @@ class BridgeThread:
     publishing: Publishing = field(default_factory=Publishing)
     topics: Topics = field(default_factory=Topics)
     xee: bool = True  # also bridge the simulator's Xee dongle cars
+    # Take the Enode cars' webhooks on a web server of its own (this configuration's `web`).
+    push: Config | None = None
+    timing: Timing = E2E_TIMING
     _thread: threading.Thread | None = None
     _loop: asyncio.AbstractEventLoop | None = None
     _task: asyncio.Task[None] | None = None
@@ -83,16 +87,23 @@ class BridgeThread:
                 self._task = asyncio.current_task()
                 ready.set()
                 try:
-                    providers: list[Provider] = [enode_provider(self.sim, store)]
+                    public_url = None
+                    if self.push is not None:
+                        public_url = f"http://127.0.0.1:{self.push.web.port}"
+                    providers: list[Provider] = [
+                        enode_provider(self.sim, store, public_url=public_url)
+                    ]
                     if self.xee:
                         providers.append(xee_provider(self.sim, store))
+                    client_id = f"car2mqtt-e2e-{self.topics.base}"
                     await serve(
                         providers,
                         store=store,
-                        broker=BrokerSettings.from_url(self.broker.url, client_id="car2mqtt-e2e"),
+                        broker=BrokerSettings.from_url(self.broker.url, client_id=client_id),
                         topics=self.topics,
                         publishing=self.publishing,
-                        timing=E2E_TIMING,
+                        timing=self.timing,
+                        web=WebOptions(self.push) if self.push is not None else None,
                     )
                 finally:
                     store.close()

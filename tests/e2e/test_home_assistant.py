@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -15,8 +16,9 @@ import pytest
 from car2mqtt.bridge.publisher import Publishing
 from car2mqtt.ha.discovery import slugify
 from car2mqtt.mqtt.topics import Topics
-from tests.e2e.conftest import BridgeThread, Stack, wait_until
-from tests.mqtt_support import publish, retained
+from car2mqtt.providers.registry import load_config
+from tests.e2e.conftest import E2E_TIMING, BridgeThread, Stack, wait_until
+from tests.mqtt_support import free_port, publish, retained
 from tests.support import running_sim
 
 pytestmark = pytest.mark.e2e
@@ -410,3 +412,50 @@ def test_two_cars_of_one_model_get_distinct_entity_ids(e2e: Stack, tmp_path: Any
         assert names[vehicle_id].startswith("Kia EV6 ")
         tail = names[vehicle_id].removeprefix("Kia EV6 ")
         assert vehicle_id.replace("-", "").endswith(tail)
+
+
+def test_the_push_sensor_follows_the_webhooks(e2e: Stack, tmp_path: Any) -> None:
+    """A bridge on Enode webhooks: Push is active, then degraded once deliveries stop."""
+    ha = e2e.ha
+    port = free_port()
+    account = {
+        "name": "home",
+        "provider": "enode",
+        "api_url": "http://127.0.0.1:1/unused",
+        "token_url": "http://127.0.0.1:1/unused",
+        "client_id": "unused",
+        "client_secret": "unused",
+        "user_id": "demo",
+    }
+    document = {"web": {"host": "127.0.0.1", "port": port}, "accounts": [account]}
+    (tmp_path / "push.yaml").write_text(json.dumps(document))
+    web = load_config(tmp_path / "push.yaml", env={})  # what the web server answers with
+    with running_sim(vehicles=0, seed=13) as sim:
+        r = sim.admin_call("POST", "/enode/vehicles", {"userId": "demo", "vendor": "TESLA"})
+        assert r.status_code == 201
+        pushed = BridgeThread(
+            sim,
+            e2e.broker,
+            tmp_path / "push.db",
+            topics=Topics(base="car2mqtt_push"),
+            xee=False,
+            push=web,
+            timing=replace(E2E_TIMING, push_watchdog_s=3.0),
+        )
+        pushed.start()
+        try:
+            entity = "sensor.car2mqtt_car2mqtt_push_push"
+            state = ha.wait_state(entity, lambda s: s["state"] == "active", timeout=60)
+            assert state["attributes"]["device_class"] == "enum"
+            assert state["attributes"]["options"] == ["active", "degraded", "off"]
+            last = ha.wait_state(
+                "sensor.car2mqtt_car2mqtt_push_push_last_delivery",
+                lambda s: s["state"] not in ("unknown", "unavailable"),
+            )
+            assert last["attributes"]["device_class"] == "timestamp"
+            assert sim.admin_call("PUT", "/enode/webhook-delivery", {"paused": True}).is_success
+            ha.wait_state(entity, lambda s: s["state"] == "degraded", timeout=60)
+        finally:
+            pushed.stop()
+    # The main bridge pushes nothing: its sensor says so.
+    assert ha.state("sensor.car2mqtt_push")["state"] == "off"  # type: ignore[index]
