@@ -1041,6 +1041,9 @@ def describe(config: Config) -> list[str]:
         f"log: {config.log.level}, {config.log.format}",
         f"heartbeat every {config.heartbeat_s} s, VIN {'shown' if config.expose_vin else 'hidden'}",
         _web_text(config.web),
+        f"webhooks: receiver {_receiver_text(config.webhook)}, polling again after "
+        f"{config.webhook.watchdog_s} s without a delivery, a safety listing every "
+        f"{config.webhook.safety_poll_s} s (for accounts with webhook.public_url)",
         *(account.summary() for account in config.accounts),
     ]
 
@@ -1058,6 +1061,13 @@ def _web_text(web: WebSettings) -> str:
         guards.append("no login (this machine only)")
     where = f"{web.host}:{web.port}{web.base_path or ''}"
     return f"web UI: http://{where}/, {', '.join(guards)}"
+
+
+def _receiver_text(webhook: WebhookSettings) -> str:
+    """Say where webhook deliveries are received."""
+    if webhook.port is None:
+        return "on the web UI's server"
+    return f"on its own listener {webhook.host}:{webhook.port}"
 
 
 def _protocol_text(protocol: str) -> str:

@@ -91,6 +91,8 @@ async def test_changes_arrive_by_webhook_and_polling_drops_to_a_safety_net(
             lambda p: json_of(p, TOPICS.bridge_state).get("push") == "active", what="push"
         )
         assert seen.json(TOPICS.bridge_state)["push_last_delivery"]
+        page = await asyncio.to_thread(httpx.get, f"{run.web_url}/accounts/home")
+        assert "pushed (webhooks)" in page.text
 
 
 async def test_when_deliveries_stop_polling_takes_over_and_comes_back(
@@ -317,3 +319,27 @@ async def test_webhook_status_and_rotate_while_the_bridge_runs(
         )
         assert wrong.returncode == 2
         assert "no account named 'nobody'" in wrong.stderr
+
+
+async def test_a_listener_of_its_own_takes_the_deliveries_and_nothing_else(
+    sim: Sim, mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    hook_port = free_port()
+    push_config(tmp_path, mosquitto, sim, host="127.0.0.1", port=hook_port)
+    # Enode reaches the receiver's own port; the web UI stays where it is.
+    document = json.loads((tmp_path / "car2mqtt.yaml").read_text())
+    document["accounts"][0]["webhook"]["public_url"] = f"http://127.0.0.1:{hook_port}"
+    (tmp_path / "car2mqtt.yaml").write_text(json.dumps(document))
+    config = load_config(tmp_path / "car2mqtt.yaml", env={})
+    async with running_config(config, timing=PUSH) as run, httpx.AsyncClient() as http:
+        await until_read(run)
+        await until_push(run, PushMode.ACTIVE)  # Enode's test came to the receiver's port
+        assert run.receiver_url == f"http://127.0.0.1:{hook_port}/webhooks"
+        assert run.bridge.push.url_of("home").startswith(f"http://127.0.0.1:{hook_port}/")
+        # Only the receiver answers there: no page, no health probe, no static file.
+        for path in ("/", "/healthz", "/config", "/static/app.css"):
+            assert (await http.get(f"http://127.0.0.1:{hook_port}{path}")).status_code == 404
+        assert (await http.get(f"{run.web_url}/healthz")).status_code == 200
+        # And the web UI's server has no receiver of its own.
+        posted = await http.post(f"{run.web_url}/webhooks/enode/home", content=b"[]")
+        assert posted.status_code in (404, 405)

@@ -26,6 +26,7 @@ from car2mqtt.bridge.saving import Saver
 from car2mqtt.bridge.timing import Timing
 from car2mqtt.clock import Clock
 from car2mqtt.errors import AuthError, BadCloudResponse, ConfigError, ProviderError, StoreError
+from car2mqtt.logs import REDACTOR
 from car2mqtt.models import LinkState
 from car2mqtt.providers.base import Provider
 from car2mqtt.providers.push import (
@@ -198,6 +199,7 @@ class PushSource:
             return False
         if fresh is None or fresh == registration:
             return False
+        REDACTOR.add(fresh.secret)
         entry.registration = fresh
         return self._signed(entry, fresh, headers, body)
 
@@ -313,6 +315,7 @@ class PushSource:
         entry = self._accounts[name]
         registration = entry.registration or Registration.load(self._store, name)
         secret = registration.secret if registration else new_secret()
+        REDACTOR.add(secret)  # never in a log line, whatever goes wrong
         known = registration.subscription_id if registration else None
         if registration is None:
             # Saved before the cloud hears of it: a delivery right after creation verifies.

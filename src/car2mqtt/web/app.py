@@ -224,6 +224,11 @@ class WebUI:
             "calls_since_start": not (hour_full and day_full),
             "cars": len(account.vehicles),
             "linkable": self._web_link(account) is not None,
+            "push": account.push.value,
+            "push_detail": account.push_detail,
+            "last_push_ago": views.ago(now - account.last_push_at)
+            if account.last_push_at is not None
+            else None,
         }
 
     def _web_link(self, account: KnownAccount) -> WebLink | None:
