@@ -25,7 +25,7 @@ import pytest
 
 from car2mqtt.demo import DemoInfo, instructions
 from tests.mqtt_support import Mosquitto, free_port, mosquitto_binary, probe
-from tests.support import running_sim
+from tests.support import running_sim, table_row
 from tests.test_link_enode import drive_enode_link
 
 CONSOLE_SCRIPT = Path(sys.executable).parent / "car2mqtt"
@@ -210,6 +210,14 @@ def test_every_printed_command_works_without_mosquitto_clients_or_curl(tmp_path:
             time.sleep(0.5)
         assert [r[:3] for r in rows] == [["demo", "enode", "ok"], ["demo-xee", "xee", "ok"]]
         assert [r[4] for r in rows] == ["3", "2"]
+        for _ in range(40):  # the bridge subscribes its webhook as it starts
+            hooks = run(step(found, "See the Enode cars' webhook"), env)
+            assert hooks.returncode == 0, hooks.stderr
+            if table_row(hooks.stdout, "demo")["active"] == "yes":
+                break
+            time.sleep(0.25)
+        assert table_row(hooks.stdout, "demo")["active"] == "yes", hooks.stdout
+        assert table_row(hooks.stdout, "demo-xee")["webhook"] == "off (polled)"
         cars = run(step(found, "Ask the simulated clouds"), env)
         assert cars.returncode == 0, cars.stderr
         for name in CAR_NAMES:

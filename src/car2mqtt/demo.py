@@ -357,6 +357,10 @@ def instructions(
             mine("status", "--config", config),
         ),
         ("Ask the simulated clouds for the cars now", mine("vehicles", "--config", config)),
+        (
+            "See the Enode cars' webhook: their changes are pushed, polling is the safety net",
+            mine("webhook", "status", "--config", config),
+        ),
         ("Watch the cars' state", watch(f"{info.base_topic}/#")),
         ("See what Home Assistant would discover", watch(f"{info.discovery_prefix}/#")),
         (
