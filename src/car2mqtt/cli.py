@@ -270,7 +270,7 @@ async def _rotate(cfg: Config, store: Any, name: str) -> None:
                 msg = f"account {name} receives no webhooks (it has no webhook.public_url)"
                 raise ConfigError(msg)
             path = receiver_path(provider.spec.name, name, cfg.web.base_path)
-            await rotate(channel, store, name, channel.public_url + path)
+            await rotate(channel, store, name, channel.public_url + path, SystemClock())
             return
         finally:
             await provider.aclose()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from car2mqtt.providers.enode.push import signature
 from car2mqtt.providers.registry import load_config
 from car2mqtt.runtime import Running, running_config
 from car2mqtt.store import Store
+from car2mqtt.web import receiver
 from tests.bridge.conftest import FAST, TOPICS
 from tests.mqtt_support import Mosquitto, Probe, free_port, probe
 from tests.support import Sim, run_cli, table_row
@@ -123,7 +125,11 @@ async def test_when_deliveries_stop_polling_takes_over_and_comes_back(
 
 
 async def test_what_the_receiver_refuses_and_what_it_takes_once(
-    sim: Sim, mosquitto: Mosquitto, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    sim: Sim,
+    mosquitto: Mosquitto,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     config = push_config(tmp_path, mosquitto, sim)
     async with running_config(config, timing=PUSH) as run, httpx.AsyncClient() as http:
@@ -151,9 +157,11 @@ async def test_what_the_receiver_refuses_and_what_it_takes_once(
             return await http.post(url, content=content, headers=headers)
 
         # No signature, a wrong one, one over other bytes: 401, and the car stays.
+        caplog.set_level(logging.WARNING)
         assert (await post(body, None)).status_code == 401
         assert (await post(body, signature("not-the-secret", body))).status_code == 401
         assert (await post(body, signature(secret, body + b" "))).status_code == 401
+        assert caplog.text.count("bad signature") == 1  # a flood is one line a minute
         key = VehicleRef("enode", "home", vehicle).key
         assert run.bridge.hub.vehicle(key) is not None
 
@@ -161,8 +169,18 @@ async def test_what_the_receiver_refuses_and_what_it_takes_once(
         huge = b"[" + b" " * 1_100_000 + b"]"
         assert (await post(huge, signature(secret, huge))).status_code == 413
 
+        # A body that trickles in: given up after the receiver's time limit.
+        monkeypatch.setattr(receiver, "BODY_TIMEOUT_S", 0.3)
+
+        async def trickle() -> AsyncIterator[bytes]:
+            yield b"["
+            await asyncio.sleep(1.0)
+            yield b"]"
+
+        slow = await http.post(url, content=trickle(), headers={"X-Enode-Signature": "sha1=0"})
+        assert slow.status_code == 408
+
         # Signed but unreadable, or unknown: taken (an error would be retried for ever), said.
-        caplog.set_level(logging.WARNING)
         garbled = b"{not json"
         assert (await post(garbled, signature(secret, garbled))).status_code == 200
         assert "not JSON" in caplog.text
@@ -239,7 +257,15 @@ async def test_a_restart_reuses_its_own_webhook_and_leaves_others_alone(
         await until_push(run, PushMode.ACTIVE)
     with Store.open(config.store) as store:
         second = Registration.load(store, "home")
-    assert second == first
+        assert second == first
+        store.delete_meta("webhook:home")  # a state file that lost it (or a lost answer)
+    async with running_config(config, timing=PUSH) as run:
+        await until_push(run, PushMode.ACTIVE)  # the one at its own URL, not a second one
+    with Store.open(config.store) as store:
+        third = Registration.load(store, "home")
+    assert third is not None
+    assert third.subscription_id == first.subscription_id
+    assert third.secret != first.secret
     hooks = (await asyncio.to_thread(_enode_get, sim, "/webhooks"))["data"]
     assert sorted(h["id"] for h in hooks) == sorted([first.subscription_id, theirs["id"]])
     other = next(h for h in hooks if h["id"] == theirs["id"])
@@ -343,3 +369,10 @@ async def test_a_listener_of_its_own_takes_the_deliveries_and_nothing_else(
         # And the web UI's server has no receiver of its own.
         posted = await http.post(f"{run.web_url}/webhooks/enode/home", content=b"[]")
         assert posted.status_code in (404, 405)
+
+
+def test_the_secret_before_a_rotation_verifies_for_an_hour_only() -> None:
+    registration = Registration("hook-1", "new-secret", "https://x/h", "old-secret", 1000.0)
+    assert registration.secrets(1000.0 + 3599) == ["new-secret", "old-secret"]
+    assert registration.secrets(1000.0 + 3601) == ["new-secret"]
+    assert Registration("hook-1", "only").secrets(0.0) == ["only"]

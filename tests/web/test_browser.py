@@ -196,7 +196,13 @@ async def test_every_page_works_under_an_ingress_prefix(
     prefix = "/api/hassio_ingress/Zx9_tOkEn-42"
     # The browser part: a proxy that keeps the prefix in the path (web.base_path) and says
     # so in X-Ingress-Path, as HA's does; the page is driven through its prefixed links.
-    config = ui_config(tmp_path, mosquitto, [enode_account(sim)], base_path="/elsewhere")
+    config = ui_config(
+        tmp_path,
+        mosquitto,
+        [enode_account(sim)],
+        base_path="/elsewhere",
+        trusted_proxies=["127.0.0.1"],  # the proxy: only its X-Ingress-Path is believed
+    )
     async with ui_for(config) as run:
         assert run.web_url is not None
         await page.set_extra_http_headers({"X-Ingress-Path": prefix})

@@ -262,3 +262,26 @@ async def test_the_health_probe_needs_no_login_and_follows_the_broker(
         mosquitto.start()
         await asyncio.wait_for(run.link.connected.wait(), 30)
         assert (await get(f"{url}/healthz")).status_code == 200
+
+
+async def test_only_a_trusted_proxy_may_say_where_the_ui_lives(
+    sim: Sim, mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    # A proxy that forwards only /webhooks/* from the internet to a loopback UI: a request
+    # that claims /webhooks as its ingress prefix must not reach the car pages through it.
+    config = ui_config(tmp_path, mosquitto, [enode_account(sim)])
+    async with ui_for(config) as run, httpx.AsyncClient(base_url=run.web_url or "") as web:
+        await until_read(run)
+        car = f"enode_{sim.vehicle_ids()[0]}"
+        claimed = {"X-Ingress-Path": "/webhooks"}
+        page = await web.get(f"/webhooks/cars/{car}", headers=claimed)
+        assert page.status_code == 404
+        assert "csrf" not in page.text
+        asked = await web.post(f"/webhooks/cars/{car}/commands", headers=claimed, data={})
+        assert asked.status_code in (404, 405)
+        vehicle = run.bridge.hub.vehicle(car)
+        assert vehicle is not None
+        assert vehicle.last_command is None
+        # From this untrusted client the header changes no link either.
+        overview = await web.get("/", headers={"X-Ingress-Path": "/api/hassio_ingress/x"})
+        assert not any(u.startswith("/api/") for u in links_of(overview.text))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -28,6 +29,7 @@ from car2mqtt.models import CommandResult, CommandStatus
 from car2mqtt.providers.base import Command, Provider
 
 _LOGGER = logging.getLogger(__name__)
+EARLY_KEPT = 200
 
 
 @dataclass(slots=True)
@@ -75,6 +77,9 @@ class CommandService:
         self._clock = clock
         self._timing = timing
         self._cars: dict[str, _Car] = {}
+        # Pushed steps of actions no command knows yet: the cloud can push before the answer
+        # to the request that started the action arrives.
+        self._early: OrderedDict[tuple[str, str], tuple[CommandStatus, str | None]] = OrderedDict()
 
     def resume(self) -> None:
         """Finish what an earlier run left open: follow pending actions, fail unsent ones."""
@@ -156,7 +161,10 @@ class CommandService:
                     result = CommandResult(command.value, status, self._now(), reason=str(exc))
                 followed.result = result
                 await self._hub.record_command(vehicle, result)
-            settled_at_once = result.status.final
+                early = self._early.pop((vehicle.ref.account, result.action_id or ""), None)
+                if early is not None and not result.status.final:
+                    await self.pushed(vehicle.ref.account, result.action_id or "", *early)
+            settled_at_once = followed.result.status.final
             await self._track(vehicle, followed)
         if settled_at_once:
             # The cloud refreshes its cache a little after a hint: poll once that is done.
@@ -192,6 +200,9 @@ class CommandService:
                     await self._hub.record_command(vehicle, followed.result)
                 followed.nudge.set()
                 return True
+        self._early[(account, action_id)] = (status, reason)
+        while len(self._early) > EARLY_KEPT:
+            self._early.popitem(last=False)
         return False
 
     def _pace(self, vehicle: KnownVehicle) -> Pace:
@@ -242,6 +253,9 @@ class CommandService:
                 return  # the car is gone: nothing left to report on
             try:
                 latest = await provider.command_status(vehicle.ref, result)
+                if followed.result is not result:
+                    result = followed.result  # pushed while we asked: newer than this read
+                    continue
             except (ProviderError, AuthError) as exc:
                 if not followed.status_failing:
                     # Once per change of state: it is asked again every command_poll_s.

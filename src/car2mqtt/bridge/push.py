@@ -48,6 +48,8 @@ DEDUPE_WINDOW = 20_000  # event identities remembered (a retry comes within minu
 DELIVERIES_KEPT = 20  # per account, for `car2mqtt webhook status`
 WATCH_EVERY_S = 15.0
 COMPLAIN_EVERY_S = 60.0  # one log line per minute at most for bodies that make no sense
+ROTATION_GRACE_S = 3600.0  # the old secret still verifies this long after a rotation
+RELOAD_EVERY_S = 5.0  # a bad signature re-reads the state file (a rotation?) this often at most
 
 
 def meta_key(account: str) -> str:
@@ -72,9 +74,11 @@ class Registration:
     subscription_id: str | None
     secret: str
     url: str | None = None
-    # The secret before the last rotation, still accepted: deliveries the cloud signed just
-    # before it took the new one are not refused.
+    # The secret before the last rotation, accepted for ROTATION_GRACE_S after it (clock
+    # time `rotated_at`): deliveries the cloud signed just before it took the new one are
+    # not refused, and a leaked old secret stops working soon.
     previous: str | None = None
+    rotated_at: float | None = None
 
     @classmethod
     def load(cls, store: Store, account: str) -> Registration | None:
@@ -84,7 +88,13 @@ class Registration:
             return None
         try:
             data = json.loads(text)
-            return cls(data.get("id"), str(data["secret"]), data.get("url"), data.get("previous"))
+            return cls(
+                data.get("id"),
+                str(data["secret"]),
+                data.get("url"),
+                data.get("previous"),
+                data.get("rotated_at"),
+            )
         except (ValueError, KeyError, TypeError):
             return None
 
@@ -95,12 +105,14 @@ class Registration:
             "secret": self.secret,
             "url": self.url,
             "previous": self.previous,
+            "rotated_at": self.rotated_at,
         }
         store.set_meta(meta_key(account), json.dumps(data))
 
-    def secrets(self) -> list[str]:
-        """Return the secrets a delivery may be signed with: the current one first."""
-        return [s for s in (self.secret, self.previous) if s]
+    def secrets(self, now: float) -> list[str]:
+        """Return the secrets a delivery may be signed with at `now`: the current one first."""
+        fresh = self.rotated_at is not None and now - self.rotated_at < ROTATION_GRACE_S
+        return [self.secret, self.previous] if self.previous and fresh else [self.secret]
 
 
 def new_secret() -> str:
@@ -119,7 +131,9 @@ class _Account:
     last_test: float | None = None
     seen: OrderedDict[str, None] = field(default_factory=OrderedDict)
     deliveries: list[dict[str, object]] = field(default_factory=list)
-    last_complaint: float = float("-inf")
+    complaints: dict[str, float] = field(default_factory=dict)  # kind -> when last said
+    last_reload: float = float("-inf")
+    refused: int = 0  # deliveries refused for their signature
     subscribed: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -171,19 +185,25 @@ class PushSource:
         if entry is None or entry.provider.spec.name != provider:
             return 404, "no such webhook receiver"
         if not self._verified(entry, headers, body):
-            _LOGGER.warning("account %s: refused a webhook delivery with a bad signature", account)
+            entry.refused += 1
+            self._complain(
+                entry,
+                "signature",
+                f"account {account}: refused webhook deliveries with a bad signature "
+                f"({entry.refused} so far)",
+            )
             return 401, "bad signature"
         now = self._clock.time()
         try:
             batch = entry.channel.parse(body)
         except BadCloudResponse as exc:
             # An error status would make the cloud send it again and again: take it, say so.
-            self._complain(entry, f"account {account}: ignored a webhook delivery: {exc}")
+            self._complain(entry, "body", f"account {account}: ignored a webhook delivery: {exc}")
             await self._delivered(entry, now, 0, "unreadable")
             return 200, "ignored"
         if batch.unknown:
             names = ", ".join(sorted(set(batch.unknown)))
-            self._complain(entry, f"account {account}: ignored webhook events {names}")
+            self._complain(entry, "events", f"account {account}: ignored webhook events {names}")
         applied = await self._apply(entry, batch)
         await self._delivered(entry, now, applied, "ok")
         return 200, "ok"
@@ -192,7 +212,12 @@ class PushSource:
         registration = entry.registration
         if registration is not None and self._signed(entry, registration, headers, body):
             return True
-        # `car2mqtt webhook rotate` may have changed the secret since: read it again.
+        # `car2mqtt webhook rotate` may have changed the secret since: read it again, but
+        # not for every forged request (each read takes the state file's lock).
+        now = self._clock.time()
+        if now - entry.last_reload < RELOAD_EVERY_S:
+            return False
+        entry.last_reload = now
         try:
             fresh = Registration.load(self._store, entry.provider.account)
         except StoreError:
@@ -203,12 +228,16 @@ class PushSource:
         entry.registration = fresh
         return self._signed(entry, fresh, headers, body)
 
-    @staticmethod
     def _signed(
-        entry: _Account, registration: Registration, headers: Mapping[str, str], body: bytes
+        self,
+        entry: _Account,
+        registration: Registration,
+        headers: Mapping[str, str],
+        body: bytes,
     ) -> bool:
         # Every secret is checked (no early exit): the time taken says nothing about which.
-        results = [entry.channel.verify(s, headers, body) for s in registration.secrets()]
+        secrets_now = registration.secrets(self._clock.time())
+        results = [entry.channel.verify(s, headers, body) for s in secrets_now]
         return any(results)
 
     async def _apply(self, entry: _Account, batch: PushBatch) -> int:
@@ -262,10 +291,10 @@ class PushSource:
         else:
             await self._hub.set_push(name, self._hub.account(name).push, None, delivered_at=now)
 
-    def _complain(self, entry: _Account, line: str) -> None:
+    def _complain(self, entry: _Account, kind: str, line: str) -> None:
         now = self._clock.time()
-        if now - entry.last_complaint >= COMPLAIN_EVERY_S:
-            entry.last_complaint = now
+        if now - entry.complaints.get(kind, float("-inf")) >= COMPLAIN_EVERY_S:
+            entry.complaints[kind] = now
             _LOGGER.warning("%s", line)
 
     # ---- subscribing and watching ------------------------------------------------------------
@@ -313,7 +342,8 @@ class PushSource:
     async def subscribe(self, name: str) -> None:
         """Create or update `name`'s subscription, then ask for a test delivery."""
         entry = self._accounts[name]
-        registration = entry.registration or Registration.load(self._store, name)
+        # From the state file, not memory: `car2mqtt webhook rotate` may have run meanwhile.
+        registration = Registration.load(self._store, name) or entry.registration
         secret = registration.secret if registration else new_secret()
         REDACTOR.add(secret)  # never in a log line, whatever goes wrong
         known = registration.subscription_id if registration else None
@@ -324,8 +354,13 @@ class PushSource:
         else:
             entry.registration = registration
         subscription = await entry.channel.subscribe(entry.url, secret, known)
-        previous = registration.previous if registration else None
-        entry.registration = Registration(subscription.id, secret, entry.url, previous)
+        entry.registration = Registration(
+            subscription.id,
+            secret,
+            entry.url,
+            registration.previous if registration else None,
+            registration.rotated_at if registration else None,
+        )
         await self._save(entry.registration, name)
         entry.subscribed.set()
         _LOGGER.info("account %s: webhooks subscribed at %s", name, entry.url)
@@ -348,6 +383,8 @@ class PushSource:
             # The test delivery itself, once it arrives, makes the account active.
             if self._hub.account(name).push is not PushMode.ACTIVE:
                 await self._hub.set_push(name, PushMode.STARTING, f"test: {detail}")
+        elif self._hub.account(name).push is PushMode.DEGRADED:
+            _LOGGER.info("account %s: the webhook test failed too: %s", name, detail)
         else:
             await self._degrade(entry, f"the webhook test failed: {detail}")
 
@@ -360,7 +397,9 @@ class PushSource:
         quiet_for = now - (entry.last_delivery or entry.last_test or now)
         if quiet_for < self._timing.push_watchdog_s:
             return
-        await self._degrade(entry, f"no webhook delivery for {quiet_for:.0f} s")
+        await self._degrade(
+            entry, f"no webhook delivery for over {self._timing.push_watchdog_s:.0f} s"
+        )
         if entry.last_test is None or now - entry.last_test >= self._timing.push_watchdog_s:
             await self._test(entry)
 
@@ -373,16 +412,18 @@ class PushSource:
         await self._hub.set_push(name, PushMode.DEGRADED, why)
 
 
-async def rotate(channel: PushChannel, store: Store, account: str, url: str) -> Registration:
+async def rotate(
+    channel: PushChannel, store: Store, account: str, url: str, clock: Clock
+) -> Registration:
     """Give `account`'s webhook a new secret; the old one stays accepted until the next."""
     old = Registration.load(store, account)
     if old is None or old.subscription_id is None:
         msg = f"account {account} has no webhook yet: start the bridge once to subscribe it"
         raise ConfigError(msg)
-    fresh = Registration(old.subscription_id, new_secret(), old.url or url, old.secret)
-    fresh.save(store, account)  # saved first: deliveries signed with it verify at once
-    subscription = await channel.subscribe(fresh.url or url, fresh.secret, old.subscription_id)
-    if subscription.id != old.subscription_id:
-        fresh = Registration(subscription.id, fresh.secret, fresh.url, fresh.previous)
-        fresh.save(store, account)
+    secret = new_secret()
+    REDACTOR.add(secret)
+    # The cloud first: if it refuses, the state file keeps the secret the cloud still uses.
+    subscription = await channel.subscribe(old.url or url, secret, old.subscription_id)
+    fresh = Registration(subscription.id, secret, old.url or url, old.secret, clock.time())
+    fresh.save(store, account)
     return fresh

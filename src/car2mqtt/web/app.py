@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import socket
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
@@ -516,6 +517,10 @@ def _origin(request: Request, guard: Guard) -> str:
     return f"{scheme}://{host}"
 
 
+# The receiver's route, exactly: nothing else under /webhooks/ passes the gate unasked.
+_RECEIVER = re.compile(r"/webhooks/[a-z0-9_-]+/[a-z0-9_-]+")
+
+
 class _Gate:
     """Before any route: the path prefix, and whether this client may use the UI at all."""
 
@@ -530,19 +535,24 @@ class _Gate:
             return
         request = Request(scope)
         path = scope["path"]
-        prefix = prefix_of(request.headers, self._base)
+        guard = self._ui.guard
+        # Only a trusted proxy says where it serves the UI: believed from anyone, a header
+        # could move any page under a path a proxy forwards (say /webhooks/).
+        trusted = guard.trusted_proxy(_client(request))
+        prefix = prefix_of(request.headers, self._base) if trusted else self._base
         for cut in {self._base, prefix}:
             if cut and (path == cut or path.startswith(cut + "/")):
                 # Proxies that keep the prefix and proxies that strip it both work.
                 scope = {**scope, "path": path[len(cut) :] or "/"}
                 break
         scope = {**scope, "state": {**scope.get("state", {}), "prefix": prefix}}
-        guard = self._ui.guard
         verdict = guard.verdict(_client(request), request.cookies.get(SESSION_COOKIE))
         open_path = scope["path"] == "/login" or scope["path"].startswith("/static/")
         # A container's or a supervisor's health probe carries no login; it learns one word.
         # A webhook delivery carries none either: its signature is checked instead.
-        probe = scope["path"] == "/healthz" or scope["path"].startswith("/webhooks/")
+        probe = scope["path"] == "/healthz" or (
+            request.method == "POST" and _RECEIVER.fullmatch(scope["path"]) is not None
+        )
         if verdict is Verdict.ALLOWED or (verdict is Verdict.LOGIN and open_path) or probe:
             await self._app(scope, receive, send)
             return

@@ -6,12 +6,16 @@ over the exact bytes received. Bodies over 1 MB are refused before they are read
 
 from __future__ import annotations
 
+import asyncio
+
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Mount, Route
 
 from car2mqtt.bridge.push import MAX_BODY_BYTES, ROUTE, PushSource
+
+BODY_TIMEOUT_S = 10.0
 
 
 def receiver_route(push: PushSource) -> Route:
@@ -23,12 +27,15 @@ def receiver_route(push: PushSource) -> Route:
             return PlainTextResponse("body too large", status_code=413)
         body = bytearray()
         try:
-            async for chunk in request.stream():
-                body += chunk
-                if len(body) > MAX_BODY_BYTES:
-                    return PlainTextResponse("body too large", status_code=413)
+            async with asyncio.timeout(BODY_TIMEOUT_S):  # a trickle holds nothing for long
+                async for chunk in request.stream():
+                    body += chunk
+                    if len(body) > MAX_BODY_BYTES:
+                        return PlainTextResponse("body too large", status_code=413)
         except ClientDisconnect:
             return PlainTextResponse("incomplete", status_code=400)
+        except TimeoutError:
+            return PlainTextResponse("too slow", status_code=408)
         params = request.path_params
         status, text = await push.receive(
             params["provider"], params["account"], request.headers, bytes(body)

@@ -31,6 +31,7 @@ from car2mqtt.providers.enode.wire import (
     User,
     Vehicle,
     VehiclePage,
+    WebhookPage,
     WebhookTestWire,
     WebhookWire,
 )
@@ -144,6 +145,19 @@ class EnodeClient:
             if exc.status == 404:
                 return None
             raise
+
+    async def webhooks(self) -> list[WebhookWire]:
+        """Return every webhook of the client, page by page."""
+        found: list[WebhookWire] = []
+        params: dict[str, Any] = {"pageSize": PAGE_SIZE}
+        for _ in range(MAX_PAGES):
+            page = await self._get_model("/webhooks", WebhookPage, **params)
+            found += page.data
+            if not page.pagination.after or not page.data:
+                return found
+            params = {"pageSize": PAGE_SIZE, "after": page.pagination.after}
+        msg = f"Enode listed more than {MAX_PAGES} pages on /webhooks"
+        raise BadCloudResponse(msg)
 
     async def patch_webhook(self, webhook_id: str, body: dict[str, Any]) -> WebhookWire:
         """Change a webhook."""

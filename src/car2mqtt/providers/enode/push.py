@@ -55,6 +55,10 @@ class WebhookApi(Protocol):
         """Return a webhook, None if Enode has none with that id."""
         ...
 
+    async def webhooks(self) -> list[WebhookWire]:
+        """Return every webhook of the client."""
+        ...
+
     async def patch_webhook(self, webhook_id: str, body: dict[str, Any]) -> WebhookWire:
         """Change a webhook."""
         ...
@@ -109,7 +113,7 @@ class EnodePush:
             if event.event in ALIVE:
                 items.append(PushedAlive(identity))
                 continue
-            if event.user is not None and event.user.id != self._user_id:
+            if event.user is None or event.user.id != self._user_id:
                 others += 1  # the webhook is the client's: other users' cars are not ours
                 continue
             item = self._item(event, identity)
@@ -149,6 +153,11 @@ class EnodePush:
         }
         if known_id is not None and await self._client.webhook(known_id) is not None:
             return _subscription(await self._client.patch_webhook(known_id, body))
+        # One at this very receiver URL is car2mqtt's own: made by an earlier run whose state
+        # file is gone, or whose create answer was lost. Enode refuses a second one anyway.
+        ours = [w for w in await self._client.webhooks() if w.url == url]
+        if ours:
+            return _subscription(await self._client.patch_webhook(ours[0].id, body))
         return _subscription(await self._client.create_webhook(body))
 
     async def describe(self, subscription_id: str) -> Subscription | None:

@@ -252,6 +252,13 @@ class WebhookWire(_Wire):
     api_version: str | None = Field(None, alias="apiVersion")
 
 
+class WebhookPage(_Wire):
+    """`GET /webhooks`."""
+
+    data: list[WebhookWire] = Field(default_factory=list)
+    pagination: Pagination = Pagination()
+
+
 class WebhookTestWire(_Wire):
     """`POST /webhooks/{id}/test`."""
 
