@@ -119,41 +119,34 @@ async def api_calls(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     """Measure A and B in one run at `args.scale` x."""
     with Mosquitto(workdir) as broker, Simulator(args.vehicles, args.seed, args.scale) as sim:
         async with httpx.AsyncClient(timeout=30) as http:
-            return await _calls_and_latency(args, workdir, broker, sim, http)
-
-
-async def _calls_and_latency(
-    args: argparse.Namespace,
-    workdir: Path,
-    broker: Mosquitto,
-    sim: Simulator,
-    http: httpx.AsyncClient,
-) -> dict[str, Any]:
-    clock = ScaledClock(await sim_now(http, sim), args.scale, time.monotonic())
-    timing = Timing(
-        poll_interval_s=300.0 / args.scale,
-        active_poll_interval_s=120.0 / args.scale,
-        safety_poll_s=3600.0 / args.scale,  # a real wait, scaled like the polls
-        push_watchdog_s=900.0,  # read on the simulator's clock
-    )
-    async with bridge(workdir, sim, broker, timing, clock) as run:
-        account = run.bridge.hub.account("bench")
-        await until(lambda: len(account.vehicles) >= args.vehicles, 300, "first listing")
-        await until(lambda: account.push is PushMode.ACTIVE, 60, "active webhooks")
-        start_calls, start = await sim_calls(http, sim), clock.time()
-        polls = run.bridge.polls
-        await asyncio.sleep(args.hours * 3600.0 / args.scale)
-        calls, hours = await sim_calls(http, sim) - start_calls, (clock.time() - start) / 3600
-        result: dict[str, Any] = {
-            "vehicles": args.vehicles,
-            "scale": args.scale,
-            "simulated_hours": round(hours, 3),
-            "api_calls": calls,
-            "listings": run.bridge.polls - polls,
-            "calls_per_vehicle_hour": round(calls / (args.vehicles * hours), 5),
-            "push_mode_at_end": account.push.value,
-        }
-    return result
+            clock = ScaledClock(await sim_now(http, sim), args.scale, time.monotonic())
+            timing = Timing(
+                poll_interval_s=300.0 / args.scale,
+                active_poll_interval_s=120.0 / args.scale,
+                safety_poll_s=3600.0 / args.scale,  # a real wait, scaled like the polls
+                push_watchdog_s=900.0,  # read on the simulator's clock
+            )
+            async with bridge(workdir, sim, broker, timing, clock) as run:
+                account = run.bridge.hub.account("bench")
+                await until(lambda: len(account.vehicles) >= args.vehicles, 300, "first listing")
+                await until(lambda: account.push is PushMode.ACTIVE, 60, "active webhooks")
+                start_calls, start = await sim_calls(http, sim), clock.time()
+                polls = run.bridge.polls
+                await asyncio.sleep(args.hours * 3600.0 / args.scale)
+                calls, hours = (
+                    await sim_calls(http, sim) - start_calls,
+                    (clock.time() - start) / 3600,
+                )
+                result: dict[str, Any] = {
+                    "vehicles": args.vehicles,
+                    "scale": args.scale,
+                    "simulated_hours": round(hours, 3),
+                    "api_calls": calls,
+                    "listings": run.bridge.polls - polls,
+                    "calls_per_vehicle_hour": round(calls / (args.vehicles * hours), 5),
+                    "push_mode_at_end": account.push.value,
+                }
+            return result
 
 
 async def latency(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
@@ -311,33 +304,23 @@ async def fallback(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     """C: deliveries paused; how long until polling is back."""
     with Mosquitto(workdir) as broker, Simulator(100, args.seed, 1.0) as sim:
         async with httpx.AsyncClient(timeout=30) as http:
-            return await _fallback(args, workdir, broker, sim, http)
-
-
-async def _fallback(
-    args: argparse.Namespace,
-    workdir: Path,
-    broker: Mosquitto,
-    sim: Simulator,
-    http: httpx.AsyncClient,
-) -> dict[str, Any]:
-    timing = Timing(push_watchdog_s=args.watchdog)
-    async with bridge(workdir, sim, broker, timing, SystemClock()) as run:
-        account = run.bridge.hub.account("bench")
-        await until(lambda: account.push is PushMode.ACTIVE, 120, "active webhooks")
-        polls = run.bridge.polls
-        await http.put(f"{sim.admin_url}/enode/webhook-delivery", json={"paused": True})
-        paused = time.time()
-        last = account.last_push_at or paused
-        await until(lambda: run.bridge.polls > polls, args.watchdog * 3 + 120, "fallback")
-        back = time.time()
-        return {
-            "watchdog_s": args.watchdog,
-            "poll_interval_s": 300.0,
-            "from_pause_s": round(back - paused, 1),
-            "from_last_delivery_s": round(back - last, 1),
-            "push_mode": account.push.value,
-        }
+            timing = Timing(push_watchdog_s=args.watchdog)
+            async with bridge(workdir, sim, broker, timing, SystemClock()) as run:
+                account = run.bridge.hub.account("bench")
+                await until(lambda: account.push is PushMode.ACTIVE, 120, "active webhooks")
+                polls = run.bridge.polls
+                await http.put(f"{sim.admin_url}/enode/webhook-delivery", json={"paused": True})
+                paused = time.time()
+                last = account.last_push_at or paused
+                await until(lambda: run.bridge.polls > polls, args.watchdog * 3 + 120, "fallback")
+                back = time.time()
+                return {
+                    "watchdog_s": args.watchdog,
+                    "poll_interval_s": 300.0,
+                    "from_pause_s": round(back - paused, 1),
+                    "from_last_delivery_s": round(back - last, 1),
+                    "push_mode": account.push.value,
+                }
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -11,7 +11,7 @@ import json
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -41,6 +41,9 @@ from car2mqtt.providers.base import gather_pages
 from car2mqtt.providers.plugin import Wiring
 from car2mqtt.providers.registry import PLUGINS, create_provider, linkable, load_config
 from car2mqtt.simulator.cli import PROFILES, add_simulate_command
+
+if TYPE_CHECKING:
+    from car2mqtt.store import Store
 
 # Each command imports what it alone needs: `car2mqtt run` on a Raspberry Pi should not carry
 # the simulator, the demo's broker or the QR encoder in memory.
@@ -214,21 +217,16 @@ def webhook_rotate(
     guard(go)
 
 
-async def _pushing(cfg: Config, store: Any) -> list[tuple[AccountBase, Any]]:
-    out = []
-    for acct in cfg.accounts:
-        provider = create_provider(acct, clock=SystemClock(), persistence=store)
-        out.append((acct, provider))
-    return out
-
-
-async def _webhook_rows(cfg: Config, store: Any) -> list[list[str]]:
+async def _webhook_rows(cfg: Config, store: Store) -> list[list[str]]:
     from car2mqtt.bridge.push import Registration, deliveries_key
+    from car2mqtt.providers.push import push_channel
+    from car2mqtt.web.views import ago
 
     rows = []
-    for acct, provider in await _pushing(cfg, store):
+    for acct in cfg.accounts:
+        provider = create_provider(acct, clock=SystemClock(), persistence=store)
         try:
-            channel = getattr(provider, "push", None)
+            channel = push_channel(provider)
             if channel is None:
                 rows.append([acct.name, "off (polled)", "", "", "", ""])
                 continue
@@ -239,7 +237,7 @@ async def _webhook_rows(cfg: Config, store: Any) -> list[list[str]]:
             found = await channel.describe(saved.subscription_id)
             log = json.loads(store.get_meta(deliveries_key(acct.name)) or "[]")
             received = ", ".join(
-                f"{_ago(entry['at'])} ({entry['events']} events, {entry['outcome']})"
+                f"{ago(time.time() - entry['at'])} ({entry['events']} events, {entry['outcome']})"
                 for entry in log[:3]
             )
             if found is None:
@@ -253,44 +251,40 @@ async def _webhook_rows(cfg: Config, store: Any) -> list[list[str]]:
     return rows
 
 
-def _ago(at: float) -> str:
-    seconds = max(0, int(time.time() - at))
-    return f"{seconds} s ago" if seconds < 120 else f"{seconds // 60} min ago"
-
-
-async def _rotate(cfg: Config, store: Any, name: str) -> None:
+async def _rotate(cfg: Config, store: Store, name: str) -> None:
     from car2mqtt.bridge.push import receiver_path, rotate
+    from car2mqtt.providers.push import push_channel
 
-    for acct, provider in await _pushing(cfg, store):
-        try:
-            if acct.name != name:
-                continue
-            channel = getattr(provider, "push", None)
-            if channel is None:
-                msg = f"account {name} receives no webhooks (it has no webhook.public_url)"
-                raise ConfigError(msg)
-            path = receiver_path(provider.spec.name, name, cfg.web.base_path)
-            await rotate(channel, store, name, channel.public_url + path, SystemClock())
-            return
-        finally:
-            await provider.aclose()
-    names = ", ".join(a.name for a in cfg.accounts)
-    msg = f"no account named {name!r} in the configuration; it has: {names}"
-    raise ConfigError(msg)
+    acct = _named(cfg, name)
+    provider = create_provider(acct, clock=SystemClock(), persistence=store)
+    try:
+        channel = push_channel(provider)
+        if channel is None:
+            msg = f"account {name} receives no webhooks (it has no webhook.public_url)"
+            raise ConfigError(msg)
+        path = receiver_path(provider.spec.name, name, cfg.web.base_path)
+        await rotate(channel, store, name, channel.public_url + path, SystemClock())
+    finally:
+        await provider.aclose()
 
 
 link_app = typer.Typer(help="Link cars to an account, without curl.", no_args_is_help=True)
 app.add_typer(link_app, name="link")
 
 
-def _account_for(cfg: Config, name: str, model: type[A]) -> A:
-    """Return the account called `name`, which a `model`'s link command is run for."""
+def _named(cfg: Config, name: str) -> AccountBase:
+    """Return the account called `name`, or say which accounts there are."""
     try:
-        acct = cfg.account(name)
+        return cfg.account(name)
     except KeyError:
         names = ", ".join(a.name for a in cfg.accounts)
         msg = f"no account named {name!r} in the configuration; it has: {names}"
         raise ConfigError(msg) from None
+
+
+def _account_for(cfg: Config, name: str, model: type[A]) -> A:
+    """Return the account called `name`, which a `model`'s link command is run for."""
+    acct = _named(cfg, name)
     if isinstance(acct, model):
         return acct
     plugin = PLUGINS.get(acct.provider)

@@ -37,6 +37,7 @@ from car2mqtt.providers.push import (
     PushedLinkLost,
     PushedRemoval,
     PushedState,
+    push_channel,
 )
 from car2mqtt.store import Store
 
@@ -160,7 +161,7 @@ class PushSource:
         self._timing = timing
         self._accounts: dict[str, _Account] = {}
         for name, provider in providers.items():
-            channel: PushChannel | None = getattr(provider, "push", None)
+            channel = push_channel(provider)
             if channel is None:
                 continue
             url = channel.public_url + receiver_path(provider.spec.name, name, base_path)
@@ -281,15 +282,14 @@ class PushSource:
         await self._saver.save(
             "the webhook deliveries", lambda: store.set_meta(deliveries_key(name), log)
         )
-        if not entry.pace.pushed and entry.subscribed.is_set():
-            _LOGGER.info(
-                "account %s: webhook deliveries arrive; polling only as a safety net", name
-            )
+        mode = self._hub.account(name).push  # before the subscription is done: as it is
         if entry.subscribed.is_set():
-            entry.pace.pushed = True
-            await self._hub.set_push(name, PushMode.ACTIVE, None, delivered_at=now)
-        else:
-            await self._hub.set_push(name, self._hub.account(name).push, None, delivered_at=now)
+            if not entry.pace.pushed:
+                _LOGGER.info(
+                    "account %s: webhook deliveries arrive; polling only as a safety net", name
+                )
+            entry.pace.pushed, mode = True, PushMode.ACTIVE
+        await self._hub.set_push(name, mode, None, delivered_at=now)
 
     def _complain(self, entry: _Account, kind: str, line: str) -> None:
         now = self._clock.time()

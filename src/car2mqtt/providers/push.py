@@ -79,6 +79,12 @@ class Subscription:
     events: tuple[str, ...] = field(default_factory=tuple)
 
 
+def push_channel(provider: object) -> PushChannel | None:
+    """Return the push channel of `provider`, None when it does not push (or is not set to)."""
+    channel: PushChannel | None = getattr(provider, "push", None)
+    return channel
+
+
 class PushChannel(Protocol):
     """What a provider that pushes offers the bridge."""
 

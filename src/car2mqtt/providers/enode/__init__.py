@@ -57,13 +57,6 @@ MAX_PAGES = 10_000
 USER_CHECK_INTERVAL_S = 3600.0
 LINK_SCOPES = ("vehicle:read:data", "vehicle:read:location", "vehicle:control:charging")
 
-_ACTION_STATES = {
-    "PENDING": CommandStatus.PENDING,
-    "CONFIRMED": CommandStatus.CONFIRMED,
-    "FAILED": CommandStatus.FAILED,
-    "CANCELLED": CommandStatus.CANCELLED,
-}
-
 
 class EnodeClient:
     """A thin typed client: one method per endpoint, cloud errors translated to ours."""
@@ -342,12 +335,7 @@ def _invalid(vendors: set[str]) -> str:
 
 
 def _result(command: str, action: Action, now: datetime) -> CommandResult:
-    status = _ACTION_STATES.get(action.state, CommandStatus.PENDING)
-    reason = None
-    if action.failure_reason is not None:
-        reason = action.failure_reason.type
-        if action.failure_reason.detail:
-            reason = f"{reason}: {action.failure_reason.detail}"
+    status, reason = action.outcome()
     return CommandResult(command, status, now, action_id=action.id, reason=reason)
 
 

@@ -12,7 +12,6 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from car2mqtt.errors import BadCloudResponse
-from car2mqtt.models import CommandStatus
 from car2mqtt.providers.enode.wire import WebhookEvent, WebhookTestWire, WebhookWire
 from car2mqtt.providers.push import (
     PushBatch,
@@ -36,12 +35,6 @@ EVENTS = (
     "user:credentials:invalidated",
 )
 ALIVE = ("system:heartbeat", "enode:webhook:test")
-_ACTION_STATES = {
-    "PENDING": CommandStatus.PENDING,
-    "CONFIRMED": CommandStatus.CONFIRMED,
-    "FAILED": CommandStatus.FAILED,
-    "CANCELLED": CommandStatus.CANCELLED,
-}
 
 
 class WebhookApi(Protocol):
@@ -130,14 +123,8 @@ class EnodePush:
         if name == "user:vehicle:deleted" and event.vehicle:
             return PushedRemoval(identity, event.vehicle.id)
         if name == "user:vendor-action:updated" and event.vendor_action:
-            action = event.vendor_action
-            reason = None
-            if action.failure_reason is not None:
-                reason = action.failure_reason.type
-                if action.failure_reason.detail:
-                    reason = f"{reason}: {action.failure_reason.detail}"
-            status = _ACTION_STATES.get(action.state, CommandStatus.PENDING)
-            return PushedAction(identity, action.id, status, reason)
+            status, reason = event.vendor_action.outcome()
+            return PushedAction(identity, event.vendor_action.id, status, reason)
         if name == "user:credentials:invalidated":
             vendor = event.vendor or "a vendor"
             return PushedLinkLost(identity, f"Enode reports invalid credentials for {vendor}")

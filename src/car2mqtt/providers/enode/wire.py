@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from car2mqtt.models import (
     Capability,
     ChargeState,
+    CommandStatus,
     Location,
     VehicleInfo,
     VehicleRef,
@@ -202,6 +203,14 @@ class FailureReason(_Wire):
     detail: str | None = None
 
 
+_ACTION_STATES = {
+    "PENDING": CommandStatus.PENDING,
+    "CONFIRMED": CommandStatus.CONFIRMED,
+    "FAILED": CommandStatus.FAILED,
+    "CANCELLED": CommandStatus.CANCELLED,
+}
+
+
 class Action(_Wire):
     """A charging action."""
 
@@ -209,6 +218,14 @@ class Action(_Wire):
     state: str = "PENDING"
     kind: str | None = None
     failure_reason: FailureReason | None = Field(None, alias="failureReason")
+
+    def outcome(self) -> tuple[CommandStatus, str | None]:
+        """Return where the action is, and why it failed ("type: detail") when it did."""
+        status = _ACTION_STATES.get(self.state, CommandStatus.PENDING)
+        failure = self.failure_reason
+        if failure is None:
+            return status, None
+        return status, f"{failure.type}: {failure.detail}" if failure.detail else failure.type
 
 
 class LinkResponse(_Wire):
