@@ -133,6 +133,11 @@ def lowercase(value: Any) -> Any:
     return value.strip().lower() if isinstance(value, str) else value
 
 
+def _ha_release(text: str) -> tuple[int, int] | None:
+    match = re.fullmatch(r"(20\d\d)\.(1[0-2]|[1-9])(?:\.\d+)?(?:[a-z]+\d*)?", text.strip())
+    return None if match is None else (int(match[1]), int(match[2]))
+
+
 def _topic(value: str) -> str:
     if (
         not value
@@ -333,6 +338,9 @@ class MqttSettings(_Model):
     base_topic: str = "car2mqtt"
     discovery_mode: DiscoveryMode = "device"
     explicit_ha_status_topic: str | None = Field(None, alias="ha_status_topic")
+    # The Home Assistant release ("2026.11"): platforms newer than the oldest supported one
+    # (the MQTT time entity, 2026.4) are announced only when it has them.
+    ha_version: str | None = None
 
     @field_validator("url")
     @classmethod
@@ -364,6 +372,22 @@ class MqttSettings(_Model):
     @classmethod
     def _case_insensitive(cls, value: Any) -> Any:
         return lowercase(value)
+
+    @field_validator("ha_version", mode="before")
+    @classmethod
+    def _check_ha_version(cls, value: Any) -> Any:
+        if isinstance(value, float):  # `ha_version: 2026.11` in YAML is a number
+            value = repr(value)
+            if value.endswith(".1"):
+                raise invalid('YAML reads 2026.10 as 2026.1: put the version in quotes ("2026.10")')
+        if value is not None and _ha_release(str(value)) is None:
+            raise invalid("expected a Home Assistant release such as 2026.11 or 2026.11.2")
+        return None if value is None else str(value).strip()
+
+    @property
+    def ha_release(self) -> tuple[int, int] | None:
+        """Return `ha_version` as (year, month), None when not set."""
+        return None if self.ha_version is None else _ha_release(self.ha_version)
 
     @field_validator("discovery_prefix", "base_topic", "explicit_ha_status_topic")
     @classmethod

@@ -35,6 +35,31 @@ class Capability(StrEnum):
     LOCATION = "location"
     ODOMETER = "odometer"
     REFRESH = "refresh"
+    SET_MAX_CURRENT = "set_max_current"
+    SMART_CHARGING = "smart_charging"  # the cloud's smart charging: policy, plan, charge now
+
+
+class SmartChargingState(StrEnum):
+    """Where a cloud's smart charging is with a car (unknown values map to UNKNOWN)."""
+
+    UNKNOWN = "unknown"
+    DISABLED = "disabled"
+    CONSIDERING = "considering"
+    STOPPING = "stopping"
+    STOP_FAILED = "stop_failed"
+    STOPPED = "stopped"  # waiting for the plan's start
+    AWAITING_PRICES = "awaiting_prices"
+    STARTING = "starting"
+    START_FAILED = "start_failed"
+    STARTED = "started"
+    INTERRUPTED = "interrupted"
+    OVERRIDDEN = "overridden"  # charging now, whatever the plan says
+    FINISHED = "finished"
+    UNPLUGGED = "unplugged"
+    FAILED = "failed"
+    ENDED = "ended"  # the plan ended because smart charging was turned off
+    DEADLINE_CHANGED = "deadline_changed"
+    FULLY_CHARGED = "fully_charged"
 
 
 class CommandStatus(StrEnum):
@@ -116,6 +141,17 @@ class Location:
 
 
 @dataclass(frozen=True, slots=True)
+class SmartCharging:
+    """What a cloud's smart charging plans for a car, as last read or pushed."""
+
+    state: SmartChargingState
+    updated_at: datetime | None = None
+    plan_start_at: datetime | None = None  # when the plan (re)starts charging
+    plan_finish_at: datetime | None = None  # when it expects the car to be charged
+    charging_now: bool = False  # a "charge now" (smart override) is active
+
+
+@dataclass(frozen=True, slots=True)
 class VehicleState:
     """Everything known about one car at one moment. `None` means "not reported"."""
 
@@ -135,6 +171,11 @@ class VehicleState:
     battery_capacity_kwh: float | None = None
     max_current_a: float | None = None
     charge_updated_at: datetime | None = None
+    # The cloud's smart charging: its policy (set by the user) and what it plans
+    smart_charging_enabled: bool | None = None
+    charge_deadline: str | None = None  # "HH:MM", in the time zone the cloud uses
+    min_charge_limit_pct: float | None = None
+    smart: SmartCharging | None = None
     # Position and distance
     odometer_km: float | None = None
     odometer_updated_at: datetime | None = None
@@ -202,6 +243,18 @@ def merge_newer(old: VehicleState | None, new: VehicleState) -> VehicleState:
         and new_fix.updated_at < old_fix.updated_at
     ):
         changes["location"] = old_fix
+    # Smart charging status is read less often than the rest (or only pushed): a state
+    # without one keeps the last known.
+    old_smart, new_smart = old.smart, new.smart
+    if old_smart is not None and (
+        new_smart is None
+        or (
+            old_smart.updated_at is not None
+            and new_smart.updated_at is not None
+            and new_smart.updated_at < old_smart.updated_at
+        )
+    ):
+        changes["smart"] = old_smart
     if old.last_seen and new.last_seen and new.last_seen < old.last_seen:
         changes["last_seen"] = old.last_seen
     return new.replace(**changes) if changes else new
@@ -216,6 +269,7 @@ class CommandResult:
     at: datetime
     action_id: str | None = None
     reason: str | None = None
+    value: str | None = None  # what a setting was set to ("16" A, "07:30"), None for the rest
 
 
 @dataclass(frozen=True, slots=True)

@@ -268,7 +268,9 @@ def _config_options(config: Config, clock: Clock, store: Store) -> dict[str, Any
             config.mqtt.base_topic, config.mqtt.discovery_prefix, config.mqtt.ha_status_topic
         ),
         "clock": clock,
-        "publishing": Publishing(config.mqtt.discovery_mode, config.expose_vin),
+        "publishing": Publishing(
+            config.mqtt.discovery_mode, config.expose_vin, config.mqtt.ha_release
+        ),
         "timing": Timing(
             heartbeat_s=config.heartbeat_s,
             push_watchdog_s=float(config.webhook.watchdog_s),

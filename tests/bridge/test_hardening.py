@@ -28,7 +28,7 @@ from car2mqtt.models import (
     VehicleRef,
     VehicleState,
 )
-from car2mqtt.providers.base import Command, Grant, ProviderSpec
+from car2mqtt.providers.base import Command, CommandValue, Grant, ProviderSpec
 from car2mqtt.store import Store
 from tests.bridge.conftest import TOPICS, bridge_for, enode_provider, xee_provider
 from tests.bridge.test_bridge import device_topic, ref, wait_retained
@@ -297,7 +297,9 @@ class OneShotCloud:
     async def pages(self) -> AsyncIterator[list[VehicleState]]:
         yield await self.poll()
 
-    async def send_command(self, ref: VehicleRef, command: Command) -> CommandResult:
+    async def send_command(
+        self, ref: VehicleRef, command: Command, value: CommandValue = None
+    ) -> CommandResult:
         raise NotImplementedError
 
     async def command_status(self, ref: VehicleRef, result: CommandResult) -> CommandResult:

@@ -20,7 +20,7 @@ from car2mqtt.clock import SystemClock
 from car2mqtt.config import AccountBase, ConfigPath, secret_text
 from car2mqtt.errors import ConfigError
 from car2mqtt.models import CommandResult, VehicleInfo, VehicleRef, VehicleState
-from car2mqtt.providers.base import Command, Grant, ProviderSpec
+from car2mqtt.providers.base import Command, CommandValue, Grant, ProviderSpec
 from car2mqtt.providers.plugin import ProviderPlugin, Wiring, provider_plugin
 from car2mqtt.providers.registry import PLUGINS, create_provider, load_config, registered
 from car2mqtt.runtime import run_config, secrets_of
@@ -77,7 +77,9 @@ class AcmeProvider:
     async def pages(self) -> AsyncIterator[Sequence[VehicleState]]:
         yield self._cars()
 
-    async def send_command(self, ref: VehicleRef, command: Command) -> CommandResult:
+    async def send_command(
+        self, ref: VehicleRef, command: Command, value: CommandValue = None
+    ) -> CommandResult:
         raise NotImplementedError
 
     async def command_status(self, ref: VehicleRef, result: CommandResult) -> CommandResult:

@@ -59,7 +59,12 @@ def device_payload(state: VehicleState, keys: frozenset[str] | None = None) -> d
 
 def test_a_full_enode_car_gets_every_entity_but_the_obd_signals() -> None:
     obd = {"speed", "fuel_level", "battery_voltage", "lock", "ignition"}
-    assert applicable_keys(enode_car()) == ALL_KEYS - obd
+    # A car that sets its max current gets the number in place of the sensor; the deadline
+    # is a time entity on a Home Assistant that has them, else a text entity.
+    assert applicable_keys(enode_car()) == ALL_KEYS - obd - {"max_current", "charge_deadline"}
+    on_new_ha = applicable_keys(enode_car(), (2026, 4))
+    assert on_new_ha == ALL_KEYS - obd - {"max_current", "charge_deadline_text"}
+    assert applicable_keys(enode_car(), (2026, 3)) == applicable_keys(enode_car())
 
 
 def test_a_xpeng_without_odometer_or_location_gets_neither() -> None:
@@ -243,7 +248,7 @@ def test_every_field_a_component_reads_is_in_the_state_payload() -> None:
         for component in device_payload(state)["components"].values():
             if component.get("state_topic") == T.state(state.ref):
                 field = component["value_template"].removeprefix("{{ value_json.")
-                assert field.removesuffix(" }}") in payload
+                assert field.removesuffix(" }}").removesuffix(" or ''") in payload
 
 
 def test_charging_switch_commands_the_car_and_shows_its_real_state() -> None:
@@ -263,7 +268,7 @@ def test_charging_switch_commands_the_car_and_shows_its_real_state() -> None:
     assert provider == "enode"
     on = parse_command(control, switch["payload_on"].encode(), state.capabilities)
     off = parse_command(control, switch["payload_off"].encode(), state.capabilities)
-    assert (on, off) == (Command.START_CHARGING, Command.STOP_CHARGING)
+    assert (on, off) == ((Command.START_CHARGING, None), (Command.STOP_CHARGING, None))
 
 
 def test_refresh_button_presses_refresh() -> None:
@@ -272,8 +277,9 @@ def test_refresh_button_presses_refresh() -> None:
     assert button["command_topic"] == T.command(state.ref, "refresh")
     assert "state_topic" not in button
     _, _, control = T.parse_command_topic(button["command_topic"]) or ("", "", "")
-    assert parse_command(control, button["payload_press"].encode(), state.capabilities) is (
-        Command.REFRESH
+    assert parse_command(control, button["payload_press"].encode(), state.capabilities) == (
+        Command.REFRESH,
+        None,
     )
 
 
@@ -434,6 +440,13 @@ def test_state_of_a_charging_car() -> None:
         "reachable": "ON",
         "data_age": 90,
         "relink_required": "OFF",
+        "smart_charging": "ON",
+        "min_charge_limit": 40,
+        "charge_deadline": "07:30",
+        "smart_charging_status": "stopped",
+        "smart_charging_start": "2025-06-01T15:30:00+00:00",
+        "smart_charging_finish": "2025-06-01T18:30:00+00:00",
+        "charge_now_active": "OFF",
     }
     assert datetime.fromisoformat(payload["last_seen"]) == SEEN
     dumps(payload)
@@ -527,13 +540,19 @@ EVERYTHING = frozenset(Capability)
     ],
 )
 def test_parse_command_accepts(control: str, payload: bytes, command: Command) -> None:
-    assert parse_command(control, payload, EVERYTHING) is command
+    assert parse_command(control, payload, EVERYTHING) == (command, None)
 
 
 @pytest.mark.parametrize(
     ("control", "payload", "capabilities", "message"),
     [
-        ("honk", b"ON", EVERYTHING, "unknown control 'honk'; known controls: charging, refresh"),
+        (
+            "honk",
+            b"ON",
+            EVERYTHING,
+            "unknown control 'honk'; known controls: charge_deadline, charge_now, charging, "
+            "max_current, min_charge_limit, refresh, smart_charging",
+        ),
         ("charging", b"\xff\xfe", EVERYTHING, "not UTF-8"),
         ("charging", b"true", EVERYTHING, "expected one of: ON, OFF"),
         ("charging", b"1", EVERYTHING, "expected one of: ON, OFF"),

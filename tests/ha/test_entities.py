@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import pytest
 
+from car2mqtt.ha.discovery import applicable_keys
 from car2mqtt.ha.entities import (
     BRIDGE_ENTITIES,
     COMMAND_CAPABILITY,
     CONTROLS,
+    SETTINGS,
     VEHICLE_ENTITIES,
     EntityDescription,
 )
 from car2mqtt.models import ChargeState, CommandStatus
 from car2mqtt.providers.base import Command
+from tests.ha.cars import enode_car, xee_car
 
 ALL_ROWS = VEHICLE_ENTITIES + BRIDGE_ENTITIES
 ANY_STATE_CLASS = frozenset({"measurement", "total", "total_increasing"})
@@ -103,9 +106,34 @@ def test_enum_options_cover_every_value() -> None:
     assert rows["last_command"].options == tuple(c.value for c in CommandStatus)
 
 
-@pytest.mark.parametrize("row", [r for r in ALL_ROWS if r.platform != "sensor"], ids=ids)
+@pytest.mark.parametrize(
+    "row", [r for r in ALL_ROWS if r.platform not in ("sensor", "number")], ids=ids
+)
 def test_only_sensors_carry_units_and_state_classes(row: EntityDescription) -> None:
     assert (row.unit, row.state_class, row.options, row.precision) == (None, None, (), None)
+
+
+# HA's NumberDeviceClass units (DEVICE_CLASS_UNITS of the number domain), for the classes used.
+NUMBER_UNITS = {"current": {"A", "mA"}, "battery": {"%"}}
+
+
+@pytest.mark.parametrize("row", [r for r in ALL_ROWS if r.platform == "number"], ids=ids)
+def test_numbers_take_a_setting_in_a_unit_their_class_allows(row: EntityDescription) -> None:
+    assert row.unit in NUMBER_UNITS[str(row.device_class)]
+    assert (row.state_class, row.options) == (None, ())
+    assert row.setting is not None
+    assert row.setting.kind == "number"
+    assert row.setting.minimum is not None
+    assert row.setting.maximum is not None
+    assert row.setting.minimum < row.setting.maximum
+    assert row.control in SETTINGS
+
+
+@pytest.mark.parametrize("row", [r for r in ALL_ROWS if r.platform in ("text", "time")], ids=ids)
+def test_times_take_a_time_setting(row: EntityDescription) -> None:
+    assert row.setting is not None
+    assert row.setting.kind == "time"
+    assert SETTINGS[str(row.control)] is row.setting
 
 
 @pytest.mark.parametrize("row", [r for r in ALL_ROWS if r.platform == "binary_sensor"], ids=ids)
@@ -125,12 +153,17 @@ def test_unnamed_rows_take_their_device_class_name(row: EntityDescription) -> No
         assert row.device_class != "enum"
 
 
-def test_friendly_names_all_differ() -> None:
-    # The charging switch and the charging binary sensor once were both "Charging".
+@pytest.mark.parametrize("ha_version", [None, (2026, 4)])
+def test_friendly_names_all_differ(ha_version: tuple[int, int] | None) -> None:
+    # The charging switch and the charging binary sensor once were both "Charging". Rows
+    # that never appear together (the max current sensor and number) may share a name.
     class_names = {"battery": "Battery", "battery_charging": "Charging", "lock": "Lock"}
     class_names["speed"] = "Speed"
-    names = [row.name or class_names[str(row.device_class)] for row in VEHICLE_ENTITIES]
-    assert {name for name in names if names.count(name) > 1} == set()
+    for car in (enode_car(), xee_car(), enode_car(capabilities=frozenset())):
+        keys = applicable_keys(car, ha_version)
+        shown = [row for row in VEHICLE_ENTITIES if row.key in keys]
+        names = [row.name or class_names[str(row.device_class)] for row in shown]
+        assert {name for name in names if names.count(name) > 1} == set()
     rows = {row.key: row for row in VEHICLE_ENTITIES}
     assert rows["charging_control"].name == "Charging control"
 
@@ -168,16 +201,19 @@ def test_bridge_rows_read_the_bridge_state() -> None:
 def test_controls_name_their_commands() -> None:
     control_rows = [row for row in VEHICLE_ENTITIES if row.platform in ("switch", "button")]
     assert {row.control for row in control_rows} == set(CONTROLS)
-    for row in control_rows:
-        assert row.control is not None
-        payloads = CONTROLS[row.control]
-        declared = {row.payload_on, row.payload_off, row.payload_press} - {None}
-        assert declared == set(payloads), row.key
+    setting_rows = [row for row in VEHICLE_ENTITIES if row.setting is not None]
+    assert {row.control for row in setting_rows} == set(SETTINGS)
+    assert not set(SETTINGS) & set(CONTROLS)
+    for control, payloads in CONTROLS.items():
+        # One control may be several buttons (charge now: START and END), each one payload.
+        rows = [row for row in control_rows if row.control == control]
+        declared = [p for r in rows for p in (r.payload_on, r.payload_off, r.payload_press) if p]
+        assert sorted(declared) == sorted(payloads), control
         assert all(payload == payload.upper() for payload in payloads)
 
 
 def test_charging_switch_starts_on_on_and_stops_on_off() -> None:
-    (switch,) = [row for row in VEHICLE_ENTITIES if row.platform == "switch"]
+    (switch,) = [row for row in VEHICLE_ENTITIES if row.key == "charging_control"]
     assert switch.control is not None
     assert switch.payload_on is not None
     assert switch.payload_off is not None
@@ -188,6 +224,7 @@ def test_charging_switch_starts_on_on_and_stops_on_off() -> None:
 
 def test_every_command_needs_a_capability() -> None:
     commands = {command for payloads in CONTROLS.values() for command in payloads.values()}
+    commands |= {setting.command for setting in SETTINGS.values()}
     assert commands == set(Command)
     assert set(COMMAND_CAPABILITY) == set(Command)
 

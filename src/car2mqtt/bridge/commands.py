@@ -26,7 +26,7 @@ from car2mqtt.clock import Clock
 from car2mqtt.errors import AuthError, CommandRejected, ProviderError, ProviderRejected
 from car2mqtt.ha import discovery
 from car2mqtt.models import CommandResult, CommandStatus
-from car2mqtt.providers.base import Command, Provider
+from car2mqtt.providers.base import Command, CommandValue, Provider, shown_value
 
 _LOGGER = logging.getLogger(__name__)
 EARLY_KEPT = 200
@@ -97,7 +97,7 @@ class CommandService:
             else:
                 self._spawner.spawn(self._resume(vehicle, result))
 
-    def submit(self, vehicle: KnownVehicle, command: Command) -> None:
+    def submit(self, vehicle: KnownVehicle, command: Command, value: CommandValue = None) -> None:
         """Check `command` and start it in the background; raise CommandRejected if it can't be."""
         provider = self._providers[vehicle.ref.account]
         if command not in provider.spec.commands:
@@ -107,13 +107,16 @@ class CommandService:
         discovery.check_capable(command, vehicle.state.capabilities)
         if command is Command.REFRESH:
             self._check_refresh_allowed(self._car(vehicle))
-        self._spawner.spawn(self._run(vehicle, command), name=f"command-{vehicle.key}")
+        self._spawner.spawn(self._run(vehicle, command, value), name=f"command-{vehicle.key}")
 
-    async def rejected(self, vehicle: KnownVehicle, asked: str, reason: str) -> None:
+    async def rejected(
+        self, vehicle: KnownVehicle, asked: str, reason: str, value: str | None = None
+    ) -> None:
         """Report a command that never reached the cloud."""
         # Not saved: the saved command of this control (perhaps one still pending) stays what
         # a restart follows.
-        result = CommandResult(asked, CommandStatus.REJECTED, self._now(), reason=reason)
+        status = CommandStatus.REJECTED
+        result = CommandResult(asked, status, self._now(), reason=reason, value=value)
         await self._hub.record_command(vehicle, result, save=False)
 
     # ---- inside ----------------------------------------------------------------------------
@@ -136,29 +139,33 @@ class CommandService:
             raise CommandRejected(msg)
         car.last_refresh = now
 
-    async def _run(self, vehicle: KnownVehicle, command: Command) -> None:
+    async def _run(self, vehicle: KnownVehicle, command: Command, value: CommandValue) -> None:
         provider, pace, car = (
             self._providers[vehicle.ref.account],
             self._pace(vehicle),
             self._car(vehicle),
         )
-        _LOGGER.info("%s: %s requested", vehicle.key, command.value)
+        shown = None if value is None else shown_value(value)
+        _LOGGER.info("%s: %s%s requested", vehicle.key, command.value, f" {shown}" if shown else "")
         control = control_of(command.value)
-        followed = _Followed(CommandResult(command.value, CommandStatus.SENT, self._now()))
+        sent = CommandResult(command.value, CommandStatus.SENT, self._now(), value=shown)
+        followed = _Followed(sent)
         with _in_flight(pace, car, control, followed):
             async with car.lock:
                 await self._supersede(vehicle, car, control, command.value)
                 car.following[control] = followed
                 await self._hub.record_command(vehicle, followed.result)
                 try:
-                    result = await provider.send_command(vehicle.ref, command)
+                    result = await provider.send_command(vehicle.ref, command, value)
                 except (ProviderError, AuthError) as exc:
                     status = (
                         CommandStatus.REJECTED
                         if isinstance(exc, ProviderRejected)
                         else CommandStatus.FAILED
                     )
-                    result = CommandResult(command.value, status, self._now(), reason=str(exc))
+                    result = CommandResult(
+                        command.value, status, self._now(), reason=str(exc), value=shown
+                    )
                 followed.result = result
                 await self._hub.record_command(vehicle, result)
                 early = self._early.pop((vehicle.ref.account, result.action_id or ""), None)

@@ -24,8 +24,16 @@ from car2mqtt.bridge.known import KnownAccount, KnownVehicle, PushMode, placehol
 from car2mqtt.bridge.saving import Saver
 from car2mqtt.ha import discovery
 from car2mqtt.ha.discovery import slugify
-from car2mqtt.ha.entities import CONTROLS
-from car2mqtt.models import CommandResult, LinkState, VehicleRef, VehicleState, merge_newer, safe_id
+from car2mqtt.ha.entities import CONTROLS, SETTINGS
+from car2mqtt.models import (
+    CommandResult,
+    LinkState,
+    SmartCharging,
+    VehicleRef,
+    VehicleState,
+    merge_newer,
+    safe_id,
+)
 from car2mqtt.providers.base import ProviderSpec
 
 _LOGGER = logging.getLogger(__name__)
@@ -174,6 +182,14 @@ class VehicleHub:
             await self._remove(account, key)
         await self._save_known(account)
         await self._emit(ListingDone(account))
+
+    async def apply_smart(self, name: str, vehicle_id: str, smart: SmartCharging) -> None:
+        """Merge a car's smart charging status that came on its own (a push)."""
+        account = self._accounts[name]
+        vehicle = account.vehicles.get(VehicleRef(account.spec.name, name, vehicle_id).key)
+        if vehicle is None or vehicle.placeholder:
+            return  # not listed yet: its status comes with its first read
+        await self.apply(name, [vehicle.state.replace(smart=smart)])
 
     async def remove(self, name: str, vehicle_id: str) -> None:
         """Take away one car the cloud said is gone (a push), without a full listing."""
@@ -368,6 +384,9 @@ def control_of(command: str) -> str:
     """Return the control that sends `command` (its own name if none does)."""
     for control, accepted in CONTROLS.items():
         if any(c.value == command for c in accepted.values()):
+            return control
+    for control, setting in SETTINGS.items():
+        if setting.command.value == command:
             return control
     return command
 

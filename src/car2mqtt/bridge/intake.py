@@ -111,8 +111,8 @@ class MqttCommands:
         # What a rejection names: the command the payload asked for, else the control.
         asked = discovery.requested_command(control, payload) or control
         try:
-            command = discovery.parse_command(control, payload, vehicle.state.capabilities)
-            self._commands.submit(vehicle, command)
+            command, value = discovery.parse_command(control, payload, vehicle.state.capabilities)
+            self._commands.submit(vehicle, command, value)
         except CommandRejected as exc:
             await self._reject(error_topic, str(exc), control, payload)
             await self._commands.rejected(vehicle, asked, str(exc))

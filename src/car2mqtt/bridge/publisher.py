@@ -33,6 +33,7 @@ from car2mqtt.bridge.tasks import Spawner
 from car2mqtt.clock import Clock
 from car2mqtt.ha import discovery
 from car2mqtt.ha.discovery import DiscoveryMode
+from car2mqtt.ha.entities import HaVersion
 from car2mqtt.models import VehicleState
 from car2mqtt.mqtt.topics import Topics
 
@@ -49,6 +50,9 @@ class Publishing:
 
     mode: DiscoveryMode = "device"  # or "entity" for Home Assistant older than 2024.11
     expose_vin: bool = False
+    # The Home Assistant release, when the user said (mqtt.ha_version): newer platforms
+    # (the time entity) are announced only to a release that has them.
+    ha_version: HaVersion | None = None
 
 
 @dataclass(slots=True, eq=False)
@@ -275,7 +279,10 @@ class HaPublisher:
         shown.settled = None
         shown.generation += 1
         futures: list[asyncio.Future[bool]] = []
-        keys = shown.keys | discovery.applicable_keys(state)
+        ha = self._pub.ha_version
+        # Entities announced before stay (reading null); those of a platform this Home
+        # Assistant lacks go (a changed mqtt.ha_version swaps the text deadline for a time).
+        keys = discovery.keys_on_ha(shown.keys, ha) | discovery.applicable_keys(state, ha)
         inputs = (keys, state.info, self._pub, vehicle.name)
         if force or shown.discovery_inputs != inputs:
             futures += await self._publish_discovery(vehicle, shown, keys, inputs, force=force)

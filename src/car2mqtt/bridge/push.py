@@ -36,6 +36,7 @@ from car2mqtt.providers.push import (
     PushedAlive,
     PushedLinkLost,
     PushedRemoval,
+    PushedSmart,
     PushedState,
     push_channel,
 )
@@ -257,7 +258,9 @@ class PushSource:
             if states:
                 await self._hub.apply(name, states)
                 states = []
-            if isinstance(item, PushedRemoval):
+            if isinstance(item, PushedSmart):
+                await self._hub.apply_smart(name, item.vehicle_id, item.smart)
+            elif isinstance(item, PushedRemoval):
                 await self._hub.remove(name, item.vehicle_id)
             elif isinstance(item, PushedAction):
                 await self._commands.pushed(name, item.action_id, item.status, item.reason)

@@ -8,6 +8,7 @@ Home Assistant's abbreviations buy nothing on a LAN broker and hide meaning.
 from __future__ import annotations
 
 import math
+import re
 import unicodedata
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
@@ -20,14 +21,18 @@ from car2mqtt.ha.entities import (
     BRIDGE_ENTITIES,
     COMMAND_CAPABILITY,
     CONTROLS,
+    DEADLINE_PATTERN,
+    SETTINGS,
     VEHICLE_ENTITIES,
     EntityDescription,
+    HaVersion,
+    Setting,
     Source,
     ValueContext,
 )
 from car2mqtt.models import Capability, CommandResult, CommandStatus, VehicleRef, VehicleState
 from car2mqtt.mqtt.topics import Topics
-from car2mqtt.providers.base import Command
+from car2mqtt.providers.base import Command, CommandValue
 
 JsonObject = dict[str, Any]
 
@@ -62,9 +67,24 @@ def slugify(text: str) -> str:
     return "_".join(part for part in slug.split("_") if part)
 
 
-def applicable_keys(state: VehicleState) -> frozenset[str]:
+def on_ha(row: EntityDescription, ha_version: HaVersion | None) -> bool:
+    """Whether Home Assistant `ha_version` has `row`'s platform (None: an unknown version)."""
+    if row.ha_since is not None and (ha_version is None or ha_version < row.ha_since):
+        return False
+    return row.ha_before is None or ha_version is None or ha_version < row.ha_before
+
+
+def applicable_keys(state: VehicleState, ha_version: HaVersion | None = None) -> frozenset[str]:
     """Return the keys of the entities `state` calls for (data reported or capability held)."""
-    return frozenset(row.key for row in VEHICLE_ENTITIES if row.applies(state))
+    return frozenset(
+        row.key for row in VEHICLE_ENTITIES if row.applies(state) and on_ha(row, ha_version)
+    )
+
+
+def keys_on_ha(keys: Collection[str], ha_version: HaVersion | None) -> frozenset[str]:
+    """Return the `keys` whose platform Home Assistant `ha_version` has."""
+    rows = _VEHICLE_ROWS
+    return frozenset(k for k in keys if k not in rows or on_ha(rows[k], ha_version))
 
 
 def _origin(version: str, support_url: str | None) -> JsonObject:
@@ -168,7 +188,12 @@ def _component(row: EntityDescription, device: _Device) -> JsonObject:
         config["enabled_by_default"] = False
     if row.state_topic is not None:
         config["state_topic"] = device.sources[row.state_topic]
-        config["value_template"] = f"{{{{ value_json.{row.state_field or row.key} }}}}"
+        field = row.state_field or row.key
+        # A text entity shows what it is given: unknown reads empty, not "None".
+        shown = f"value_json.{field} or ''" if row.platform == "text" else f"value_json.{field}"
+        config["value_template"] = f"{{{{ {shown} }}}}"
+    if row.setting is not None:
+        config.update(_setting_config(row.platform, row.setting))
     if row.attributes_topic is not None:
         config["json_attributes_topic"] = device.sources[row.attributes_topic]
     if row.control is not None:
@@ -185,6 +210,15 @@ def _component(row: EntityDescription, device: _Device) -> JsonObject:
         config["availability"] = device.bridge_only
     config["qos"] = 1
     return config
+
+
+def _setting_config(platform: str, setting: Setting) -> JsonObject:
+    if platform == "number":
+        bounds = {"min": setting.minimum, "max": setting.maximum, "step": setting.step}
+        return {"mode": "box", **{k: v for k, v in bounds.items() if v is not None}}
+    if platform == "text":
+        return {"pattern": DEADLINE_PATTERN, "min": 0, "max": 5}
+    return {}
 
 
 def _components(
@@ -366,13 +400,16 @@ def location_payload(state: VehicleState) -> JsonObject | None:
 
 def command_payload(result: CommandResult) -> JsonObject:
     """Return the last-command JSON: its state is `status`, the rest are attributes."""
-    return {
+    payload: JsonObject = {
         "command": result.command,
         "status": result.status.value,
         "at": _iso(result.at),
         "action_id": result.action_id,
         "reason": result.reason,
     }
+    if result.value is not None:
+        payload["value"] = result.value  # what a setting was set to
+    return payload
 
 
 def command_from_payload(saved: Mapping[str, Any]) -> CommandResult | None:
@@ -384,6 +421,7 @@ def command_from_payload(saved: Mapping[str, Any]) -> CommandResult | None:
             at=datetime.fromisoformat(str(saved["at"]).replace("Z", "+00:00")),
             action_id=saved.get("action_id"),
             reason=saved.get("reason"),
+            value=saved.get("value"),
         )
     except (KeyError, ValueError, TypeError):
         return None
@@ -391,6 +429,9 @@ def command_from_payload(saved: Mapping[str, Any]) -> CommandResult | None:
 
 def requested_command(control: str, payload: bytes) -> str | None:
     """Return the name of the command `payload` asks `control` for, valid or not for the car."""
+    setting = SETTINGS.get(control)
+    if setting is not None:
+        return setting.command.value
     try:
         text = payload.decode("utf-8")
     except UnicodeDecodeError:
@@ -399,31 +440,67 @@ def requested_command(control: str, payload: bytes) -> str | None:
     return command.value if command is not None else None
 
 
-def parse_command(control: str, payload: bytes, capabilities: Collection[Capability]) -> Command:
-    """Return the command an MQTT message asks for; raise CommandRejected if it is invalid.
+def parse_command(
+    control: str, payload: bytes, capabilities: Collection[Capability]
+) -> tuple[Command, CommandValue]:
+    """Return the command (and value) an MQTT message asks for; raise CommandRejected if invalid.
 
     Payloads are matched ignoring case and surrounding whitespace ("on", " ON "), but take no
     synonyms ("true", "1"): Home Assistant sends exactly the payloads discovery declared.
     """
+    setting = SETTINGS.get(control)
     accepted = CONTROLS.get(control)
-    if accepted is None:
-        msg = f"unknown control {control!r}; known controls: {', '.join(sorted(CONTROLS))}"
+    if accepted is None and setting is None:
+        known = ", ".join(sorted({*CONTROLS, *SETTINGS}))
+        msg = f"unknown control {control!r}; known controls: {known}"
         raise CommandRejected(msg)
     try:
         text = payload.decode("utf-8")
     except UnicodeDecodeError:
         msg = f"payload for {control!r} is not UTF-8 text"
         raise CommandRejected(msg) from None
+    shown = text if len(text) <= 40 else f"{text[:40]}..."
+    if setting is not None:
+        value = setting_value(setting, text.strip(), f"payload {shown!r} for {control!r}")
+        check_capable(setting.command, capabilities)
+        return setting.command, value
+    assert accepted is not None
     command = accepted.get(text.strip().upper())
     if command is None:
-        shown = text if len(text) <= 40 else f"{text[:40]}..."
         msg = (
             f"payload {shown!r} is not valid for {control!r}; "
             f"expected one of: {', '.join(accepted)} (case-insensitive)"
         )
         raise CommandRejected(msg)
     check_capable(command, capabilities)
-    return command
+    return command, None
+
+
+_TIME = re.compile(r"([01]\d|2[0-3]):([0-5]\d)(?::00(?:\.0+)?)?|24:00")
+
+
+def setting_value(setting: Setting, text: str, what: str) -> float | str:
+    """Return the value `text` sets `setting` to; raise CommandRejected, naming `what`, if bad."""
+    if setting.kind == "time":
+        # HA's time entity sends "07:30:00"; deadlines are whole minutes ("HH:MM").
+        if not _TIME.fullmatch(text):
+            msg = f"{what} is not a time of day: expected HH:MM (00:00 to 23:59, or 24:00)"
+            raise CommandRejected(msg)
+        return text[:5]
+    try:
+        number = float(text)
+    except ValueError:
+        number = math.nan
+    low = setting.minimum if setting.minimum is not None else -math.inf
+    high = setting.maximum if setting.maximum is not None else math.inf
+    if not (math.isfinite(number) and low <= number <= high):
+        msg = f"{what} is not a number from {_num(low)} to {_num(high)}"
+        raise CommandRejected(msg)
+    return number
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
 
 
 def check_capable(command: Command, capabilities: Collection[Capability]) -> None:

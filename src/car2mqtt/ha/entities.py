@@ -13,10 +13,18 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Literal
 
-from car2mqtt.models import Capability, ChargeState, CommandStatus, VehicleState
+from car2mqtt.models import (
+    Capability,
+    ChargeState,
+    CommandStatus,
+    SmartChargingState,
+    VehicleState,
+)
 from car2mqtt.providers.base import Command
 
-Platform = Literal["sensor", "binary_sensor", "switch", "button", "device_tracker"]
+Platform = Literal[
+    "sensor", "binary_sensor", "switch", "button", "number", "text", "time", "device_tracker"
+]
 StateClass = Literal["measurement", "total", "total_increasing"]
 # Which topic feeds an entity: resolved to a real topic per device by discovery.py.
 Source = Literal["state", "location", "command_result", "bridge_state"]
@@ -34,6 +42,18 @@ class ValueContext:
 
 
 ValueFn = Callable[[VehicleState, ValueContext], object]
+HaVersion = tuple[int, int]  # (year, month) of a Home Assistant release
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """What a `number`, `text` or `time` control sends, and the values it accepts."""
+
+    command: Command
+    kind: Literal["number", "time"]
+    minimum: float | None = None
+    maximum: float | None = None
+    step: float | None = None
 
 
 def _always(state: VehicleState) -> bool:
@@ -55,7 +75,7 @@ class EntityDescription:
     device_class: str | None = None
     state_class: StateClass | None = None
     unit: str | None = None
-    entity_category: Literal["diagnostic"] | None = None
+    entity_category: Literal["diagnostic", "config"] | None = None
     icon: str | None = None
     enabled_by_default: bool = True
     options: tuple[str, ...] = ()
@@ -71,11 +91,39 @@ class EntityDescription:
     payload_off: str | None = None
     payload_press: str | None = None
     source_type: str | None = None
+    setting: Setting | None = None  # a control that takes a value (number, text, time)
+    # The Home Assistant releases that have the platform (None: every supported one).
+    ha_since: HaVersion | None = None
+    ha_before: HaVersion | None = None
 
 
 _COMMAND_CAPABILITIES = frozenset(
-    {Capability.START_CHARGING, Capability.STOP_CHARGING, Capability.REFRESH}
+    {
+        Capability.START_CHARGING,
+        Capability.STOP_CHARGING,
+        Capability.REFRESH,
+        Capability.SET_MAX_CURRENT,
+        Capability.SMART_CHARGING,
+    }
 )
+
+# Home Assistant has the MQTT `time` platform from 2026.4; before, a time is a text entity.
+TIME_PLATFORM_SINCE: HaVersion = (2026, 4)
+# Enode takes no bounds from the car: 6 A is the lowest current IEC 61851 chargers signal, and
+# 48 A the most a Tesla (the only make Enode sets it for) draws on AC.
+MAX_CURRENT = Setting(Command.SET_MAX_CURRENT, "number", minimum=6, maximum=48, step=1)
+MIN_CHARGE_LIMIT = Setting(Command.SET_MIN_CHARGE_LIMIT, "number", minimum=0, maximum=100, step=1)
+CHARGE_DEADLINE = Setting(Command.SET_CHARGE_DEADLINE, "time")
+# "HH:MM", as the text entity's pattern (HA's time entity sends "HH:MM:SS").
+DEADLINE_PATTERN = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+
+
+def _smart(state: VehicleState) -> bool:
+    return Capability.SMART_CHARGING in state.capabilities
+
+
+def _plan_value(state: VehicleState, attribute: str) -> object:
+    return getattr(state.smart, attribute) if state.smart is not None else None
 
 
 def _reports_charging(state: VehicleState) -> bool:
@@ -195,8 +243,131 @@ VEHICLE_ENTITIES: tuple[EntityDescription, ...] = (
         unit="A",
         entity_category="diagnostic",
         precision=1,
-        applies=lambda s: s.max_current_a is not None,
+        # A car that can set it gets the number below instead, under the same name.
+        applies=lambda s: (
+            s.max_current_a is not None and Capability.SET_MAX_CURRENT not in s.capabilities
+        ),
         value=lambda s, _: s.max_current_a,
+    ),
+    EntityDescription(
+        key="max_current_setting",
+        platform="number",
+        name="Max charging current",
+        device_class="current",
+        unit="A",
+        entity_category="config",
+        icon="mdi:current-ac",
+        applies=lambda s: Capability.SET_MAX_CURRENT in s.capabilities,
+        state_field="max_current",
+        control="max_current",
+        setting=MAX_CURRENT,
+    ),
+    EntityDescription(
+        key="smart_charging",
+        platform="switch",
+        name="Smart charging",
+        icon="mdi:home-lightning-bolt-outline",
+        entity_category="config",
+        applies=_smart,
+        value=lambda s, _: s.smart_charging_enabled,
+        control="smart_charging",
+        payload_on="ON",
+        payload_off="OFF",
+    ),
+    EntityDescription(
+        key="min_charge_limit",
+        platform="number",
+        name="Smart charging minimum",
+        device_class="battery",
+        unit="%",
+        entity_category="config",
+        icon="mdi:battery-arrow-up-outline",
+        precision=0,
+        applies=_smart,
+        value=lambda s, _: s.min_charge_limit_pct,
+        control="min_charge_limit",
+        setting=MIN_CHARGE_LIMIT,
+    ),
+    EntityDescription(
+        key="charge_deadline",
+        platform="time",
+        name="Smart charging deadline",
+        entity_category="config",
+        icon="mdi:clock-end",
+        applies=_smart,
+        value=lambda s, _: s.charge_deadline,
+        control="charge_deadline",
+        setting=CHARGE_DEADLINE,
+        ha_since=TIME_PLATFORM_SINCE,
+    ),
+    EntityDescription(
+        key="charge_deadline_text",
+        platform="text",
+        name="Smart charging deadline",
+        entity_category="config",
+        icon="mdi:clock-end",
+        applies=_smart,
+        state_field="charge_deadline",
+        control="charge_deadline",
+        setting=CHARGE_DEADLINE,
+        ha_before=TIME_PLATFORM_SINCE,
+    ),
+    EntityDescription(
+        key="smart_charging_status",
+        platform="sensor",
+        name="Smart charging status",
+        device_class="enum",
+        icon="mdi:home-lightning-bolt",
+        options=tuple(c.value for c in SmartChargingState),
+        applies=_smart,
+        value=lambda s, _: _plan_value(s, "state"),
+    ),
+    EntityDescription(
+        key="smart_charging_start",
+        platform="sensor",
+        name="Smart charging planned start",
+        device_class="timestamp",
+        icon="mdi:clock-start",
+        applies=_smart,
+        value=lambda s, _: _plan_value(s, "plan_start_at"),
+    ),
+    EntityDescription(
+        key="smart_charging_finish",
+        platform="sensor",
+        name="Smart charging planned finish",
+        device_class="timestamp",
+        icon="mdi:clock-check-outline",
+        applies=_smart,
+        value=lambda s, _: _plan_value(s, "plan_finish_at"),
+    ),
+    EntityDescription(
+        key="charge_now_active",
+        platform="binary_sensor",
+        name="Charge now active",
+        device_class="running",
+        icon="mdi:lightning-bolt",
+        applies=_smart,
+        value=lambda s, _: _plan_value(s, "charging_now"),
+    ),
+    EntityDescription(
+        key="charge_now",
+        platform="button",
+        name="Charge now",
+        icon="mdi:lightning-bolt",
+        applies=_smart,
+        state_topic=None,
+        control="charge_now",
+        payload_press="START",
+    ),
+    EntityDescription(
+        key="end_charge_now",
+        platform="button",
+        name="End charge now",
+        icon="mdi:lightning-bolt-outline",
+        applies=_smart,
+        state_topic=None,
+        control="charge_now",
+        payload_press="END",
     ),
     EntityDescription(
         key="odometer",
@@ -424,7 +595,19 @@ CONTROLS: Mapping[str, Mapping[str, Command]] = MappingProxyType(
     {
         "charging": MappingProxyType({"ON": Command.START_CHARGING, "OFF": Command.STOP_CHARGING}),
         "refresh": MappingProxyType({"PRESS": Command.REFRESH}),
+        "smart_charging": MappingProxyType(
+            {"ON": Command.ENABLE_SMART_CHARGING, "OFF": Command.DISABLE_SMART_CHARGING}
+        ),
+        # One control, two buttons: a newer press supersedes the older one's action.
+        "charge_now": MappingProxyType(
+            {"START": Command.CHARGE_NOW, "END": Command.END_CHARGE_NOW}
+        ),
     }
+)
+
+# Control name -> the setting it takes a value for (number, text and time entities).
+SETTINGS: Mapping[str, Setting] = MappingProxyType(
+    {row.control: row.setting for row in VEHICLE_ENTITIES if row.control and row.setting}
 )
 
 # The capability a vehicle must report before the bridge sends it a command.
@@ -433,5 +616,12 @@ COMMAND_CAPABILITY: Mapping[Command, Capability] = MappingProxyType(
         Command.START_CHARGING: Capability.START_CHARGING,
         Command.STOP_CHARGING: Capability.STOP_CHARGING,
         Command.REFRESH: Capability.REFRESH,
+        Command.SET_MAX_CURRENT: Capability.SET_MAX_CURRENT,
+        Command.ENABLE_SMART_CHARGING: Capability.SMART_CHARGING,
+        Command.DISABLE_SMART_CHARGING: Capability.SMART_CHARGING,
+        Command.SET_MIN_CHARGE_LIMIT: Capability.SMART_CHARGING,
+        Command.SET_CHARGE_DEADLINE: Capability.SMART_CHARGING,
+        Command.CHARGE_NOW: Capability.SMART_CHARGING,
+        Command.END_CHARGE_NOW: Capability.SMART_CHARGING,
     }
 )

@@ -28,6 +28,24 @@ class Command(StrEnum):
     START_CHARGING = "start_charging"
     STOP_CHARGING = "stop_charging"
     REFRESH = "refresh"
+    SET_MAX_CURRENT = "set_max_current"  # value: amperes
+    ENABLE_SMART_CHARGING = "enable_smart_charging"
+    DISABLE_SMART_CHARGING = "disable_smart_charging"
+    SET_MIN_CHARGE_LIMIT = "set_min_charge_limit"  # value: percent
+    SET_CHARGE_DEADLINE = "set_charge_deadline"  # value: "HH:MM"
+    CHARGE_NOW = "charge_now"  # charge at once, whatever smart charging plans
+    END_CHARGE_NOW = "end_charge_now"
+
+
+# What a setting command carries: a number (amperes, percent) or a time of day ("07:30").
+CommandValue = float | str | None
+
+
+def shown_value(value: float | str) -> str:
+    """Return a command's value as people read it ("16", "7.5", "07:30")."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,8 +84,10 @@ class Provider(Protocol):
         """
         ...
 
-    async def send_command(self, ref: VehicleRef, command: Command) -> CommandResult:
-        """Send `command`; return its first status (pending, or settled at once)."""
+    async def send_command(
+        self, ref: VehicleRef, command: Command, value: CommandValue = None
+    ) -> CommandResult:
+        """Send `command` (with its `value`, for settings); return its first status."""
         ...
 
     async def command_status(self, ref: VehicleRef, result: CommandResult) -> CommandResult:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from car2mqtt.models import CommandStatus, VehicleState
+from car2mqtt.models import CommandStatus, SmartCharging, VehicleState
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +21,15 @@ class PushedState:
 
     identity: str
     state: VehicleState
+
+
+@dataclass(frozen=True, slots=True)
+class PushedSmart:
+    """A car's smart charging status and plan, pushed on their own."""
+
+    identity: str
+    vehicle_id: str
+    smart: SmartCharging
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +65,7 @@ class PushedAlive:
     identity: str
 
 
-Pushed = PushedState | PushedRemoval | PushedAction | PushedLinkLost | PushedAlive
+Pushed = PushedState | PushedSmart | PushedRemoval | PushedAction | PushedLinkLost | PushedAlive
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
@@ -14,20 +15,27 @@ from car2mqtt.auth.oauth2 import Token, TokenEndpoint, request_token
 from car2mqtt.auth.tokens import TokenManager, TokenPersistence
 from car2mqtt.clock import Clock
 from car2mqtt.errors import (
+    AuthError,
     BadCloudResponse,
+    CommandRejected,
+    ProviderError,
     ProviderRejected,
     ProviderUnavailable,
     ReauthRequired,
 )
-from car2mqtt.models import CommandResult, CommandStatus, VehicleRef, VehicleState
-from car2mqtt.providers.base import Command, gather_pages
+from car2mqtt.models import CommandResult, CommandStatus, SmartCharging, VehicleRef, VehicleState
+from car2mqtt.providers.base import Command, CommandValue, gather_pages, shown_value
 from car2mqtt.providers.enode.config import EnodeAccount
 from car2mqtt.providers.enode.push import EnodePush
+from car2mqtt.providers.enode.smart import POLICY_COMMANDS, SmartReads, policy_change
 from car2mqtt.providers.enode.spec import SPEC
 from car2mqtt.providers.enode.wire import (
     Action,
     LinkResponse,
     Problem,
+    SmartChargingPolicy,
+    SmartChargingStatusWire,
+    SmartOverrideWire,
     User,
     Vehicle,
     VehiclePage,
@@ -117,8 +125,34 @@ class EnodeClient:
         )
         return parse(response, Action, "Enode")
 
+    async def set_max_current(self, vehicle_id: str, amperes: float) -> Action:
+        """Ask Enode to set the vehicle's maximum charging current."""
+        response = await self._request(
+            "POST", f"/vehicles/{vehicle_id}/max-current", body={"maxCurrent": amperes}
+        )
+        return parse(response, Action, "Enode")
+
+    async def set_smart_policy(self, vehicle_id: str, changes: dict[str, Any]) -> None:
+        """Change the vehicle's smart charging policy (`isEnabled`, `deadline`, ...)."""
+        path = f"/vehicles/{vehicle_id}/smart-charging-policy"
+        parse(await self._request("PUT", path, body=changes), SmartChargingPolicy, "Enode")
+
+    async def smart_status(self, vehicle_id: str) -> SmartChargingStatusWire:
+        """Return the vehicle's smart charging status and plan."""
+        path = f"/vehicles/{vehicle_id}/smart-charging-status"
+        return await self._get_model(path, SmartChargingStatusWire)
+
+    async def start_override(self, vehicle_id: str) -> SmartOverrideWire:
+        """Charge now, whatever smart charging plans (a smart override)."""
+        response = await self._request("POST", f"/vehicles/{vehicle_id}/smart-override")
+        return parse(response, SmartOverrideWire, "Enode")
+
+    async def end_override(self, vehicle_id: str) -> None:
+        """End the vehicle's smart override: smart charging takes over again."""
+        await self._request("DELETE", f"/vehicles/{vehicle_id}/smart-override")
+
     async def action(self, action_id: str) -> Action:
-        """Return a charging action."""
+        """Return an action (charging or max current)."""
         return await self._get_model(f"/vehicles/actions/{action_id}", Action)
 
     async def refresh_hint(self, vehicle_id: str) -> None:
@@ -210,6 +244,7 @@ class EnodeProvider(TokenAccount):
         self.unreadable: frozenset[str] = frozenset()  # the list call carries every state
         self._user_checked_at: float | None = None
         self.push: EnodePush | None = None  # webhooks, when the account has a public_url
+        self.smart = SmartReads()
 
     @classmethod
     def create(
@@ -242,7 +277,9 @@ class EnodeProvider(TokenAccount):
         client = EnodeClient(api_http, clock)
         provider = cls(account, user_id, client, tokens, clock, (token_http, api_http))
         if public_url is not None:
-            provider.push = EnodePush(client, account, user_id, public_url)
+            provider.push = EnodePush(
+                client, account, user_id, public_url, smart=provider.smart, clock=clock
+            )
         return provider
 
     @classmethod
@@ -269,26 +306,56 @@ class EnodeProvider(TokenAccount):
         """Yield the user's vehicles a page at a time; the link state is final after the last."""
         blocked: set[str] = set()
         vendors: set[str] = set()
+        listed: set[str] = set()
         reachable = False
         try:
             async for page in self.client.user_vehicle_pages(self.user_id):
                 blocked.update(v.vendor for v in page if v.needs_relink)
                 vendors.update(v.vendor for v in page)
                 reachable = reachable or any(v.is_reachable is not False for v in page)
+                listed.update(v.id for v in page)
                 if blocked:  # known now: this page's cars are published with it
                     self.link_problem = _invalid(blocked)
-                yield [v.to_state(self.account) for v in page]
+                yield await self._with_smart(page)
         except ProviderRejected as exc:
             if exc.status == 404:
                 msg = f"Enode does not know user {self.user_id!r}"
                 raise ReauthRequired(msg) from None
             raise
+        self.smart.keep(listed)
         if blocked:
             self.link_problem = _invalid(blocked)
         elif vendors and not reachable:
             await self._check_user(vendors)
         else:
             self.link_problem = None
+
+    async def _with_smart(self, page: list[Vehicle]) -> list[VehicleState]:
+        """Map a page, with the smart charging status of the cars whose status is due."""
+        now = self._clock.time()
+        due = [v for v in page if self.smart.due(v, now)]
+        statuses: dict[str, SmartCharging] = {}
+
+        async def read(vehicle: Vehicle) -> None:
+            try:
+                status = await self.client.smart_status(vehicle.id)
+            except (ProviderError, AuthError) as exc:
+                # The rest of the car is still worth publishing: its status is read next time.
+                _LOGGER.info("%s: smart charging status not read (%s)", vehicle.id, exc)
+                return
+            statuses[vehicle.id] = status.to_smart()
+            self.smart.read(vehicle, now)
+
+        async with asyncio.TaskGroup() as group:
+            for vehicle in due:
+                group.create_task(read(vehicle))
+        states = [v.to_state(self.account) for v in page]
+        return [
+            state.replace(smart=statuses[state.ref.vehicle_id])
+            if state.ref.vehicle_id in statuses
+            else state
+            for state in states
+        ]
 
     async def _check_user(self, vendors: set[str]) -> None:
         now = self._clock.time()
@@ -305,19 +372,50 @@ class EnodeProvider(TokenAccount):
             else None
         )
 
-    async def send_command(self, ref: VehicleRef, command: Command) -> CommandResult:
-        """Send a charging command or a refresh hint."""
+    async def send_command(
+        self, ref: VehicleRef, command: Command, value: CommandValue = None
+    ) -> CommandResult:
+        """Send a command: charging, max current, smart charging, or a refresh hint."""
         now = datetime.fromtimestamp(self._clock.time(), UTC)
+        shown = None if value is None else shown_value(value)
+        vehicle_id = ref.vehicle_id
         if command is Command.REFRESH:
-            await self.client.refresh_hint(ref.vehicle_id)
+            await self.client.refresh_hint(vehicle_id)
             return CommandResult(command.value, CommandStatus.CONFIRMED, now)
-        kind = "START" if command is Command.START_CHARGING else "STOP"
+        if command in POLICY_COMMANDS or command in (Command.CHARGE_NOW, Command.END_CHARGE_NOW):
+            self.smart.stale(vehicle_id)  # its status moves with these
         try:
-            action = await self.client.charge(ref.vehicle_id, kind)
-        except ProviderRejected as exc:
-            return CommandResult(command.value, CommandStatus.REJECTED, now, reason=exc.detail)
+            if command in POLICY_COMMANDS:
+                # Enode's own setting: it holds as soon as Enode answers.
+                await self.client.set_smart_policy(vehicle_id, policy_change(command, value))
+                return CommandResult(command.value, CommandStatus.CONFIRMED, now, value=shown)
+            if command is Command.END_CHARGE_NOW:
+                await self.client.end_override(vehicle_id)
+                return CommandResult(command.value, CommandStatus.CONFIRMED, now)
+            if command is Command.CHARGE_NOW:
+                override = await self.client.start_override(vehicle_id)
+                if override.vendor_action_id is None:
+                    return CommandResult(command.value, CommandStatus.CONFIRMED, now)
+                # The override starts charging through an action: followed like START.
+                return CommandResult(
+                    command.value, CommandStatus.PENDING, now, override.vendor_action_id
+                )
+            if command is Command.SET_MAX_CURRENT:
+                if not isinstance(value, int | float):
+                    msg = f"{command.value} needs a current in amperes, got {value!r}"
+                    raise CommandRejected(msg)
+                action = await self.client.set_max_current(vehicle_id, value)
+                return _result(command.value, action, now, value=shown)
+            kind = "START" if command is Command.START_CHARGING else "STOP"
+            action = await self.client.charge(vehicle_id, kind)
+        except (ProviderRejected, CommandRejected) as exc:
+            reason = exc.detail if isinstance(exc, ProviderRejected) else str(exc)
+            if command is Command.END_CHARGE_NOW and getattr(exc, "status", None) == 404:
+                reason = "no charge now is active"
+            status = CommandStatus.REJECTED
+            return CommandResult(command.value, status, now, reason=reason, value=shown)
         try:
-            await self.client.refresh_hint(ref.vehicle_id)
+            await self.client.refresh_hint(vehicle_id)
         except (ProviderUnavailable, ProviderRejected, BadCloudResponse):
             _LOGGER.debug("refresh hint after %s on %s failed; polling will catch up", kind, ref)
         return _result(command.value, action, now)
@@ -327,16 +425,17 @@ class EnodeProvider(TokenAccount):
         if result.action_id is None or result.status.final:
             return result
         action = await self.client.action(result.action_id)
-        return _result(result.command, action, datetime.fromtimestamp(self._clock.time(), UTC))
+        now = datetime.fromtimestamp(self._clock.time(), UTC)
+        return _result(result.command, action, now, value=result.value)
 
 
 def _invalid(vendors: set[str]) -> str:
     return f"Enode reports invalid credentials for {', '.join(sorted(vendors))}"
 
 
-def _result(command: str, action: Action, now: datetime) -> CommandResult:
+def _result(command: str, action: Action, now: datetime, value: str | None = None) -> CommandResult:
     status, reason = action.outcome()
-    return CommandResult(command, status, now, action_id=action.id, reason=reason)
+    return CommandResult(command, status, now, action_id=action.id, reason=reason, value=value)
 
 
 __all__ = ["SPEC", "EnodeClient", "EnodeProvider"]

@@ -11,7 +11,9 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
+from car2mqtt.clock import Clock
 from car2mqtt.errors import BadCloudResponse
+from car2mqtt.providers.enode.smart import SmartReads
 from car2mqtt.providers.enode.wire import WebhookEvent, WebhookTestWire, WebhookWire
 from car2mqtt.providers.push import (
     PushBatch,
@@ -20,6 +22,7 @@ from car2mqtt.providers.push import (
     PushedAlive,
     PushedLinkLost,
     PushedRemoval,
+    PushedSmart,
     PushedState,
     Subscription,
 )
@@ -31,6 +34,7 @@ EVENTS = (
     "user:vehicle:discovered",
     "user:vehicle:updated",
     "user:vehicle:deleted",
+    "user:vehicle:smart-charging-status-updated",
     "user:vendor-action:updated",
     "user:credentials:invalidated",
 )
@@ -69,11 +73,22 @@ def signature(secret: str, body: bytes) -> str:
 class EnodePush:
     """The push channel of one Enode account: its user's events, through car2mqtt's webhook."""
 
-    def __init__(self, client: WebhookApi, account: str, user_id: str, public_url: str) -> None:
+    def __init__(
+        self,
+        client: WebhookApi,
+        account: str,
+        user_id: str,
+        public_url: str,
+        *,
+        smart: SmartReads,
+        clock: Clock,
+    ) -> None:
         self._client = client
         self._account = account
         self._user_id = user_id
         self.public_url = public_url
+        self._smart = smart  # the provider's: a pushed status spares it a read
+        self._clock = clock
 
     def verify(self, secret: str, headers: Mapping[str, str], body: bytes) -> bool:
         """Check the signature over the exact bytes received, in constant time."""
@@ -120,6 +135,10 @@ class EnodePush:
         name = event.event
         if name in ("user:vehicle:discovered", "user:vehicle:updated") and event.vehicle:
             return PushedState(identity, event.vehicle.to_state(self._account))
+        smart = event.smart_charging_status
+        if name == "user:vehicle:smart-charging-status-updated" and smart:
+            self._smart.pushed(smart.vehicle_id, self._clock.time())
+            return PushedSmart(identity, smart.vehicle_id, smart.to_smart())
         if name == "user:vehicle:deleted" and event.vehicle:
             return PushedRemoval(identity, event.vehicle.id)
         if name == "user:vendor-action:updated" and event.vendor_action:

@@ -15,7 +15,8 @@ SPEC = ProviderSpec(
     poll_interval_s=300.0,
     active_poll_interval_s=120.0,
     min_poll_interval_s=60.0,
-    commands=frozenset({Command.START_CHARGING, Command.STOP_CHARGING, Command.REFRESH}),
+    # Every command Enode 2024-10-01 has for a vehicle. It has none for the charge limit.
+    commands=frozenset(Command),
     min_poll_reason=(
         "Enode refreshes its own cache about every 7 minutes, so polling faster only burns "
         "API quota"

@@ -6,15 +6,18 @@ read as a string and mapped with a fallback; unknown fields are ignored.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from car2mqtt.models import (
     Capability,
     ChargeState,
     CommandStatus,
     Location,
+    SmartCharging,
+    SmartChargingState,
     VehicleInfo,
     VehicleRef,
     VehicleState,
@@ -84,6 +87,8 @@ class CapabilitiesWire(_Wire):
     stop_charging: CapabilityWire = Field(CapabilityWire(), alias="stopCharging")
     charge_state: CapabilityWire = Field(CapabilityWire(), alias="chargeState")
     information: CapabilityWire = CapabilityWire()
+    set_max_current: CapabilityWire = Field(CapabilityWire(), alias="setMaxCurrent")
+    smart_charging: CapabilityWire = Field(CapabilityWire(), alias="smartCharging")
 
     def interventions(self) -> set[str]:
         """Every intervention id blocking any capability."""
@@ -94,9 +99,82 @@ class CapabilitiesWire(_Wire):
 
 
 class SmartChargingPolicy(_Wire):
-    """`smartChargingPolicy`."""
+    """`smartChargingPolicy` (also what `GET/PUT /vehicles/{id}/smart-charging-policy` return)."""
 
     is_enabled: bool | None = Field(None, alias="isEnabled")
+    deadline: str | None = None
+    minimum_charge_limit: Number = Field(None, alias="minimumChargeLimit")
+
+    @field_validator("deadline", mode="before")
+    @classmethod
+    def _hh_mm(cls, value: object) -> str | None:
+        # Anything but the spec's "HH:MM" is read as "not known", never passed on.
+        return value if isinstance(value, str) and DEADLINE.fullmatch(value) else None
+
+
+DEADLINE = re.compile(r"(?:[01]\d|2[0-3]):[0-5]\d|24:00")
+
+
+class SmartOverrideWire(_Wire):
+    """A smart override: "charge now" while smart charging is on."""
+
+    created_at: datetime | None = Field(None, alias="createdAt")
+    ended_at: datetime | None = Field(None, alias="endedAt")
+    vendor_action_id: str | None = Field(None, alias="vendorActionId")
+
+
+class SmartChargingPlanWire(_Wire):
+    """The plan inside a smart charging status."""
+
+    id: str | None = None
+    start_at: datetime | None = Field(None, alias="startAt")
+    stop_at: datetime | None = Field(None, alias="stopAt")
+    estimated_finish_at: datetime | None = Field(None, alias="estimatedFinishAt")
+    ended_at: datetime | None = Field(None, alias="endedAt")
+
+
+class SmartChargingStatusWire(_Wire):
+    """`GET /vehicles/{id}/smart-charging-status`, and the body of its webhook event."""
+
+    vehicle_id: str = Field(alias="vehicleId")
+    state: str = "UNKNOWN"
+    updated_at: datetime | None = Field(None, alias="updatedAt")
+    plan: SmartChargingPlanWire | None = None
+    smart_override: SmartOverrideWire | None = Field(None, alias="smartOverride")
+
+    def to_smart(self) -> SmartCharging:
+        """Map onto the domain model."""
+        plan, override = self.plan, self.smart_override
+        running_plan = plan is not None and plan.ended_at is None
+        return SmartCharging(
+            state=SMART_STATES.get(self.state, SmartChargingState.UNKNOWN),
+            updated_at=self.updated_at,
+            plan_start_at=plan.start_at if running_plan and plan else None,
+            plan_finish_at=plan.estimated_finish_at if running_plan and plan else None,
+            charging_now=override is not None and override.ended_at is None,
+        )
+
+
+SMART_STATES: dict[str, SmartChargingState] = {
+    "DISABLED": SmartChargingState.DISABLED,
+    "CONSIDERING": SmartChargingState.CONSIDERING,
+    "UNKNOWN": SmartChargingState.UNKNOWN,
+    "PLAN:EXECUTING:STOPPING": SmartChargingState.STOPPING,
+    "PLAN:EXECUTING:STOP_FAILED": SmartChargingState.STOP_FAILED,
+    "PLAN:EXECUTING:STOPPED": SmartChargingState.STOPPED,
+    "PLAN:EXECUTING:STOPPED:AWAITING_PRICES": SmartChargingState.AWAITING_PRICES,
+    "PLAN:EXECUTING:STARTING": SmartChargingState.STARTING,
+    "PLAN:EXECUTING:START_FAILED": SmartChargingState.START_FAILED,
+    "PLAN:EXECUTING:STARTED": SmartChargingState.STARTED,
+    "PLAN:EXECUTING:CHARGE_INTERRUPTED": SmartChargingState.INTERRUPTED,
+    "PLAN:EXECUTING:OVERRIDDEN": SmartChargingState.OVERRIDDEN,
+    "PLAN:ENDED:FINISHED": SmartChargingState.FINISHED,
+    "PLAN:ENDED:UNPLUGGED": SmartChargingState.UNPLUGGED,
+    "PLAN:ENDED:FAILED": SmartChargingState.FAILED,
+    "PLAN:ENDED:DISABLED": SmartChargingState.ENDED,
+    "PLAN:ENDED:DEADLINE_CHANGED": SmartChargingState.DEADLINE_CHANGED,
+    "FULLY_CHARGED": SmartChargingState.FULLY_CHARGED,
+}
 
 
 class Vehicle(_Wire):
@@ -134,7 +212,12 @@ class Vehicle(_Wire):
             capabilities.add(Capability.LOCATION)
         if caps.odometer.is_capable:
             capabilities.add(Capability.ODOMETER)
+        if caps.set_max_current.is_capable:
+            capabilities.add(Capability.SET_MAX_CURRENT)
+        if caps.smart_charging.is_capable:
+            capabilities.add(Capability.SMART_CHARGING)
         charge = self.charge_state
+        policy = self.smart_charging_policy
         loc = self.location
         location = None
         if loc.latitude is not None and loc.longitude is not None:
@@ -163,6 +246,15 @@ class Vehicle(_Wire):
             battery_capacity_kwh=charge.battery_capacity,
             max_current_a=charge.max_current,
             charge_updated_at=charge.last_updated,
+            smart_charging_enabled=policy.is_enabled,
+            charge_deadline=policy.deadline,
+            min_charge_limit_pct=policy.minimum_charge_limit,
+            # Off means "disabled" without asking; on, the status is read (or pushed) apart.
+            smart=(
+                SmartCharging(SmartChargingState.DISABLED)
+                if caps.smart_charging.is_capable and policy.is_enabled is False
+                else None
+            ),
             odometer_km=self.odometer.distance,
             odometer_updated_at=self.odometer.last_updated,
             location=location,
@@ -212,7 +304,7 @@ _ACTION_STATES = {
 
 
 class Action(_Wire):
-    """A charging action."""
+    """An action: charging (START/STOP, `kind`) or max current (`targetState`)."""
 
     id: str
     state: str = "PENDING"
@@ -298,3 +390,4 @@ class WebhookEvent(_Wire):
     vehicle: Vehicle | None = None
     vendor_action: Action | None = Field(None, alias="vendorAction")
     vendor: str | None = None
+    smart_charging_status: SmartChargingStatusWire | None = Field(None, alias="smartChargingStatus")

@@ -24,7 +24,7 @@ from car2mqtt.errors import (
     ReauthRequired,
 )
 from car2mqtt.models import CommandResult, CommandStatus, VehicleRef, VehicleState
-from car2mqtt.providers.base import Command, Grant, ProviderSpec, one_page
+from car2mqtt.providers.base import Command, CommandValue, Grant, ProviderSpec, one_page
 from car2mqtt.providers.http import (
     TokenAccount,
     api_client,
@@ -329,7 +329,9 @@ class XeeProvider(TokenAccount):
                 states[state.ref.vehicle_id] = state
         return states
 
-    async def send_command(self, ref: VehicleRef, command: Command) -> CommandResult:
+    async def send_command(
+        self, ref: VehicleRef, command: Command, value: CommandValue = None
+    ) -> CommandResult:
         """Xee is read-only: every command is refused."""
         now = datetime.fromtimestamp(self._clock.time(), UTC)
         reason = f"Xee cannot {command.value.replace('_', ' ')}"
