@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -115,6 +116,22 @@ def fetch_mqtt(token: str | None, client: httpx.Client) -> MqttService:
         raise AddonError(msg) from None
 
 
+def fetch_ha_version(token: str, client: httpx.Client) -> str | None:
+    """Ask the Supervisor which Home Assistant runs (`GET /core/info`); None if it won't say."""
+    # Only decides which entity platforms are announced: without an answer the add-on runs
+    # with the platforms every Home Assistant has.
+    try:
+        answer = client.get("/core/info", headers={"Authorization": f"Bearer {token}"})
+        body = answer.json()
+    except (httpx.HTTPError, ValueError):
+        return None
+    data = body.get("data") if isinstance(body, dict) else None
+    version = data.get("version") if isinstance(data, dict) else None
+    if not answer.is_success or not isinstance(version, str):
+        return None
+    return version if re.fullmatch(r"20\d\d\.\d{1,2}(\.\d+)?", version) else None
+
+
 def read_extra(path: Path = EXTRA_FILE) -> dict[str, Any]:
     """Return the user's own settings in the add-on's config folder, if any."""
     try:
@@ -139,6 +156,7 @@ def configuration(
     *,
     ingress_port: int = INGRESS_PORT,
     store: Path = STORE_FILE,
+    ha_version: str | None = None,
 ) -> dict[str, Any]:
     """Return the car2mqtt configuration the add-on runs with."""
     document = {k: v for k, v in (extra or {}).items() if k not in OWNED}
@@ -149,6 +167,8 @@ def configuration(
         broker["username"] = mqtt.username
     if mqtt.password:
         broker["password"] = mqtt.password
+    if ha_version is not None:
+        broker.setdefault("ha_version", ha_version)  # the user's own setting wins
     document["mqtt"] = broker
     document["store"] = str(store)
     document["web"] = {
@@ -185,10 +205,13 @@ def prepare(
     """Write the configuration from the options and the Supervisor; return its path."""
     env = os.environ if env is None else env
     options = read_options(options_file)
+    token = env.get("SUPERVISOR_TOKEN")
     with httpx.Client(base_url=supervisor_url, timeout=10) as client:
-        mqtt = fetch_mqtt(env.get("SUPERVISOR_TOKEN"), client)
+        mqtt = fetch_mqtt(token, client)
+        ha_version = fetch_ha_version(token or "", client)
     port = int(env.get("INGRESS_PORT") or INGRESS_PORT)
-    document = configuration(options, mqtt, read_extra(extra_file), ingress_port=port)
+    extra = read_extra(extra_file)
+    document = configuration(options, mqtt, extra, ingress_port=port, ha_version=ha_version)
     # It holds the broker's password and the clouds' secrets: 0600, written atomically.
     write_private(config_file, yaml.safe_dump(document, sort_keys=False))
     return config_file

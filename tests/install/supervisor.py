@@ -15,12 +15,16 @@ TOKEN = "supervisor-token-for-tests"
 
 @dataclass
 class FakeSupervisor:
-    """What it answers to `GET /services/mqtt`, and who asked."""
+    """What it answers to `GET /services/mqtt` and `GET /core/info`, and who asked."""
 
     status: int = 200
     body: dict[str, Any] = field(default_factory=dict)
     asked: list[tuple[str, str | None]] = field(default_factory=list)
     url: str = ""
+    # What it answers to `GET /core/info` (None: 404, as a Supervisor without that role).
+    core: dict[str, Any] | None = field(
+        default_factory=lambda: {"result": "ok", "data": {"version": "2026.11.2"}}
+    )
 
     def offer(self, **mqtt: Any) -> None:
         """Answer with this MQTT service, in the Supervisor's envelope."""
@@ -45,6 +49,8 @@ def running_supervisor(host: str = "127.0.0.1", port: int = 0) -> Iterator[FakeS
                 self._send(401, {"result": "error", "message": "Unauthorized"})
             elif self.path == "/services/mqtt":
                 self._send(fake.status, fake.body)
+            elif self.path == "/core/info" and fake.core is not None:
+                self._send(200, fake.core)
             else:
                 self._send(404, {"result": "error", "message": "not found"})
 

@@ -62,7 +62,8 @@ def test_the_supervisors_broker_and_the_options_make_the_configuration(
         supervisor,
         options_file=options(tmp_path, accounts=[ENODE, xee], poll_interval_s=120),
     )
-    assert supervisor.asked == [("/services/mqtt", f"Bearer {TOKEN}")]
+    bearer = f"Bearer {TOKEN}"
+    assert supervisor.asked == [("/services/mqtt", bearer), ("/core/info", bearer)]
     assert path.stat().st_mode & 0o777 == 0o600  # it holds the broker's password
     config = load_config(path, env={})
     assert (config.mqtt.host, config.mqtt.port) == ("172.30.32.1", 1883)
@@ -75,6 +76,27 @@ def test_the_supervisors_broker_and_the_options_make_the_configuration(
     assert [a.name for a in config.accounts] == ["home", "dongle"]
     assert all(a.poll_interval_s == 120 for a in config.accounts)
     assert str(config.store) == "/data/car2mqtt.db"
+    # The Supervisor said which Home Assistant runs: its newer entity platforms are announced.
+    assert config.mqtt.ha_release == (2026, 11)
+
+
+@pytest.mark.parametrize(
+    "core",
+    [None, {"result": "ok", "data": {"version": "landingpage"}}, {"result": "ok", "data": []}],
+)
+def test_without_a_home_assistant_version_the_add_on_still_starts(
+    tmp_path: Path, supervisor: FakeSupervisor, core: dict[str, Any] | None
+) -> None:
+    supervisor.core = core
+    config = load_config(prepared(tmp_path, supervisor), env={})
+    assert config.mqtt.ha_version is None  # the platforms every Home Assistant has
+
+
+def test_a_users_own_ha_version_wins(tmp_path: Path, supervisor: FakeSupervisor) -> None:
+    extra = tmp_path / "extra.yaml"
+    extra.write_text('mqtt:\n  ha_version: "2025.4"\n')
+    config = load_config(prepared(tmp_path, supervisor, extra_file=extra), env={})
+    assert config.mqtt.ha_release == (2025, 4)
 
 
 def test_a_tls_broker_and_the_ingress_port_from_the_environment(
