@@ -355,6 +355,25 @@ def _format_errors(errors: Iterable[ValidationError], indent: str = "  ") -> lis
     return lines
 
 
+def _null_in_nullable_enums(node: Any) -> None:
+    """Let ``type: [T, "null"]`` with an ``enum`` take null, as the type says.
+
+    The plan's ``finalState`` and ``failureCondition`` are written so: their enums leave null
+    out, so read strictly no running plan (not ended, not failed) would be valid. Like the
+    ``allOf`` nullable idiom above, the type's null is taken to be meant.
+    """
+    if isinstance(node, list):
+        for item in node:
+            _null_in_nullable_enums(item)
+    elif isinstance(node, dict):
+        types, enum = node.get("type"), node.get("enum")
+        nullable = isinstance(types, list) and "null" in types
+        if nullable and isinstance(enum, list) and None not in enum:
+            node["enum"] = [*enum, None]  # a new list: the raw spec's is shared
+        for value in node.values():
+            _null_in_nullable_enums(value)
+
+
 class EnodeSpec:
     """The Enode OpenAPI spec, with ``allOf`` merged, ready to validate bodies."""
 
@@ -364,6 +383,7 @@ class EnodeSpec:
         self.raw = raw
         self._normaliser = _Normaliser(raw.get("components", {}).get("schemas", {}))
         self._defs = self._normaliser.defs()
+        _null_in_nullable_enums(self._defs)
         self._validators: dict[str, Draft202012Validator] = {}
         # (segments, template) with a None segment for every "{param}".
         self._templates: list[tuple[tuple[str | None, ...], str]] = [

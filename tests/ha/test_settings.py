@@ -117,7 +117,7 @@ def test_the_max_current_number_declares_its_bounds_and_unit() -> None:
 def test_smart_charging_controls_are_a_switch_a_number_and_two_buttons() -> None:
     found = components()
     assert found["smart_charging"]["platform"] == "switch"
-    assert found["smart_charging"]["command_topic"].endswith("/smart_charging/set")
+    assert str(found["smart_charging"]["command_topic"]).endswith("/smart_charging/set")
     assert (found["min_charge_limit"]["min"], found["min_charge_limit"]["max"]) == (0, 100)
     assert found["min_charge_limit"]["unit_of_measurement"] == "%"
     now, end = found["charge_now"], found["end_charge_now"]

@@ -133,3 +133,28 @@ def test_cannot_plug_in_while_driving_or_drive_while_plugged() -> None:
         c.plug_in(start_charging=True)
     with pytest.raises(SimulatorError, match="between 0 and 100"):
         c.set_soc(101)
+
+
+def test_power_follows_the_current_limit() -> None:
+    c = car(soc=20.0)
+    assert c.current_limit_a == TESLA.max_current_a
+    c.set_max_current(8)
+    assert c.ac_power_kw() == pytest.approx(TESLA.max_ac_kw / 2)
+    c.plug_in(start_charging=True)
+    c.advance(INIT_SECONDS + 3600)
+    assert c.charge_power_kw() == pytest.approx(TESLA.max_ac_kw / 2)
+    assert c.soc == pytest.approx(20 + TESLA.max_ac_kw / 2 / TESLA.capacity_kwh * 100)
+    with pytest.raises(SimulatorError):
+        c.set_max_current(TESLA.max_current_a + 1)
+    with pytest.raises(SimulatorError):
+        c.set_max_current(0)
+
+
+def test_seconds_to_level_agrees_with_the_charge() -> None:
+    for level in (50.0, 78.0):  # before and inside the taper
+        c = car(soc=20.0)
+        seconds = c.seconds_to_level(level)  # from a fresh start: INIT_SECONDS included
+        c.plug_in(start_charging=True)
+        c.advance(seconds)
+        assert c.soc == pytest.approx(level, abs=1e-6)
+    assert car(soc=60.0).seconds_to_level(50.0) == 0.0

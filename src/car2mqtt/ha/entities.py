@@ -109,8 +109,8 @@ _COMMAND_CAPABILITIES = frozenset(
 
 # Home Assistant has the MQTT `time` platform from 2026.4; before, a time is a text entity.
 TIME_PLATFORM_SINCE: HaVersion = (2026, 4)
-# Enode takes no bounds from the car: 6 A is the lowest current IEC 61851 chargers signal, and
-# 48 A the most a Tesla (the only make Enode sets it for) draws on AC.
+# The clouds report no bounds for a car: 6 A is the lowest current IEC 61851 chargers signal,
+# and 48 A the most a car draws on AC (a Tesla, the one make whose current a cloud sets today).
 MAX_CURRENT = Setting(Command.SET_MAX_CURRENT, "number", minimum=6, maximum=48, step=1)
 MIN_CHARGE_LIMIT = Setting(Command.SET_MIN_CHARGE_LIMIT, "number", minimum=0, maximum=100, step=1)
 CHARGE_DEADLINE = Setting(Command.SET_CHARGE_DEADLINE, "time")

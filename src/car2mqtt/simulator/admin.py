@@ -19,6 +19,7 @@ from car2mqtt.clock import isoformat
 from car2mqtt.errors import SimulatorError
 from car2mqtt.simulator.catalog import VEHICLE_VENDORS, model_for_vendor
 from car2mqtt.simulator.enode.cloud import ApiProblem, EnodeVehicle
+from car2mqtt.simulator.enode.smart import DEADLINE_PATTERN
 from car2mqtt.simulator.faults import Faults, faults_from_json
 from car2mqtt.simulator.xee.auth import XeeError
 
@@ -96,6 +97,8 @@ class SmartChargingIn(_In):
     """Hand charging control to Enode's smart charging, or take it back."""
 
     enabled: bool
+    deadline: str | None = Field(None, pattern=DEADLINE_PATTERN)
+    minimumChargeLimit: float | None = Field(None, allow_inf_nan=False)  # noqa: N815
 
 
 class InvalidateIn(_In):
@@ -254,7 +257,13 @@ def admin_routes(sim: Simulation, prefix: str = "/admin") -> list[Route]:
         vehicle.car.reachable = body.reachable
 
     def set_smart(vehicle: EnodeVehicle, body: SmartChargingIn) -> None:
-        vehicle.smart_charging = body.enabled
+        enode.update_smart_policy(
+            vehicle.id,
+            enabled=body.enabled,
+            deadline=body.deadline,
+            minimum=body.minimumChargeLimit,
+            default_deadline=True,
+        )
 
     def set_location(vehicle: EnodeVehicle, body: LocationIn) -> None:
         vehicle.car.park()
@@ -343,7 +352,11 @@ def live(vehicle: EnodeVehicle) -> dict[str, Any]:
         "driving": car.driving,
         "speedKmh": car.speed_kmh,
         "reachable": car.reachable,
+        "maxCurrent": car.current_limit_a,
         "smartCharging": vehicle.smart_charging,
+        "smartChargingPolicy": vehicle.smart.policy.as_json(),
+        "smartChargingState": vehicle.smart.state,
+        "smartOverride": vehicle.smart.override is not None,
         "controllable": car.model.controllable,
         "cached": vehicle.snapshot,
     }

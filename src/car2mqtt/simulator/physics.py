@@ -112,6 +112,8 @@ class SimCar:
     charge_started_at: float | None = None
     drive: Drive | None = None
     reachable: bool = True
+    # The charging current limit set on the car (Enode's max-current); None: the model's own.
+    max_current_a: float | None = None
 
     # ---- integration -------------------------------------------------------------------
 
@@ -161,7 +163,19 @@ class SimCar:
             self.soc = charged_soc(self.soc, (t - start) / 3600, self._rates())
 
     def _rates(self) -> ChargeRates:
-        return ChargeRates.for_car(self.model.max_ac_kw, self.model.capacity_kwh, self.charge_limit)
+        return ChargeRates.for_car(self.ac_power_kw(), self.model.capacity_kwh, self.charge_limit)
+
+    @property
+    def current_limit_a(self) -> float:
+        """The most current the car draws from a charger, in amperes."""
+        return self.model.max_current_a if self.max_current_a is None else self.max_current_a
+
+    def ac_power_kw(self) -> float:
+        """Return the AC power before the taper: the model's, scaled down by the current limit."""
+        model = self.model
+        if model.max_current_a <= 0:
+            return model.max_ac_kw
+        return min(model.max_ac_kw, model.max_ac_kw * self.current_limit_a / model.max_current_a)
 
     # ---- derived readings --------------------------------------------------------------
 
@@ -207,6 +221,14 @@ class SimCar:
         init_left = max(0.0, self.charge_started_at + INIT_SECONDS - self.t)
         hours = self._rates().hours_to_complete(self.soc)
         return init_left / 60 + hours * 60
+
+    def seconds_to_level(self, level: float) -> float:
+        """Seconds of charging, from now or from a fresh start, until the battery is at `level`."""
+        if level <= self.soc:
+            return 0.0
+        started = self.charge_started_at
+        init_left = INIT_SECONDS if started is None else max(0.0, started + INIT_SECONDS - self.t)
+        return init_left + self._rates().hours_to(self.soc, level) * 3600
 
     # ---- commands ------------------------------------------------------------------------
 
@@ -259,6 +281,13 @@ class SimCar:
         """End the trip where the car is."""
         self.drive = None
 
+    def set_max_current(self, amperes: float) -> None:
+        """Limit the charging current (the car must have been advanced to now)."""
+        if not 0 < amperes <= self.model.max_current_a:
+            msg = f"max current must be above 0 and at most {self.model.max_current_a} A"
+            raise SimulatorError(msg)
+        self.max_current_a = float(amperes)
+
     def set_soc(self, soc: float) -> None:
         """Set the state of charge, as after a battery swap in a test."""
         if not 0 <= soc <= 100:
@@ -308,6 +337,21 @@ class ChargeRates:
         gap = self.limit - soc
         if gap > COMPLETE_GAP_PCT:
             hours += math.log(gap / COMPLETE_GAP_PCT) / self.taper_k_per_h
+        return hours
+
+    def hours_to(self, soc: float, level: float) -> float:
+        """Hours until the state of charge rises from `soc` to `level` (at most, completion)."""
+        if level >= self.limit - COMPLETE_GAP_PCT:
+            return self.hours_to_complete(soc)
+        if level <= soc:
+            return 0.0
+        hours = 0.0
+        if soc < self.taper_start:
+            reach = min(level, self.taper_start)
+            hours += (reach - soc) / self.linear_pct_per_h
+            soc = reach
+        if level > soc:
+            hours += math.log((self.limit - soc) / (self.limit - level)) / self.taper_k_per_h
         return hours
 
 

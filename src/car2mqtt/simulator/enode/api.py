@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal
 from urllib.parse import unquote
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -29,6 +29,7 @@ from car2mqtt.simulator.enode.cloud import (
     bad_request,
     paginate,
 )
+from car2mqtt.simulator.enode.smart import DEADLINE_PATTERN
 from car2mqtt.simulator.enode.webhooks import WebhookDispatcher
 from car2mqtt.simulator.faults import FaultMiddleware, problem_json
 
@@ -99,6 +100,32 @@ class ChargingIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     action: Literal["START", "STOP"]
+
+
+class MaxCurrentIn(BaseModel):
+    """Body of `POST /vehicles/{vehicleId}/max-current`."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    maxCurrent: float = Field(gt=0, allow_inf_nan=False)  # noqa: N815
+
+
+class PolicyIn(BaseModel):
+    """Body of `PUT /vehicles/{vehicleId}/smart-charging-policy`: any subset of the policy."""
+
+    # The spec's schema does not forbid other keys (no additionalProperties: false): ignored.
+    model_config = ConfigDict(extra="ignore", strict=True)
+    isEnabled: bool | None = None  # noqa: N815
+    deadline: Annotated[str, Field(pattern=DEADLINE_PATTERN)] | None = None
+    minimumChargeLimit: Annotated[float, Field(allow_inf_nan=False)] | None = None  # noqa: N815
+
+    @field_validator("isEnabled", "deadline", "minimumChargeLimit", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        # Left out means "unchanged"; the spec's types have no null.
+        if value is None:
+            msg = "may be left out, but not null"
+            raise ValueError(msg)
+        return value
 
 
 _HEADER_NAME = r"^[a-z0-9-_]+$"
@@ -333,6 +360,42 @@ def create_enode_app(cloud: EnodeCloud, dispatcher: WebhookDispatcher) -> ASGIAp
         body: ChargingIn = await _body(request, ChargingIn)
         return JSONResponse(cloud.charge(vehicle_id, body.action).as_json())
 
+    async def max_current(request: Request) -> Response:
+        vehicle_id = request.path_params["vehicleId"]
+        cloud.vehicle(vehicle_id)
+        body: MaxCurrentIn = await _body(request, MaxCurrentIn)
+        return JSONResponse(cloud.set_max_current(vehicle_id, body.maxCurrent).as_json())
+
+    async def get_policy(request: Request) -> Response:
+        vehicle = cloud.vehicle(request.path_params["vehicleId"])
+        return JSONResponse(vehicle.smart.policy.as_json())
+
+    async def put_policy(request: Request) -> Response:
+        vehicle_id = request.path_params["vehicleId"]
+        cloud.vehicle(vehicle_id)
+        body: PolicyIn = await _body(request, PolicyIn)
+        policy = cloud.update_smart_policy(
+            vehicle_id,
+            enabled=body.isEnabled,
+            deadline=body.deadline,
+            minimum=body.minimumChargeLimit,
+        )
+        return JSONResponse(policy.as_json())
+
+    async def smart_status(request: Request) -> Response:
+        vehicle = cloud.vehicle(request.path_params["vehicleId"])
+        return JSONResponse(cloud.smart.status_json(vehicle))
+
+    async def smart_plan(request: Request) -> Response:
+        params = request.path_params
+        return JSONResponse(cloud.smart_plan(params["vehicleId"], params["planId"]).as_json())
+
+    async def create_override(request: Request) -> Response:
+        return JSONResponse(cloud.smart_override(request.path_params["vehicleId"]).as_json())
+
+    async def end_override(request: Request) -> Response:
+        return JSONResponse(cloud.end_smart_override(request.path_params["vehicleId"]).as_json())
+
     async def refresh_hint(request: Request) -> Response:
         cloud.refresh_hint(request.path_params["vehicleId"])
         return Response(status_code=204)
@@ -406,6 +469,17 @@ def create_enode_app(cloud: EnodeCloud, dispatcher: WebhookDispatcher) -> ASGIAp
         Route("/vehicles/{vehicleId}", api(get_vehicle), methods=["GET"]),
         Route("/vehicles/{vehicleId}/charging", api(charging), methods=["POST"]),
         Route("/vehicles/{vehicleId}/refresh-hint", api(refresh_hint), methods=["POST"]),
+        Route("/vehicles/{vehicleId}/max-current", api(max_current), methods=["POST"]),
+        Route("/vehicles/{vehicleId}/smart-charging-policy", api(get_policy), methods=["GET"]),
+        Route("/vehicles/{vehicleId}/smart-charging-policy", api(put_policy), methods=["PUT"]),
+        Route("/vehicles/{vehicleId}/smart-charging-status", api(smart_status), methods=["GET"]),
+        Route(
+            "/vehicles/{vehicleId}/smart-charging-plans/{planId}",
+            api(smart_plan),
+            methods=["GET"],
+        ),
+        Route("/vehicles/{vehicleId}/smart-override", api(create_override), methods=["POST"]),
+        Route("/vehicles/{vehicleId}/smart-override", api(end_override), methods=["DELETE"]),
         Route("/health/vehicles", api(vehicle_health), methods=["GET"]),
         Route("/webhooks", api(create_webhook), methods=["POST"]),
         Route("/webhooks", api(list_webhooks), methods=["GET"]),

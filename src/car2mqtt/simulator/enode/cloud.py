@@ -13,12 +13,20 @@ import math
 import secrets
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from car2mqtt.clock import isoformat
 from car2mqtt.errors import SimulatorError
 from car2mqtt.simulator.catalog import CATALOG, VEHICLE_VENDORS, CarModel, model_for_vendor
+from car2mqtt.simulator.enode.smart import (
+    DEFAULT_DEADLINE,
+    Override,
+    Plan,
+    Policy,
+    SmartCharging,
+    SmartState,
+)
 from car2mqtt.simulator.faults import Faults
 from car2mqtt.simulator.physics import INIT_SECONDS, ChargeMode, SimCar
 from car2mqtt.simulator.world import Handle, World
@@ -37,6 +45,7 @@ WEBHOOK_BACKOFF_S = (10, 30, 90, 270, 810)
 WEBHOOK_MAX_FAILURES = len(WEBHOOK_BACKOFF_S)
 WEBHOOK_BATCH = 100
 DEFAULT_PAGE_SIZE = 50
+MAX_CURRENT = "MAX_CURRENT"  # the action kind of POST /vehicles/{id}/max-current
 PROBLEM_BASE = "https://developers.enode.com/api/problems/"
 
 VEHICLE_SCOPES = ("vehicle:read:data", "vehicle:read:location", "vehicle:control:charging")
@@ -173,7 +182,7 @@ class EnodeVehicle:
     created_at: float
     display_name: str | None
     vin: str
-    smart_charging: bool = False
+    smart: SmartState
     intervention_ids: list[str] = field(default_factory=list)
     snapshot: dict[str, Any] = field(default_factory=dict)
     refresh_handle: Handle | None = None
@@ -184,6 +193,11 @@ class EnodeVehicle:
         """The vendor Enode reports."""
         return self.car.model.vendor
 
+    @property
+    def smart_charging(self) -> bool:
+        """Whether smart charging controls the vehicle."""
+        return self.smart.policy.enabled
+
     def capable(self, capability: str) -> bool:
         """Whether the cached view says the vehicle can do `capability`."""
         return bool(self.snapshot["capabilities"][capability]["isCapable"])
@@ -191,7 +205,7 @@ class EnodeVehicle:
 
 @dataclass(slots=True)
 class Action:
-    """A charging command Enode carries out for a client."""
+    """A command Enode carries out for a client: START, STOP or MAX_CURRENT."""
 
     id: str
     user_id: str
@@ -199,14 +213,15 @@ class Action:
     kind: str
     created_at: float
     updated_at: float
+    target_current: float | None = None  # MAX_CURRENT only
     state: str = "PENDING"
     completed_at: float | None = None
     failure: tuple[str, str] | None = None
     executed: bool = False
 
     def as_json(self) -> dict[str, Any]:
-        """Return the API's Action object."""
-        return {
+        """Return the API's Charge Action or Max Current Action object."""
+        out: dict[str, Any] = {
             "id": self.id,
             "userId": self.user_id,
             "createdAt": isoformat(self.created_at),
@@ -215,11 +230,15 @@ class Action:
             "state": self.state,
             "targetId": self.vehicle_id,
             "targetType": "vehicle",
-            "kind": self.kind,
-            "failureReason": (
-                {"type": self.failure[0], "detail": self.failure[1]} if self.failure else None
-            ),
         }
+        if self.kind == MAX_CURRENT:
+            out["targetState"] = {"maxCurrent": self.target_current}
+        else:
+            out["kind"] = self.kind
+        out["failureReason"] = (
+            {"type": self.failure[0], "detail": self.failure[1]} if self.failure else None
+        )
+        return out
 
 
 @dataclass(slots=True)
@@ -309,6 +328,7 @@ class EnodeCloud:
         self._user_seqs: dict[str, list[int]] = {}
         self._next_seq = 0
         self.actions: dict[str, Action] = {}
+        self.smart = SmartCharging(self)
         self._pending: dict[str, str] = {}  # vehicle id -> pending action id
         self.links: dict[str, LinkSession] = {}
         self.webhooks: dict[str, Webhook] = {}
@@ -439,6 +459,7 @@ class EnodeCloud:
             created_at=now,
             display_name=display_name,
             vin=self.world.new_vin(model.vendor),
+            smart=SmartState(now, now),
         )
         self.vehicles[vehicle.id] = vehicle
         self._seqs.append(vehicle.seq)
@@ -484,6 +505,7 @@ class EnodeCloud:
     def remove_vehicle(self, vehicle_id: str) -> None:
         """Unlink a vehicle and announce it."""
         vehicle = self.vehicle(vehicle_id)
+        self.smart.forget(vehicle)
         if vehicle.refresh_handle is not None:
             vehicle.refresh_handle.cancel()
         pending = self._pending.pop(vehicle_id, None)
@@ -523,13 +545,7 @@ class EnodeCloud:
         car = vehicle.car
         car.advance(t)
         user = self.users.get(vehicle.user_id)
-        reachable = (
-            car.reachable
-            and not self.faults.vendor_down(vehicle.vendor)
-            and user is not None
-            and user.authorized
-            and user.vendors.get(vehicle.vendor, False)
-        )
+        reachable = self.reachable(vehicle)
         old = vehicle.snapshot
         if reachable or not old:
             new = build_vehicle_json(vehicle, t, old)
@@ -554,6 +570,18 @@ class EnodeCloud:
                     "user:vehicle:updated",
                     {"vehicle": new, "updatedFields": changed},
                 )
+        self.smart.evaluate(vehicle, t)
+
+    def reachable(self, vehicle: EnodeVehicle) -> bool:
+        """Whether Enode can reach the car through its vendor now."""
+        user = self.users.get(vehicle.user_id)
+        return (
+            vehicle.car.reachable
+            and not self.faults.vendor_down(vehicle.vendor)
+            and user is not None
+            and user.authorized
+            and user.vendors.get(vehicle.vendor, False)
+        )
 
     def refresh_hint(self, vehicle_id: str) -> None:
         """Bring the vehicle's next cache refresh forward."""
@@ -589,6 +617,48 @@ class EnodeCloud:
                 "Unprocessable Entity",
                 "The vehicle is controlled by Smart Charging; disable it or use smart-override.",
             )
+        self._check_vendor_up(vehicle)
+        pending = self.actions.get(self._pending.get(vehicle_id, ""))
+        if pending is None or pending.kind == MAX_CURRENT:
+            self._check_charge_precondition(vehicle, kind)
+        return self.create_action(vehicle, kind)
+
+    def set_max_current(self, vehicle_id: str, amperes: float) -> Action:
+        """Create (or reuse) an action that sets the car's charging current limit."""
+        vehicle = self.vehicle(vehicle_id)
+        if not vehicle.capable("setMaxCurrent"):
+            raise bad_request(f"Vehicle {vehicle_id} is not capable of setMaxCurrent.")
+        highest = vehicle.car.model.max_current_a
+        if amperes > highest:
+            # Our guess: a car that cannot draw this much can never confirm it.
+            raise bad_request(f"The vehicle draws at most {highest:g} A; {amperes:g} A asked.")
+        self._check_vendor_up(vehicle)
+        return self.create_action(vehicle, MAX_CURRENT, amperes)
+
+    def create_action(
+        self, vehicle: EnodeVehicle, kind: str, target_current: float | None = None
+    ) -> Action:
+        """Start an action; an identical pending one is reused, any other is cancelled."""
+        now = self.world.now()
+        pending_id = self._pending.get(vehicle.id)
+        if pending_id is not None:
+            pending = self.actions[pending_id]
+            if pending.kind == kind and pending.target_current == target_current:
+                return pending
+            detail = f"Superseded by a newer {kind} action."
+            self._finish(pending, "CANCELLED", ("CONFLICT", detail))
+        action = Action(
+            self.world.new_uuid(), vehicle.user_id, vehicle.id, kind, now, now, target_current
+        )
+        self.actions[action.id] = action
+        self._pending[vehicle.id] = action.id
+        delay = self.world.physics.uniform(*ACTION_DELAY_S)
+        self.world.schedule(now + delay, lambda t: self._execute(action, t))
+        self.world.schedule(now + ACTION_TIMEOUT_S, lambda t: self._time_out(action, t))
+        self._announce_action(action, [])
+        return action
+
+    def _check_vendor_up(self, vehicle: EnodeVehicle) -> None:
         if self.faults.vendor_down(vehicle.vendor):
             raise ApiProblem(
                 503,
@@ -596,24 +666,6 @@ class EnodeCloud:
                 "Vendor temporarily unavailable",
                 f"{vehicle.vendor} is not responding; try again later.",
             )
-        now = self.world.now()
-        pending_id = self._pending.get(vehicle_id)
-        if pending_id is not None:
-            pending = self.actions[pending_id]
-            if pending.kind == kind:
-                return pending
-            detail = f"Superseded by a newer {kind} action."
-            self._finish(pending, "CANCELLED", ("CONFLICT", detail))
-        else:
-            self._check_charge_precondition(vehicle, kind)
-        action = Action(self.world.new_uuid(), vehicle.user_id, vehicle_id, kind, now, now)
-        self.actions[action.id] = action
-        self._pending[vehicle_id] = action.id
-        delay = self.world.physics.uniform(*ACTION_DELAY_S)
-        self.world.schedule(now + delay, lambda t: self._execute(action, t))
-        self.world.schedule(now + ACTION_TIMEOUT_S, lambda t: self._time_out(action, t))
-        self._announce_action(action, [])
-        return action
 
     def _check_charge_precondition(self, vehicle: EnodeVehicle, kind: str) -> None:
         state = vehicle.snapshot["chargeState"]
@@ -666,6 +718,7 @@ class EnodeCloud:
             # Enode keeps trying an unreachable car until the action times out.
             self.world.schedule(t + ACTION_RETRY_S, lambda when: self._execute(action, when))
             return
+        settle = INIT_SECONDS
         if action.kind == "START":
             if not car.plugged:
                 self._finish(action, "CANCELLED", ("FAILED_PRECONDITION", "Vehicle is unplugged."))
@@ -674,11 +727,15 @@ class EnodeCloud:
                 self._finish(action, "CANCELLED", ("FAILED_PRECONDITION", "Vehicle is full."))
                 return
             car.start_charging()
+        elif action.kind == MAX_CURRENT:
+            assert action.target_current is not None
+            car.set_max_current(action.target_current)
+            settle = 0.0
         else:
             car.stop_charging()
         action.executed = True
         # Enode confirms from device data, so it looks again once the charger settles.
-        self._schedule_refresh(vehicle, t + INIT_SECONDS + HINT_DELAY_S)
+        self._schedule_refresh(vehicle, t + settle + HINT_DELAY_S)
 
     def _confirm_actions(self, vehicle: EnodeVehicle, t: float) -> None:
         action_id = self._pending.get(vehicle.id)
@@ -687,8 +744,13 @@ class EnodeCloud:
         action = self.actions[action_id]
         if not action.executed or not vehicle.snapshot.get("isReachable"):
             return
-        state = vehicle.snapshot["chargeState"]["powerDeliveryState"]
-        charging = state in ("PLUGGED_IN:CHARGING", "PLUGGED_IN:COMPLETE")
+        charge_state = vehicle.snapshot["chargeState"]
+        if action.kind == MAX_CURRENT:
+            if charge_state["maxCurrent"] == action.target_current:
+                self._finish(action, "CONFIRMED", None, at=t)
+            return
+        delivery = charge_state["powerDeliveryState"]
+        charging = delivery in ("PLUGGED_IN:CHARGING", "PLUGGED_IN:COMPLETE")
         if (action.kind == "START") == charging:
             self._finish(action, "CONFIRMED", None, at=t)
 
@@ -710,6 +772,7 @@ class EnodeCloud:
             del self._pending[action.vehicle_id]
         changed = ["state", "updatedAt", "completedAt"]
         self._announce_action(action, [*changed, "failureReason"] if failure else changed)
+        self.smart.action_finished(action)
 
     def _announce_action(self, action: Action, updated_fields: list[str]) -> None:
         user = self.users.get(action.user_id)
@@ -719,6 +782,90 @@ class EnodeCloud:
                 "user:vendor-action:updated",
                 {"vendorAction": action.as_json(), "updatedFields": updated_fields},
             )
+
+    # ---- smart charging ----------------------------------------------------------------------
+
+    def update_smart_policy(
+        self,
+        vehicle_id: str,
+        *,
+        enabled: bool | None = None,
+        deadline: str | None = None,
+        minimum: float | None = None,
+        default_deadline: bool = False,
+    ) -> Policy:
+        """Change any part of a smart charging policy under the API's rules; return it whole."""
+        vehicle = self.vehicle(vehicle_id)
+        old = vehicle.smart.policy
+        policy = Policy(
+            old.enabled if enabled is None else enabled,
+            old.deadline if deadline is None else deadline,
+            old.minimum if minimum is None else minimum,
+        )
+        if policy.enabled and not vehicle.capable("smartCharging"):
+            raise bad_request(f"Vehicle {vehicle_id} is not capable of smartCharging.")
+        if minimum is not None:
+            limit = vehicle.snapshot["chargeState"]["chargeLimit"]
+            if minimum < 0 or (limit is not None and minimum > limit):
+                raise bad_request(
+                    f"minimumChargeLimit must be at least 0 and at most the vehicle's charge "
+                    f"limit ({limit} %); got {minimum}."
+                )
+        if policy.enabled and policy.deadline is None:
+            if not default_deadline:
+                raise ApiProblem(
+                    400,
+                    "bad-request",
+                    "Cannot activate smart charging",
+                    "Smart charging needs a deadline; send one with isEnabled.",
+                )
+            policy = replace(policy, deadline=DEFAULT_DEADLINE)
+        # The policy is Enode's own setting: the vehicle shows it at once, not at a refresh.
+        before = vehicle.snapshot
+        vehicle.snapshot = {**before, "smartChargingPolicy": policy.as_json()}
+        changed = changed_fields(before, vehicle.snapshot)
+        user = self.users.get(vehicle.user_id)
+        if changed and user is not None:
+            self.emit(
+                user,
+                "user:vehicle:updated",
+                {"vehicle": vehicle.snapshot, "updatedFields": changed},
+            )
+        self.smart.set_policy(vehicle, policy)
+        return policy
+
+    def smart_override(self, vehicle_id: str) -> Override:
+        """Force charging now over smart charging; return the active override."""
+        vehicle = self.vehicle(vehicle_id)
+        if not vehicle.smart_charging:
+            raise bad_request("There is no smart feature to override: smart charging is disabled.")
+        if not vehicle.capable("startCharging"):
+            raise bad_request(f"Vehicle {vehicle_id} is not capable of startCharging.")
+        self._check_vendor_up(vehicle)
+        if vehicle.smart.override is None:
+            state = vehicle.snapshot["chargeState"]
+            if not state["isPluggedIn"]:
+                raise bad_request("The vehicle is not plugged in.")
+            if state["isFullyCharged"]:
+                raise bad_request("The vehicle is fully charged.")
+        return self.smart.start_override(vehicle)
+
+    def end_smart_override(self, vehicle_id: str) -> Override:
+        """End the active smart override, or raise a 404 problem when there is none."""
+        override = self.smart.end_override(self.vehicle(vehicle_id))
+        if override is None:
+            raise ApiProblem(
+                404, "not-found", "Not Found", f"Vehicle {vehicle_id} has no active smart override."
+            )
+        return override
+
+    def smart_plan(self, vehicle_id: str, plan_id: str) -> Plan:
+        """Return one of the vehicle's smart charging plans ('latest': the newest)."""
+        plans = self.vehicle(vehicle_id).smart.plans
+        plan = next(reversed(plans.values()), None) if plan_id == "latest" else plans.get(plan_id)
+        if plan is None:
+            raise not_found("Smart Charging Plan", plan_id)
+        return plan
 
     # ---- link sessions -----------------------------------------------------------------------
 
@@ -899,7 +1046,8 @@ def capabilities_json(vehicle: EnodeVehicle) -> dict[str, Any]:
         "chargeState": True,
         "location": "vehicle:read:location" in vehicle.scopes,
         "odometer": model.reports_odometer,
-        "setMaxCurrent": False,
+        # Enode's spec: "currently only supported for Tesla vehicles".
+        "setMaxCurrent": can_control and model.vendor == "TESLA",
         "startCharging": can_control,
         "stopCharging": can_control,
         "smartCharging": can_control,
@@ -956,15 +1104,11 @@ def build_vehicle_json(vehicle: EnodeVehicle, t: float, old: dict[str, Any]) -> 
             "chargeRate": round(car.charge_power_kw(), 1) if charging else None,
             "chargeTimeRemaining": math.ceil(car.minutes_to_complete()) if charging else None,
             "lastUpdated": stamp,
-            "maxCurrent": model.max_current_a,
+            "maxCurrent": car.current_limit_a,
             "powerDeliveryState": delivery,
             "pluggedInChargerId": None,
         },
-        "smartChargingPolicy": {
-            "isEnabled": vehicle.smart_charging,
-            "deadline": "07:00" if vehicle.smart_charging else None,
-            "minimumChargeLimit": 0,
-        },
+        "smartChargingPolicy": vehicle.smart.policy.as_json(),
         "location": location,
         "odometer": odometer,
         "capabilities": capabilities_json(vehicle),
