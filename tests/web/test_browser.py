@@ -75,6 +75,33 @@ async def test_start_charging_from_a_car_page_shows_pending_then_confirmed(
         await page.screenshot(path=str(SCREENSHOTS / "car.png"), full_page=True)
 
 
+async def test_a_setting_is_sent_from_its_form_and_shown_with_its_value(
+    sim: Sim, mosquitto: Mosquitto, tmp_path: Path, page: Page
+) -> None:
+    tesla = sim.vehicle_ids()[0]
+    config = ui_config(tmp_path, mosquitto, [enode_account(sim)])
+    async with ui_for(config, sim) as run:
+        await page.goto(f"{run.web_url}/")
+        await page.get_by_role("link", name="Tesla Model 3").click()
+        field = page.get_by_label("Maximum charging current (A)")
+        await expect(field).to_have_value("16")
+        assert (await field.get_attribute("min"), await field.get_attribute("max")) == ("6", "48")
+        await field.fill("10")
+        await page.locator("form.setting").filter(has=field).get_by_role("button").click()
+        steps = page.locator("#steps tbody tr").first
+        await expect(steps).to_contain_text("set max current 10")
+        await expect(steps).to_contain_text("pending")
+        sim.advance(130)  # the vendor acts; Enode confirms once the car reports 10 A
+        await expect(steps).to_contain_text("confirmed", timeout=10000)
+        await expect(page.locator("td[data-value='Maximum current']")).to_have_text(
+            "10 A", timeout=10000
+        )
+        assert sim.live(tesla)["maxCurrent"] == 10
+        # The smart charging deadline is a time field; the car's page has no charge limit form.
+        await expect(page.get_by_label("Smart charging deadline")).to_have_attribute("type", "time")
+        await expect(page.get_by_label(re.compile("Charge limit"))).to_have_count(0)
+
+
 async def test_a_refused_command_shows_why_on_the_page(
     sim: Sim, mosquitto: Mosquitto, tmp_path: Path, page: Page
 ) -> None:

@@ -119,6 +119,13 @@ async def test_bad_input_gets_a_clear_page_and_never_a_500(
             assert "Traceback" not in answer.text
             assert "Go back" in answer.text
         assert "&lt;script&gt;" not in (await web.get("/accounts/home")).text
+        # A setting out of range is a refused command, shown among the car's commands.
+        tesla = sim.vehicle_ids()[0]
+        data = {"csrf": csrf, "command": "set_max_current", "value": "9000"}
+        answer = await web.post(f"/cars/enode_{tesla}/commands", data=data, follow_redirects=True)
+        assert answer.status_code == 200
+        assert "is not a number from 6 to 48" in answer.text
+        assert sim.live(tesla)["maxCurrent"] == 16
 
 
 async def test_a_link_state_works_once(sim: Sim, mosquitto: Mosquitto, tmp_path: Path) -> None:

@@ -42,6 +42,7 @@ from car2mqtt.bridge.push import PushSource
 from car2mqtt.clock import Clock
 from car2mqtt.config import Config, WebSettings, describe
 from car2mqtt.errors import Car2MqttError, CommandRejected
+from car2mqtt.ha import discovery
 from car2mqtt.linking import redirect_params
 from car2mqtt.models import LinkState
 from car2mqtt.providers.base import Command, HoldsToken, Provider
@@ -55,6 +56,7 @@ from car2mqtt.web.attempts import Attempt, Attempts
 from car2mqtt.web.chart import WINDOW_S, battery_chart
 from car2mqtt.web.receiver import receiver_route
 from car2mqtt.web.sink import CallMeter, WebSink
+from car2mqtt.web.views import SETTING_COMMANDS
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -274,8 +276,7 @@ class WebUI:
         store = self._parts.store
         since = now - WINDOW_S
         samples = await store.run(lambda: store.samples(key, since))
-        provider = self._parts.providers[account.name]
-        can = {c.value for c in provider.spec.commands}
+        offered = views.commands_of(vehicle.state, self._parts.providers[account.name].spec)
         return self.render(
             request,
             "car.html",
@@ -283,7 +284,8 @@ class WebUI:
             values=views.values_of(vehicle.state, now),
             steps=[views.step_of(r, now) for r in self.sink.commands(key)],
             chart=battery_chart([(at, pct) for at, pct, _, _ in samples], now),
-            commands=[c for c in Command if c.value in can],
+            commands=[c for c in offered if c not in SETTING_COMMANDS],
+            settings=[views.setting_of(c, vehicle.state) for c in offered if c in SETTING_COMMANDS],
             notice=request.query_params.get("notice"),
         )
 
@@ -346,11 +348,17 @@ class WebUI:
         if command is None:
             names = ", ".join(c.value for c in Command)
             raise _Problem(400, "Unknown command", f"Commands are: {names}.", back)
+        raw = form.get("value")
+        text = raw.strip()[:40] if isinstance(raw, str) else ""
         try:
-            self._parts.commands.submit(vehicle, command)
+            value = None
+            setting = SETTING_COMMANDS.get(command)
+            if setting is not None:
+                value = discovery.setting_value(setting, text, f"{text!r}")
+            self._parts.commands.submit(vehicle, command, value)
         except CommandRejected as exc:
             # Shown among the car's commands, as a rejection on MQTT is.
-            await self._parts.commands.rejected(vehicle, command.value, str(exc))
+            await self._parts.commands.rejected(vehicle, command.value, str(exc), text or None)
         return RedirectResponse(_prefix(request) + back, status_code=303)
 
     async def start_link(self, request: Request) -> Response:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from types import MappingProxyType
 
 from car2mqtt.bridge.known import KnownAccount, KnownVehicle
+from car2mqtt.ha.entities import COMMAND_CAPABILITY, SETTINGS, Setting
 from car2mqtt.models import ChargeState, CommandResult, LinkState, VehicleState
+from car2mqtt.providers.base import Command, ProviderSpec, shown_value
 
 Getter = Callable[[VehicleState], object]
 Stamp = Callable[[VehicleState], datetime | None]
@@ -46,6 +49,29 @@ VALUE_ROWS: tuple[ValueRow, ...] = (
     ValueRow("Charge limit", lambda s: s.charge_limit_pct, "%"),
     ValueRow("Battery capacity", lambda s: s.battery_capacity_kwh, "kWh"),
     ValueRow("Maximum current", lambda s: s.max_current_a, "A"),
+    ValueRow("Smart charging", lambda s: s.smart_charging_enabled),
+    ValueRow("Smart charging minimum", lambda s: s.min_charge_limit_pct, "%"),
+    ValueRow("Smart charging deadline", lambda s: s.charge_deadline),
+    ValueRow(
+        "Smart charging status",
+        lambda s: s.smart and s.smart.state.value.replace("_", " "),
+        stamp=lambda s: (s.smart and s.smart.updated_at) or s.last_seen,
+    ),
+    ValueRow(
+        "Planned start",
+        lambda s: s.smart and s.smart.plan_start_at and _clock(s.smart.plan_start_at),
+        stamp=lambda s: (s.smart and s.smart.updated_at) or s.last_seen,
+    ),
+    ValueRow(
+        "Planned finish",
+        lambda s: s.smart and s.smart.plan_finish_at and _clock(s.smart.plan_finish_at),
+        stamp=lambda s: (s.smart and s.smart.updated_at) or s.last_seen,
+    ),
+    ValueRow(
+        "Charge now",
+        lambda s: s.smart and s.smart.charging_now,
+        stamp=lambda s: (s.smart and s.smart.updated_at) or s.last_seen,
+    ),
     ValueRow(
         "Odometer",
         lambda s: s.odometer_km,
@@ -64,6 +90,74 @@ VALUE_ROWS: tuple[ValueRow, ...] = (
     ValueRow("Ignition on", lambda s: s.ignition_on, stamp=_signals),
     ValueRow("Reachable", lambda s: s.reachable, stamp=lambda s: s.last_seen),
 )
+
+
+def _clock(moment: datetime) -> str:
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).strftime("%Y-%m-%d %H:%M UTC")
+
+
+# Commands that take a value, and the setting that checks it (as MQTT's controls do).
+SETTING_COMMANDS: Mapping[Command, Setting] = MappingProxyType(
+    {setting.command: setting for setting in SETTINGS.values()}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SettingForm:
+    """A form on a car's page that sets one value (max current, a minimum, a deadline)."""
+
+    command: str
+    label: str
+    kind: str  # the HTML input type
+    value: str
+    minimum: str = ""
+    maximum: str = ""
+    step: str = ""
+    unit: str = ""
+
+
+_SETTING_LABELS: Mapping[Command, tuple[str, str, Getter]] = MappingProxyType(
+    {
+        Command.SET_MAX_CURRENT: ("Maximum charging current", "A", lambda s: s.max_current_a),
+        Command.SET_MIN_CHARGE_LIMIT: (
+            "Smart charging minimum",
+            "%",
+            lambda s: s.min_charge_limit_pct,
+        ),
+        Command.SET_CHARGE_DEADLINE: ("Smart charging deadline", "", lambda s: s.charge_deadline),
+    }
+)
+
+
+def commands_of(state: VehicleState, spec: ProviderSpec) -> list[Command]:
+    """Return the commands a car's page offers: those its cloud has and the car can do."""
+    return [
+        c for c in Command if c in spec.commands and COMMAND_CAPABILITY[c] in state.capabilities
+    ]
+
+
+def setting_of(command: Command, state: VehicleState) -> SettingForm:
+    """Return the form that sets `command`'s value, filled with the car's current value."""
+    setting = SETTING_COMMANDS[command]
+    label, unit, get = _SETTING_LABELS[command]
+    current = get(state)
+    shown = "" if not isinstance(current, float | int | str) else shown_value(current)
+    if setting.kind == "time":
+        return SettingForm(command.value, label, "time", shown)
+
+    def bound(value: float | None) -> str:
+        return "" if value is None else shown_value(float(value))
+
+    return SettingForm(
+        command.value,
+        label,
+        "number",
+        shown,
+        minimum=bound(setting.minimum),
+        maximum=bound(setting.maximum),
+        step=bound(setting.step),
+        unit=unit,
+    )
 
 
 def show(value: object, unit: str = "") -> str:
@@ -181,8 +275,9 @@ class Step:
 
 def step_of(result: CommandResult, now: float) -> Step:
     """Return how a car's page shows a command's step."""
+    shown = result.command.replace("_", " ")
     return Step(
-        command=result.command.replace("_", " "),
+        command=f"{shown} {result.value}" if result.value is not None else shown,
         status=result.status.value,
         final=result.status.final,
         at=ago(age_of(result.at, now)),
