@@ -23,8 +23,9 @@ from car2mqtt.runtime import Running, running_config
 from car2mqtt.store import Store
 from car2mqtt.web import receiver
 from tests.bridge.conftest import FAST, TOPICS
+from tests.enode_spec import EnodeSpec
 from tests.mqtt_support import Mosquitto, Probe, free_port, probe
-from tests.support import Sim, run_cli, table_row
+from tests.support import EnodeClient, Sim, run_cli, table_row
 from tests.web.conftest import enode_account, until_read
 
 PUSH = replace(FAST, safety_poll_s=3600.0, push_watchdog_s=900.0)
@@ -122,6 +123,53 @@ async def test_when_deliveries_stop_polling_takes_over_and_comes_back(
         await until_push(run, PushMode.ACTIVE, timeout_s=15)
         assert run.bridge.pace_of("home").pushed  # polling is the safety net again
         assert "webhook deliveries arrive; polling only as a safety net" in caplog.text
+
+
+async def test_a_webhook_the_cloud_reports_inactive_hands_over_to_polling_before_the_watchdog(
+    sim: Sim, mosquitto: Mosquitto, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    # Asked about only after half a watchdog period without deliveries: 3 s here, where the
+    # watchdog itself would wait 6 s.
+    timing = replace(PUSH, push_watchdog_s=6.0)
+    config = push_config(tmp_path, mosquitto, sim)
+    async with running_config(config, timing=timing) as run:
+        await until_read(run)
+        await until_push(run, PushMode.ACTIVE)
+        deactivated = (await admin(sim, "POST", "/enode/webhooks/deactivate")).json()
+        assert len(deactivated["deactivated"]) == 1
+        started = asyncio.get_running_loop().time()
+        await until_push(run, PushMode.DEGRADED)
+        assert asyncio.get_running_loop().time() - started < 5.5  # before the watchdog's 6 s
+        assert (
+            run.bridge.hub.account("home").push_detail == "the cloud reports the webhook inactive"
+        )
+        assert not run.bridge.pace_of("home").pushed  # polling at its usual pace again
+        # Its test gets through (the simulator, like Enode, re-activates it): push is back.
+        await until_push(run, PushMode.ACTIVE, timeout_s=15)
+    assert "reports the webhook inactive; polling takes over" in caplog.text
+
+
+async def test_a_webhook_deleted_at_the_cloud_is_subscribed_again(
+    sim: Sim, mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    timing = replace(PUSH, push_watchdog_s=4.0)
+    config = push_config(tmp_path, mosquitto, sim)
+    enode = EnodeClient(sim, EnodeSpec.load())
+    try:
+        async with running_config(config, timing=timing) as run:
+            await until_read(run)
+            await until_push(run, PushMode.ACTIVE)
+            (old,) = (await asyncio.to_thread(enode.get, "/webhooks")).json()["data"]
+            deleted = await asyncio.to_thread(enode.request, "DELETE", f"/webhooks/{old['id']}")
+            assert deleted.status_code == 204
+            await until_push(run, PushMode.DEGRADED)
+            await until_push(run, PushMode.ACTIVE, timeout_s=15)
+            (new,) = (await asyncio.to_thread(enode.get, "/webhooks")).json()["data"]
+            assert new["id"] != old["id"]
+            assert new["url"] == old["url"]
+    finally:
+        enode.close()
 
 
 async def test_what_the_receiver_refuses_and_what_it_takes_once(

@@ -131,6 +131,7 @@ class _Account:
     registration: Registration | None = None
     last_delivery: float | None = None  # clock time
     last_test: float | None = None
+    last_check: float | None = None  # when the cloud was last asked whether it is active
     seen: OrderedDict[str, None] = field(default_factory=OrderedDict)
     deliveries: list[dict[str, object]] = field(default_factory=list)
     complaints: dict[str, float] = field(default_factory=dict)  # kind -> when last said
@@ -398,13 +399,45 @@ class PushSource:
             return
         now = self._clock.time()
         quiet_for = now - (entry.last_delivery or entry.last_test or now)
-        if quiet_for < self._timing.push_watchdog_s:
+        watchdog = self._timing.push_watchdog_s
+        if quiet_for >= watchdog / 2 and await self._reported_inactive(entry, now):
             return
-        await self._degrade(
-            entry, f"no webhook delivery for over {self._timing.push_watchdog_s:.0f} s"
-        )
-        if entry.last_test is None or now - entry.last_test >= self._timing.push_watchdog_s:
+        if quiet_for < watchdog:
+            return
+        await self._degrade(entry, f"no webhook delivery for over {watchdog:.0f} s")
+        if entry.last_test is None or now - entry.last_test >= watchdog:
             await self._test(entry)
+
+    async def _reported_inactive(self, entry: _Account, now: float) -> bool:
+        """Ask the cloud whether the webhook is still active; act on what it says.
+
+        Asked only while deliveries are quiet (heartbeats keep a healthy one busy), at most
+        once per half a watchdog period: a healthy webhook costs no call. Returns True when
+        the cloud said it is inactive or gone, and polling took over.
+        """
+        half = self._timing.push_watchdog_s / 2
+        registration = entry.registration
+        if registration is None or registration.subscription_id is None:
+            return False
+        if entry.last_check is not None and now - entry.last_check < half:
+            return False
+        entry.last_check = now
+        name = entry.provider.account
+        try:
+            subscription = await entry.channel.describe(registration.subscription_id)
+        except (ProviderError, AuthError) as exc:
+            _LOGGER.info("account %s: cannot ask about the webhook (%s)", name, exc)
+            return False
+        if subscription is not None and subscription.active:
+            return False
+        if subscription is None:
+            await self._degrade(entry, "the webhook is gone at the cloud; subscribing again")
+            entry.subscribed.clear()
+            await self._subscribe(entry)
+            return True
+        await self._degrade(entry, "the cloud reports the webhook inactive")
+        await self._test(entry)  # a test that gets through makes it active again
+        return True
 
     async def _degrade(self, entry: _Account, why: str) -> None:
         name, pace = entry.provider.account, entry.pace

@@ -305,6 +305,17 @@ def admin_routes(sim: Simulation, prefix: str = "/admin") -> list[Route]:
             sim.dispatcher.wake()  # what queued up meanwhile goes out now
         return JSONResponse({"paused": enode.webhooks_paused})
 
+    async def deactivate_webhooks(request: Request) -> Response:
+        # What Enode does to a webhook after repeated failed deliveries: it stops sending
+        # (isActive false) and drops what was queued, until a test gets through.
+        ids = []
+        for webhook in enode.webhooks.values():
+            if webhook.is_active:
+                webhook.is_active = False
+                webhook.outbox.clear()
+                ids.append(webhook.id)
+        return JSONResponse({"deactivated": ids})
+
     vehicle_path = prefix + "/enode/vehicles/{vehicleId}"
     return [
         Route(prefix, admin(overview), methods=["GET"]),
@@ -329,6 +340,7 @@ def admin_routes(sim: Simulation, prefix: str = "/admin") -> list[Route]:
         Route(f"{vehicle_path}/refresh", admin(refresh), methods=["POST"]),
         Route(f"{prefix}/enode/webhook-deliveries", admin(deliveries), methods=["GET"]),
         Route(f"{prefix}/enode/webhook-delivery", admin(delivery_switch), methods=["PUT"]),
+        Route(f"{prefix}/enode/webhooks/deactivate", admin(deactivate_webhooks), methods=["POST"]),
     ]
 
 
