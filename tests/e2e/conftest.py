@@ -160,7 +160,10 @@ def stack(
                 ha.bootstrap()
                 assert ha.version_reported() == install.version
                 with running_sim(vehicles=4, seed=0) as sim:
-                    bridge = BridgeThread(sim, broker, root / "bridge.db")
+                    # The bridge is told the release, as mqtt.ha_version or the add-on does.
+                    year, month = install.version.split(".")[:2]
+                    publishing = Publishing(ha_version=(int(year), int(month)))
+                    bridge = BridgeThread(sim, broker, root / "bridge.db", publishing=publishing)
                     bridge.start()
                     try:
                         yield Stack(ha, broker, sim, bridge, log)

@@ -68,7 +68,8 @@ EXPECTED: list[tuple[str, str | None, str | None, str | None]] = [
     ("sensor.{}_charge_time_remaining", "duration", "min", "measurement"),
     ("sensor.{}_charge_limit", "battery", "%", "measurement"),
     ("sensor.{}_battery_capacity", "energy_storage", "kWh", "measurement"),
-    ("sensor.{}_max_current", "current", "A", "measurement"),
+    # A Tesla sets its max current (Enode's setMaxCurrent): a number, in place of the sensor.
+    ("number.{}_max_current_setting", "current", "A", None),
     ("sensor.{}_last_seen", "timestamp", None, None),
     ("binary_sensor.{}_reachable", "connectivity", None, None),
     ("sensor.{}_data_age", "duration", "min", "measurement"),
@@ -274,6 +275,73 @@ def test_malformed_command_changes_nothing_and_is_reported(e2e: Stack) -> None:
     assert sim.live(tesla)["chargeMode"] == before
     assert ha.state(f"switch.{TESLA}_charging_control")["state"] == "on"  # type: ignore[index]
     assert topics.base == "car2mqtt"
+
+
+def test_charging_controls_reach_the_simulator(e2e: Stack) -> None:
+    """Max current, the smart charging deadline, minimum and switch, set from Home Assistant."""
+    ha, sim = e2e.ha, e2e.sim
+    tesla = ids(e2e)[TESLA]
+    last = f"sensor.{TESLA}_last_command"
+
+    def confirmed(command: str) -> dict[str, Any]:
+        return ha.wait_state(
+            last,
+            lambda s: s["state"] == "confirmed" and s["attributes"]["command"] == command,
+        )
+
+    number = f"number.{TESLA}_max_current_setting"
+    shown = ha.wait_state(number, lambda s: s["state"] not in ("unknown", "unavailable"))
+    assert (shown["attributes"]["min"], shown["attributes"]["max"]) == (6, 48)
+    assert float(shown["state"]) == 16
+    ha.call_service("number", "set_value", entity_id=number, value=10)
+    ha.wait_state(last, lambda s: s["state"] == "pending" and s["attributes"].get("value") == "10")
+    sim.advance(130)  # the vendor acts; Enode confirms once the car reports 10 A
+    assert confirmed("set_max_current")["attributes"]["value"] == "10"
+    ha.wait_state(
+        number, lambda s: s["state"] not in ("unknown", "unavailable") and float(s["state"]) == 10
+    )
+    assert sim.live(tesla)["maxCurrent"] == 10
+    ha.call_service("number", "set_value", entity_id=number, value=16)
+    ha.wait_state(last, lambda s: s["state"] == "pending" and s["attributes"].get("value") == "16")
+    sim.advance(130)
+    ha.wait_state(
+        number, lambda s: s["state"] not in ("unknown", "unavailable") and float(s["state"]) == 16
+    )
+
+    # The deadline is a time entity where Home Assistant has the platform (2026.4), else text.
+    if e2e.bridge.publishing.ha_version and e2e.bridge.publishing.ha_version >= (2026, 4):
+        deadline = f"time.{TESLA}_charge_deadline"
+        assert f"text.{TESLA}_charge_deadline_text" not in ha.states()
+        ha.call_service("time", "set_value", entity_id=deadline, time="06:30:00")
+        expected = "06:30:00"
+    else:
+        deadline = f"text.{TESLA}_charge_deadline_text"
+        assert f"time.{TESLA}_charge_deadline" not in ha.states()
+        ha.call_service("text", "set_value", entity_id=deadline, value="06:30")
+        expected = "06:30"
+    confirmed("set_charge_deadline")
+    ha.wait_state(deadline, lambda s: s["state"] == expected)
+    minimum = f"number.{TESLA}_min_charge_limit"
+    ha.call_service("number", "set_value", entity_id=minimum, value=30)
+    confirmed("set_min_charge_limit")
+    switch = f"switch.{TESLA}_smart_charging"
+    assert ha.state(switch)["state"] == "off"  # type: ignore[index]
+    ha.call_service("switch", "turn_on", entity_id=switch)
+    confirmed("enable_smart_charging")
+    ha.wait_state(switch, lambda s: s["state"] == "on")
+    policy = sim.live(tesla)["smartChargingPolicy"]
+    assert policy == {"isEnabled": True, "deadline": "06:30", "minimumChargeLimit": 30}
+    status = ha.wait_state(
+        f"sensor.{TESLA}_smart_charging_status",
+        lambda s: s["state"] not in ("disabled", "unknown", "unavailable"),
+    )
+    assert status["attributes"]["device_class"] == "enum"
+    assert f"button.{TESLA}_charge_now" in ha.states()
+    ha.call_service("switch", "turn_off", entity_id=switch)
+    confirmed("disable_smart_charging")
+    ha.wait_state(f"sensor.{TESLA}_smart_charging_status", lambda s: s["state"] == "disabled")
+    # The Kia cannot be controlled: none of these controls.
+    assert not [e for e in ha.states() if e.startswith(f"switch.{KIA}")]
 
 
 def test_bridge_stop_and_start(e2e: Stack) -> None:
