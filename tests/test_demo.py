@@ -246,6 +246,11 @@ def test_every_printed_command_works_without_mosquitto_clients_or_curl(tmp_path:
             charge = run(step(found, "Once its state says plugged_in ON"), env)
             assert charge.returncode == 0, charge.stderr
             seen.wait_for(state_topic + r'\{[^\n]*"charging":"ON"', timeout=40)
+            current = run(step(found, "Set its maximum charging current"), env)
+            assert current.returncode == 0, current.stderr
+            command_topic = rf"car2mqtt/enode/{vehicle.group(1)}/command "
+            seen.wait_for(command_topic + r'\{"command":"set_max_current","status":"confirmed"')
+            seen.wait_for(state_topic + r'\{[^\n]*"max_current":10\.0', timeout=40)
             for title in ("Send the first Xee car", "Jump an hour ahead"):
                 result = run(step(found, title), env)
                 assert result.returncode == 0, result.stderr

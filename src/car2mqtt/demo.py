@@ -373,6 +373,10 @@ def instructions(
             send(f"{info.base_topic}/enode/{first}/charging/set", "ON"),
         ),
         (
+            "Set its maximum charging current to 10 A, as Home Assistant's number would",
+            send(f"{info.base_topic}/enode/{first}/max_current/set", "10"),
+        ),
+        (
             "Send the first Xee car (petrol) on a drive",
             admin(f"/xee/vehicles/{xee_first}/drive", '{"speedKmh":50}'),
         ),
