@@ -1,0 +1,1 @@
+"""History: charging sessions, trips and samples, recorded from what the bridge sees."""
