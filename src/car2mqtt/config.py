@@ -61,6 +61,7 @@ __all__ = [
     "Config",
     "ConfigPath",
     "DiscoveryMode",
+    "HistorySettings",
     "LogFormat",
     "LogLevel",
     "LogSettings",
@@ -526,6 +527,40 @@ class WebhookSettings(_Model):
     safety_poll_s: int = Field(3600, ge=300, le=86400)
 
 
+class HistorySettings(_Model):
+    """Where history goes (SQLite beside the state file, or PostgreSQL) and how long it stays."""
+
+    enabled: bool = True
+    # None: SQLite in `<store>-history.db`; `postgresql://user:password@host/db` for PostgreSQL.
+    # A secret: it may carry the database's password.
+    url: SecretStr | None = None
+    keep_samples_days: int | None = Field(400, ge=1, le=36500)
+    keep_sessions_days: int | None = Field(None, ge=1, le=36500)  # None: forever
+    keep_trips_days: int | None = Field(None, ge=1, le=36500)
+    # States waiting to be recorded; past this the recorder drops (and counts) rather than wait.
+    queue: int = Field(10_000, ge=100, le=1_000_000)
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        text = value.get_secret_value().strip()
+        if not text.startswith(("postgresql://", "postgres://", "sqlite:///")):
+            raise invalid(
+                "expected postgresql://user:password@host/database or sqlite:///path/to/file.db",
+                quiet=True,
+            )
+        return SecretStr(text)
+
+    def sqlite_path(self, store: Path) -> Path | None:
+        """Return the SQLite file history goes to, None when it goes to PostgreSQL."""
+        if self.url is None:
+            return store.with_name(f"{store.stem}-history.db")
+        text = self.url.get_secret_value()
+        return Path(text.removeprefix("sqlite://")) if text.startswith("sqlite:///") else None
+
+
 class AccountBase(_Model):
     """What every account has, whatever its provider.
 
@@ -589,13 +624,20 @@ class Config(_Model):
     expose_vin: bool = False
     web: WebSettings = Field(default_factory=WebSettings)
     webhook: WebhookSettings = Field(default_factory=WebhookSettings)
+    history: HistorySettings = Field(default_factory=HistorySettings)
     accounts: tuple[AccountBase, ...]
 
     sections: ClassVar[Mapping[str, type[_Model]]] = MappingProxyType(
-        {"mqtt": MqttSettings, "log": LogSettings, "web": WebSettings, "webhook": WebhookSettings}
+        {
+            "mqtt": MqttSettings,
+            "log": LogSettings,
+            "web": WebSettings,
+            "webhook": WebhookSettings,
+            "history": HistorySettings,
+        }
     )
 
-    @field_validator("mqtt", "log", "web", "webhook", mode="before")
+    @field_validator("mqtt", "log", "web", "webhook", "history", mode="before")
     @classmethod
     def _empty_section(cls, value: Any) -> Any:
         return {} if value is None else value  # `mqtt:` with every key commented out
@@ -1068,8 +1110,31 @@ def describe(config: Config) -> list[str]:
         f"webhooks: receiver {_receiver_text(config.webhook)}, polling again after "
         f"{config.webhook.watchdog_s} s without a delivery, a safety listing every "
         f"{config.webhook.safety_poll_s} s (for accounts with webhook.public_url)",
+        _history_text(config),
         *(account.summary() for account in config.accounts),
     ]
+
+
+def _history_text(config: Config) -> str:
+    history = config.history
+    if not history.enabled:
+        return "history: off"
+    path = history.sqlite_path(config.store)
+    if path is not None:
+        where = f"SQLite {path}"
+    else:
+        # The URL without its login: it may carry a password.
+        text = history.url.get_secret_value() if history.url else ""
+        scheme, _, rest = text.partition("://")
+        where = f"PostgreSQL {scheme}://{rest.rpartition('@')[2]}"
+
+    def days(value: int | None) -> str:
+        return "forever" if value is None else f"{value} days"
+
+    return (
+        f"history: {where}; sessions {days(history.keep_sessions_days)}, trips "
+        f"{days(history.keep_trips_days)}, samples {days(history.keep_samples_days)}"
+    )
 
 
 def _web_text(web: WebSettings) -> str:

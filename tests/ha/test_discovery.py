@@ -61,9 +61,14 @@ def test_a_full_enode_car_gets_every_entity_but_the_obd_signals() -> None:
     obd = {"speed", "fuel_level", "battery_voltage", "lock", "ignition"}
     # A car that sets its max current gets the number in place of the sensor; the deadline
     # is a time entity on a Home Assistant that has them, else a text entity.
-    assert applicable_keys(enode_car()) == ALL_KEYS - obd - {"max_current", "charge_deadline"}
+    # History's entities come with the recorder.
+    history = {"energy_charged", "last_session_energy", "last_session_duration"}
+    history.add("last_trip_distance")
+    expected = ALL_KEYS - obd - {"max_current", "charge_deadline"}
+    assert applicable_keys(enode_car()) == expected - history
+    assert applicable_keys(enode_car(), history=True) == expected
     on_new_ha = applicable_keys(enode_car(), (2026, 4))
-    assert on_new_ha == ALL_KEYS - obd - {"max_current", "charge_deadline_text"}
+    assert on_new_ha == ALL_KEYS - obd - history - {"max_current", "charge_deadline_text"}
     assert applicable_keys(enode_car(), (2026, 3)) == applicable_keys(enode_car())
 
 

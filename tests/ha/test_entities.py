@@ -189,10 +189,11 @@ def test_bridge_rows_read_the_bridge_state() -> None:
         "api_calls",
         "problem",
         "push",
+        "history_dropped",
         "push_last_delivery",
     ]
     for row in BRIDGE_ENTITIES:
-        assert row.state_topic == "bridge_state"
+        assert row.state_topic in ("bridge_state", "bridge_history")
         assert row.value is None
         assert row.control is None
         assert row.availability == "bridge"

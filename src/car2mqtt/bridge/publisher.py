@@ -53,6 +53,7 @@ class Publishing:
     # The Home Assistant release, when the user said (mqtt.ha_version): newer platforms
     # (the time entity) are announced only to a release that has them.
     ha_version: HaVersion | None = None
+    history: bool = False  # the history recorder runs: announce the entities it feeds
 
 
 @dataclass(slots=True, eq=False)
@@ -184,7 +185,7 @@ class HaPublisher:
             for key, topics in (await store.run(store.pending_removals)).items():
                 await self._send_removal(key, topics)
             for topic, payload in discovery.bridge_discovery(
-                self._topics, __version__, self._pub.mode
+                self._topics, __version__, self._pub.mode, history=self._pub.history
             ):
                 await self._send(topic, payload)
             for account in self._hub.accounts():
@@ -282,7 +283,8 @@ class HaPublisher:
         ha = self._pub.ha_version
         # Entities announced before stay (reading null); those of a platform this Home
         # Assistant lacks go (a changed mqtt.ha_version swaps the text deadline for a time).
-        keys = discovery.keys_on_ha(shown.keys, ha) | discovery.applicable_keys(state, ha)
+        found = discovery.applicable_keys(state, ha, history=self._pub.history)
+        keys = discovery.keys_on_ha(shown.keys, ha) | found
         inputs = (keys, state.info, self._pub, vehicle.name)
         if force or shown.discovery_inputs != inputs:
             futures += await self._publish_discovery(vehicle, shown, keys, inputs, force=force)

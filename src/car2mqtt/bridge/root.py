@@ -9,6 +9,7 @@ parts already here.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 
 from car2mqtt.bridge.commands import CommandService
@@ -27,6 +28,8 @@ from car2mqtt.clock import Clock
 from car2mqtt.mqtt.topics import Topics
 from car2mqtt.providers.base import Provider
 from car2mqtt.store import Store
+
+_LOGGER = logging.getLogger(__name__)
 
 
 class Bridge:
@@ -47,6 +50,7 @@ class Bridge:
         timing = timing or Timing()
         intervals = dict(poll_intervals or {})
         self._topics = topics
+        self._connect_hooks: list[Callable[[], Awaitable[None]]] = []
         self._spawner = Spawner()
         self._outbox = Outbox(self._spawner.start)
         # Every write of the bridge, its further sinks' included: one throttled error report.
@@ -116,6 +120,15 @@ class Bridge:
         """Attach a further sink: it gets every change of the hub from now on."""
         self.hub.subscribe(sink)
 
+    def on_connected(self, hook: Callable[[], Awaitable[None]]) -> None:
+        """Call `hook` after each (re)connect, once the publisher republished its topics."""
+        self._connect_hooks.append(hook)
+
+    @property
+    def outbox(self) -> Outbox:
+        """The way out to the broker that every sink shares (in order, pipelined)."""
+        return self._outbox
+
     def attach(
         self,
         publish: PublishFn,
@@ -150,6 +163,12 @@ class Bridge:
     async def on_connect(self) -> None:
         """Republish everything retained after each (re)connect to the broker."""
         await self.publisher.on_connect()
+        for hook in self._connect_hooks:
+            try:
+                await hook()
+            except Exception:
+                # A further sink's bug must not cost the connection.
+                _LOGGER.exception("unexpected error in a sink's reconnect")
 
     async def on_message(self, topic: str, payload: bytes, retained: bool) -> None:
         """Route a message: Home Assistant's birth to the publisher, the rest to the intake."""

@@ -22,6 +22,7 @@ from car2mqtt.ha.entities import (
     COMMAND_CAPABILITY,
     CONTROLS,
     DEADLINE_PATTERN,
+    HISTORY_SOURCES,
     SETTINGS,
     VEHICLE_ENTITIES,
     EntityDescription,
@@ -74,10 +75,19 @@ def on_ha(row: EntityDescription, ha_version: HaVersion | None) -> bool:
     return row.ha_before is None or ha_version is None or ha_version < row.ha_before
 
 
-def applicable_keys(state: VehicleState, ha_version: HaVersion | None = None) -> frozenset[str]:
-    """Return the keys of the entities `state` calls for (data reported or capability held)."""
+def applicable_keys(
+    state: VehicleState, ha_version: HaVersion | None = None, *, history: bool = False
+) -> frozenset[str]:
+    """Return the keys of the entities `state` calls for (data reported or capability held).
+
+    `history`: the history recorder runs, so the entities it feeds exist.
+    """
     return frozenset(
-        row.key for row in VEHICLE_ENTITIES if row.applies(state) and on_ha(row, ha_version)
+        row.key
+        for row in VEHICLE_ENTITIES
+        if row.applies(state)
+        and on_ha(row, ha_version)
+        and (history or row.state_topic not in HISTORY_SOURCES)
     )
 
 
@@ -122,7 +132,9 @@ def _vehicle_device(
             "state": topics.state(ref),
             "location": topics.location(ref),
             "command_result": topics.command_result(ref),
+            "history": topics.history(ref),
             "bridge_state": topics.bridge_state,
+            "bridge_history": topics.bridge_history,
         },
         command_topic=lambda control: topics.command(ref, control),
         bridge_only=[{"topic": topics.bridge_availability}],
@@ -148,7 +160,7 @@ def _bridge_device(topics: Topics, version: str, support_url: str | None) -> _De
     return _Device(
         identifier=topics.bridge_id,
         slug=slugify(name),
-        sources={"bridge_state": topics.bridge_state},
+        sources={"bridge_state": topics.bridge_state, "bridge_history": topics.bridge_history},
         command_topic=no_commands,
         bridge_only=None,
         root={
@@ -307,11 +319,16 @@ def migration_markers(
 
 
 def bridge_discovery(
-    topics: Topics, version: str, mode: DiscoveryMode, *, support_url: str | None = None
+    topics: Topics,
+    version: str,
+    mode: DiscoveryMode,
+    *,
+    support_url: str | None = None,
+    history: bool = False,
 ) -> list[tuple[str, JsonObject]]:
     """Return the discovery topics and payloads of the bridge's own device."""
     device = _bridge_device(topics, version, support_url)
-    keys = {row.key for row in BRIDGE_ENTITIES}
+    keys = {row.key for row in BRIDGE_ENTITIES if history or row.state_topic not in HISTORY_SOURCES}
     components = _components(BRIDGE_ENTITIES, device, keys)
     if mode == "device":
         return [(topics.bridge_device_config, {**device.root, "components": components})]

@@ -27,7 +27,9 @@ Platform = Literal[
 ]
 StateClass = Literal["measurement", "total", "total_increasing"]
 # Which topic feeds an entity: resolved to a real topic per device by discovery.py.
-Source = Literal["state", "location", "command_result", "bridge_state"]
+Source = Literal["state", "location", "command_result", "history", "bridge_state", "bridge_history"]
+# Rows fed by the history recorder exist only where history is recorded.
+HISTORY_SOURCES: frozenset[Source] = frozenset({"history", "bridge_history"})
 # "bridge": the entity stays available while the vehicle is marked offline, because it is
 # what explains why (a re-link is needed, the data is old, the last command failed).
 Availability = Literal["vehicle", "bridge"]
@@ -508,6 +510,53 @@ VEHICLE_ENTITIES: tuple[EntityDescription, ...] = (
         control="refresh",
         payload_press="PRESS",
     ),
+    # From the history recorder (its own topic): the Energy dashboard's per-device figure.
+    EntityDescription(
+        key="energy_charged",
+        platform="sensor",
+        name="Energy charged",
+        device_class="energy",
+        state_class="total_increasing",  # kept in the history database: never goes down
+        unit="kWh",
+        icon="mdi:battery-charging-100",
+        precision=2,
+        applies=_reports_charging,
+        state_topic="history",
+    ),
+    EntityDescription(
+        key="last_session_energy",
+        platform="sensor",
+        name="Last session energy",
+        state_class="measurement",
+        unit="kWh",
+        icon="mdi:battery-plus-outline",
+        precision=2,
+        applies=_reports_charging,
+        state_topic="history",
+    ),
+    EntityDescription(
+        key="last_session_duration",
+        platform="sensor",
+        name="Last session duration",
+        device_class="duration",
+        state_class="measurement",
+        unit="min",
+        precision=0,
+        applies=_reports_charging,
+        state_topic="history",
+    ),
+    EntityDescription(
+        key="last_trip_distance",
+        platform="sensor",
+        name="Last trip distance",
+        device_class="distance",
+        state_class="measurement",
+        unit="km",
+        icon="mdi:map-marker-path",
+        precision=1,
+        applies=lambda s: Capability.ODOMETER in s.capabilities or s.odometer_km is not None,
+        state_topic="history",
+    ),
     EntityDescription(
         key="last_command",
         platform="sensor",
@@ -576,6 +625,19 @@ BRIDGE_ENTITIES: tuple[EntityDescription, ...] = (
         entity_category="diagnostic",
         icon="mdi:webhook",
         state_topic="bridge_state",
+        availability="bridge",
+    ),
+    EntityDescription(
+        key="history_dropped",
+        platform="sensor",
+        name="History dropped",
+        # Counted since the bridge started, as API calls are.
+        state_class="total_increasing",
+        entity_category="diagnostic",
+        icon="mdi:database-alert-outline",
+        precision=0,
+        state_topic="bridge_history",
+        state_field="dropped",
         availability="bridge",
     ),
     EntityDescription(

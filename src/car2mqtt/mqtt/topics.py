@@ -92,6 +92,15 @@ class Topics:
         """Return the topic that reports what became of the vehicle's last command."""
         return f"{self.vehicle_root(ref)}/command"
 
+    def history(self, ref: VehicleRef) -> str:
+        """Return the vehicle's JSON history topic (energy charged, last session and trip)."""
+        return f"{self.vehicle_root(ref)}/history"
+
+    @property
+    def bridge_history(self) -> str:
+        """The history recorder's JSON state (its queue and what it dropped)."""
+        return f"{self.base}/bridge/history"
+
     def error(self, ref: VehicleRef) -> str:
         """Return the topic of the vehicle's last error."""
         return f"{self.vehicle_root(ref)}/error"
@@ -107,6 +116,7 @@ class Topics:
             self.availability(ref),
             self.location(ref),
             self.command_result(ref),
+            self.history(ref),
         ]
 
     def command(self, ref: VehicleRef, control: str) -> str:

@@ -1,0 +1,107 @@
+"""SQL both databases share: the statements (by placeholder style) and rows to records and back."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+from car2mqtt.history.model import EnergySource
+from car2mqtt.history.records import Sample, Session, Totals, Trip, Write
+from car2mqtt.history.schema import SESSION_COLUMNS, TRIP_COLUMNS
+
+
+def _upsert(table: str, columns: Sequence[str], mark: str) -> str:
+    marks = ", ".join([mark] * len(columns))
+    updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c != "id")
+    return (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) "
+        f"ON CONFLICT (id) DO UPDATE SET {updates}"
+    )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Statements:
+    """Every statement history runs, for one placeholder style (`?` or `%s`)."""
+
+    mark: str
+
+    @property
+    def session(self) -> str:
+        """Insert or update a session by id."""
+        return _upsert("sessions", SESSION_COLUMNS, self.mark)
+
+    @property
+    def trip(self) -> str:
+        """Insert or update a trip by id."""
+        return _upsert("trips", TRIP_COLUMNS, self.mark)
+
+    @property
+    def sample(self) -> str:
+        """Insert a sample (a second one at the same moment replaces nothing)."""
+        m = self.mark
+        return (
+            "INSERT INTO samples (key, at, battery_pct, range_km, odometer_km) "
+            f"VALUES ({m}, {m}, {m}, {m}, {m}) ON CONFLICT (key, at) DO NOTHING"
+        )
+
+    @property
+    def total(self) -> str:
+        """Raise a car's energy total; it never goes down."""
+        m = self.mark
+        return (
+            f"INSERT INTO totals (key, energy_kwh) VALUES ({m}, {m}) ON CONFLICT (key) DO UPDATE "
+            "SET energy_kwh = CASE WHEN excluded.energy_kwh > totals.energy_kwh "
+            "THEN excluded.energy_kwh ELSE totals.energy_kwh END"
+        )
+
+    def select(
+        self, table: str, columns: Sequence[str], key: str | None, since: float | None
+    ) -> tuple[str, list[object]]:
+        """Return the query and parameters for a car's (or every car's) rows since `since`."""
+        where: list[str] = []
+        params: list[object] = []
+        if key is not None:
+            where.append(f"key = {self.mark}")
+            params.append(key)
+        if since is not None:
+            where.append(f"started_at >= {self.mark}")
+            params.append(since)
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        query = f"SELECT {', '.join(columns)} FROM {table}{clause} ORDER BY started_at, id"
+        return query, params
+
+
+def params_of(row: Write) -> tuple[Any, ...]:
+    """Return a record's values in its statement's column order."""
+    if isinstance(row, Session):
+        values = dataclasses.astuple(row)
+        return (*values[:5], row.energy_source.value, *values[6:])
+    if isinstance(row, Trip):
+        return dataclasses.astuple(row)
+    if isinstance(row, Sample):
+        return (row.key, row.at, row.battery_pct, row.range_km, row.odometer_km)
+    return (row.key, row.energy_kwh)
+
+
+def session_of(row: Sequence[Any]) -> Session:
+    """Read a `sessions` row."""
+    fields = dict(zip(SESSION_COLUMNS, row, strict=True))
+    fields["energy_source"] = EnergySource(fields["energy_source"])
+    fields["by_command"] = bool(fields["by_command"])
+    return Session(**fields)
+
+
+def trip_of(row: Sequence[Any]) -> Trip:
+    """Read a `trips` row."""
+    return Trip(**dict(zip(TRIP_COLUMNS, row, strict=True)))
+
+
+def totals_of(row: Sequence[Any]) -> Totals:
+    """Read a `totals` row."""
+    return Totals(str(row[0]), float(row[1]))
+
+
+def sample_of(key: str, row: Sequence[Any]) -> Sample:
+    """Read a `samples` row (at, battery, range, odometer)."""
+    return Sample(key, float(row[0]), row[1], row[2], row[3])

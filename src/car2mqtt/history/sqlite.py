@@ -1,0 +1,173 @@
+"""History in SQLite: its own file beside the state file, WAL, mode 0600, one thread of its own.
+
+Every call runs on one worker thread that owns the connection, so a slow disk never stalls the
+event loop, and writes never interleave.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+from car2mqtt.errors import StoreError
+from car2mqtt.history.records import Sample, Session, Totals, Trip, Write
+from car2mqtt.history.schema import SESSION_COLUMNS, SQLITE_MIGRATIONS, TRIP_COLUMNS
+from car2mqtt.history.sql import (
+    Statements,
+    params_of,
+    sample_of,
+    session_of,
+    totals_of,
+    trip_of,
+)
+
+T = TypeVar("T")
+SQL = Statements("?")
+
+
+class SqliteHistory:
+    """The default history backend."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db: sqlite3.Connection | None = None
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="history")
+
+    def describe(self) -> str:
+        """Say where history goes, for logs and `config check`."""
+        return f"SQLite {self.path}"
+
+    async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        def call() -> T:
+            if self._db is None:
+                msg = "history database is not open"
+                raise StoreError(msg)
+            try:
+                with self._db:  # one transaction
+                    return work(self._db)
+            except sqlite3.Error as exc:
+                msg = f"history database {self.path}: {exc}"
+                raise StoreError(msg) from exc
+
+        return await asyncio.get_running_loop().run_in_executor(self._thread, call)
+
+    async def open(self) -> None:
+        """Open (creating it 0600) and migrate the file."""
+
+        def connect() -> None:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                # Created private before SQLite writes a byte: it holds where the car went.
+                os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+                self.path.chmod(0o600)
+                db = sqlite3.connect(self.path, check_same_thread=False, timeout=5)
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")
+                with db:
+                    db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER)")
+                    row = db.execute("SELECT MAX(version) FROM schema_version").fetchone()
+                    current = row[0] or 0
+                    for version, statements in SQLITE_MIGRATIONS:
+                        if version > current:
+                            for statement in statements:
+                                db.execute(statement)
+                            db.execute("INSERT INTO schema_version VALUES (?)", (version,))
+            except (OSError, sqlite3.Error) as exc:
+                msg = f"cannot open the history database {self.path}: {exc}"
+                raise StoreError(msg) from exc
+            self._db = db
+
+        await asyncio.get_running_loop().run_in_executor(self._thread, connect)
+
+    async def close(self) -> None:
+        """Close the file and stop the worker thread."""
+
+        def shut() -> None:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+        await asyncio.get_running_loop().run_in_executor(self._thread, shut)
+        self._thread.shutdown(wait=False)
+
+    async def write(self, rows: Sequence[Write]) -> None:
+        """Store `rows` in one transaction."""
+
+        def work(db: sqlite3.Connection) -> None:
+            for row in rows:
+                db.execute(_statement(row), params_of(row))
+
+        await self._run(work)
+
+    async def open_sessions(self) -> list[Session]:
+        """Return the sessions not ended yet."""
+        query = f"SELECT {', '.join(SESSION_COLUMNS)} FROM sessions WHERE ended_at IS NULL"
+        return await self._run(lambda db: [session_of(r) for r in db.execute(query)])
+
+    async def open_trips(self) -> list[Trip]:
+        """Return the trips not ended yet."""
+        query = f"SELECT {', '.join(TRIP_COLUMNS)} FROM trips WHERE ended_at IS NULL"
+        return await self._run(lambda db: [trip_of(r) for r in db.execute(query)])
+
+    async def totals(self) -> list[Totals]:
+        """Return every car's energy total."""
+        query = "SELECT key, energy_kwh FROM totals"
+        return await self._run(lambda db: [totals_of(r) for r in db.execute(query)])
+
+    async def sessions(self, key: str | None = None, since: float | None = None) -> list[Session]:
+        """Return sessions started at or after `since`, oldest first."""
+        query, params = SQL.select("sessions", SESSION_COLUMNS, key, since)
+        return await self._run(lambda db: [session_of(r) for r in db.execute(query, params)])
+
+    async def trips(self, key: str | None = None, since: float | None = None) -> list[Trip]:
+        """Return trips started at or after `since`, oldest first."""
+        query, params = SQL.select("trips", TRIP_COLUMNS, key, since)
+        return await self._run(lambda db: [trip_of(r) for r in db.execute(query, params)])
+
+    async def samples(self, key: str, since: float) -> list[Sample]:
+        """Return one car's samples since `since`, oldest first."""
+        query = (
+            "SELECT at, battery_pct, range_km, odometer_km FROM samples "
+            "WHERE key = ? AND at >= ? ORDER BY at"
+        )
+        return await self._run(
+            lambda db: [sample_of(key, r) for r in db.execute(query, (key, since))]
+        )
+
+    async def prune(
+        self,
+        *,
+        samples_before: float | None,
+        sessions_before: float | None,
+        trips_before: float | None,
+    ) -> int:
+        """Delete what is older than each limit; open sessions and trips are always kept."""
+
+        def work(db: sqlite3.Connection) -> int:
+            gone = 0
+            if samples_before is not None:
+                gone += db.execute("DELETE FROM samples WHERE at < ?", (samples_before,)).rowcount
+            for table, before in (("sessions", sessions_before), ("trips", trips_before)):
+                if before is not None:
+                    gone += db.execute(
+                        f"DELETE FROM {table} WHERE ended_at IS NOT NULL AND ended_at < ?",
+                        (before,),
+                    ).rowcount
+            return gone
+
+        return await self._run(work)
+
+
+def _statement(row: Write) -> str:
+    if isinstance(row, Session):
+        return SQL.session
+    if isinstance(row, Trip):
+        return SQL.trip
+    if isinstance(row, Sample):
+        return SQL.sample
+    return SQL.total
