@@ -1,0 +1,172 @@
+"""The tracker alone: sessions, trips and samples from a sequence of states (no I/O)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from car2mqtt.history.model import EnergySource
+from car2mqtt.history.records import Sample, Session, Totals, Trip
+from car2mqtt.history.tracker import TRIP_END_S, CarTracker
+from car2mqtt.models import ChargeState, Location, VehicleState
+from tests.ha.cars import enode_car
+
+T0 = datetime(2026, 11, 20, 18, 0, tzinfo=UTC)
+
+
+def at(minutes: float) -> datetime:
+    return T0 + timedelta(minutes=minutes)
+
+
+def parked(minutes: float, **changes: object) -> VehicleState:
+    """The test car, read at `minutes` past T0."""
+    stamp = at(minutes)
+    base: dict[str, object] = {
+        "charge_updated_at": stamp,
+        "odometer_updated_at": stamp,
+        "last_seen": stamp,
+        "plugged_in": False,
+        "charging": False,
+        "charge_state": ChargeState.UNPLUGGED,
+        "charge_rate_kw": None,
+        "battery_capacity_kwh": 60.0,
+        "odometer_km": 1000.0,
+    }
+    return enode_car(**{**base, **changes})
+
+
+def charging(minutes: float, pct: float, kw: float = 11.0) -> VehicleState:
+    return parked(
+        minutes,
+        plugged_in=True,
+        charging=True,
+        charge_state=ChargeState.CHARGING,
+        charge_rate_kw=kw,
+        battery_pct=pct,
+    )
+
+
+def feed(tracker: CarTracker, states: list[VehicleState]) -> list[object]:
+    rows: list[object] = []
+    for state in states:
+        rows += tracker.observe(state, (state.last_seen or T0).timestamp())
+    return rows
+
+
+def sessions(rows: list[object]) -> dict[str, Session]:
+    found: dict[str, Session] = {}
+    for row in rows:
+        if isinstance(row, Session):
+            found[row.id] = row  # the latest version of each
+    return found
+
+
+def test_plug_in_to_unplug_is_one_session_with_the_energy_of_the_rise() -> None:
+    tracker = CarTracker("car")
+    rows = feed(
+        tracker,
+        [
+            parked(0, battery_pct=40.0),
+            charging(5, 40.0),
+            charging(65, 58.3),
+            charging(125, 76.6),
+            parked(180, plugged_in=True, charge_state=ChargeState.COMPLETE, battery_pct=80.0),
+            parked(200, battery_pct=80.0),
+        ],
+    )
+    (session,) = sessions(rows).values()
+    assert session.ended_at == at(200).timestamp()
+    assert session.started_at == at(5).timestamp()
+    assert (session.soc_from, session.soc_to) == (40.0, 80.0)
+    assert session.energy_kwh == 24.0  # 40 % of 60 kWh
+    assert session.energy_source is EnergySource.SOC
+    assert session.spans == 1
+    assert session.peak_kw == 11.0
+    assert session.charging_s == 175 * 60  # from the first charging read to the complete one
+    totals = [r for r in rows if isinstance(r, Totals)]
+    assert totals[-1].energy_kwh == 24.0
+    assert tracker.session is None
+
+
+def test_without_a_battery_level_the_rate_is_integrated() -> None:
+    tracker = CarTracker("car")
+    no_soc = {"battery_pct": None}
+    rows = feed(
+        tracker,
+        [
+            charging(0, 0).replace(**no_soc),
+            charging(60, 0, kw=10.0).replace(**no_soc),
+            charging(120, 0, kw=6.0).replace(**no_soc),
+            parked(121, **no_soc),
+        ],
+    )
+    (session,) = sessions(rows).values()
+    assert session.energy_source is EnergySource.RATE
+    # 11→10 kW for an hour, 10→6 for another, then the last minute at 6.
+    assert abs(session.energy_kwh - (10.5 + 8.0 + 6 / 60)) < 1e-6
+
+
+def test_a_stop_and_a_restart_are_two_spans_of_one_session() -> None:
+    tracker = CarTracker("car")
+    rows = feed(
+        tracker,
+        [
+            charging(0, 50.0),
+            parked(30, plugged_in=True, charge_state=ChargeState.STOPPED, battery_pct=55.0),
+            charging(90, 55.0),
+            parked(120, battery_pct=60.0),
+        ],
+    )
+    (session,) = sessions(rows).values()
+    assert session.spans == 2
+    assert session.energy_kwh == 6.0
+
+
+def test_the_total_never_decreases_and_a_cloud_figure_only_raises_it() -> None:
+    tracker = CarTracker("car")
+    rows = feed(tracker, [charging(0, 50.0), parked(60, battery_pct=60.0)])
+    (session,) = sessions(rows).values()
+    assert tracker.total_kwh == 6.0
+    _, lower = tracker.adopt_cloud_energy(session, 5.5)
+    assert tracker.total_kwh == 6.0
+    assert not [r for r in lower if isinstance(r, Totals)]
+    updated, higher = tracker.adopt_cloud_energy(session, 6.4)
+    assert updated.energy_source is EnergySource.CLOUD
+    assert tracker.total_kwh == 6.4
+    assert [r for r in higher if isinstance(r, Totals)] == [Totals("car", 6.4)]
+
+
+def test_a_command_that_started_charging_marks_the_session() -> None:
+    tracker = CarTracker("car")
+    feed(tracker, [parked(0, plugged_in=True, charge_state=ChargeState.STOPPED, battery_pct=50)])
+    tracker.command_started = True
+    rows = feed(tracker, [charging(5, 50.0), parked(60, battery_pct=60.0)])
+    assert all(s.by_command for s in sessions(rows).values())
+
+
+def test_an_odometer_that_moves_and_then_rests_is_one_trip() -> None:
+    tracker = CarTracker("car")
+    home, work = Location(59.91, 10.75), Location(59.95, 10.70)
+    rows = feed(
+        tracker,
+        [
+            parked(0, odometer_km=1000.0, location=home),
+            parked(7, odometer_km=1004.0, location=Location(59.93, 10.73)),
+            parked(14, odometer_km=1012.5, location=work),
+            parked(21, odometer_km=1012.5, location=work),
+            parked(14 + TRIP_END_S / 60, odometer_km=1012.5, location=work),
+        ],
+    )
+    trips = {r.id: r for r in rows if isinstance(r, Trip)}
+    (trip,) = trips.values()
+    assert trip.distance_km == 12.5
+    assert (trip.started_at, trip.ended_at) == (at(0).timestamp(), at(14).timestamp())
+    assert (trip.start_latitude, trip.end_latitude) == (59.91, 59.95)
+    assert tracker.trip is None
+
+
+def test_samples_keep_one_point_per_change_and_per_five_minutes() -> None:
+    tracker = CarTracker("car")
+    states = [parked(m, battery_pct=50.0 + m) for m in (0, 1, 2, 6, 7, 13)]
+    states.append(parked(20, battery_pct=63.0))  # unchanged: no point
+    samples = [r for r in feed(tracker, states) if isinstance(r, Sample)]
+    assert [s.battery_pct for s in samples] == [50.0, 56.0, 63.0]
