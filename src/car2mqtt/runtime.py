@@ -7,16 +7,19 @@ import contextlib
 import logging
 import socket
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
+from urllib.parse import urlsplit
 
 from car2mqtt.bridge.publisher import Publishing
 from car2mqtt.bridge.root import Bridge
-from car2mqtt.bridge.samples import SampleRecorder
 from car2mqtt.bridge.timing import Timing
 from car2mqtt.clock import Clock, SystemClock
 from car2mqtt.config import Config
 from car2mqtt.errors import ConfigError
+from car2mqtt.history.recorder import HistoryRecorder, Retention
+from car2mqtt.history.records import HistoryBackend
+from car2mqtt.history.sqlite import SqliteHistory
 from car2mqtt.mqtt.link import BrokerSettings, MqttLink
 from car2mqtt.mqtt.topics import Topics
 from car2mqtt.net import base_url, bind
@@ -41,6 +44,7 @@ class Running:
     web: WebUI | None = None
     web_url: str | None = None  # where the web UI answers, when it runs
     receiver_url: str | None = None  # where webhook deliveries are taken, when they are
+    history: HistoryRecorder | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +55,16 @@ class WebOptions:
     sock: socket.socket | None = None  # bound already (the demo); else bound from config.web
 
 
+@dataclass(frozen=True, slots=True)
+class HistoryOptions:
+    """Record history into `backend` (a sink of its own), keeping rows as `retention` says."""
+
+    backend: HistoryBackend
+    retention: Retention = field(default_factory=Retention)
+    queue_size: int = 10_000
+    cloud_delay_s: float = 600.0  # how long after a session a cloud's figure is asked for
+
+
 @dataclass(slots=True)
 class _Wired:
     bridge: Bridge
@@ -59,6 +73,7 @@ class _Wired:
     web_socket: socket.socket | None = None
     receiver_socket: socket.socket | None = None  # webhook.port: a listener of its own
     receiver_base: str = ""
+    history: HistoryRecorder | None = None
 
 
 def build(
@@ -72,10 +87,13 @@ def build(
     timing: Timing | None = None,
     poll_intervals: dict[str, float] | None = None,
     web: WebOptions | None = None,
+    history: HistoryOptions | None = None,
 ) -> _Wired:
-    """Wire a bridge to its MQTT link, and to its web UI if `web` is given."""
+    """Wire a bridge to its MQTT link, its web UI if `web` is given, and history."""
     clock = clock or SystemClock()
     base_path = web.config.web.base_path if web is not None else ""
+    if history is not None:
+        publishing = replace(publishing or Publishing(), history=True)
     bridge = Bridge(
         providers,
         store=store,
@@ -97,6 +115,19 @@ def build(
         link.publish, protocol=lambda: link.protocol, retained_payload=link.retained_payload
     )
     wired = _Wired(bridge, link, receiver_base=base_path)
+    if history is not None:
+        wired.history = recorder = HistoryRecorder(
+            history.backend,
+            clock=clock,
+            topics=topics,
+            outbox=bridge.outbox,
+            providers={p.account: p for p in providers},
+            queue_size=history.queue_size,
+            retention=history.retention,
+            cloud_delay_s=history.cloud_delay_s,
+        )
+        bridge.add_sink(recorder)
+        bridge.on_connected(recorder.on_connect)
     pushing = bridge.push.accounts
     own_receiver = web is not None and web.config.webhook.port is not None
     if pushing and (web is None or not (web.config.web.enabled or own_receiver)):
@@ -117,7 +148,6 @@ def build(
             settings.host, settings.port, "is car2mqtt running already? set another web.port"
         )
         started = clock.time()
-        bridge.add_sink(SampleRecorder(bridge.saver, clock))
         wired.web = WebUI(
             WebParts(
                 hub=bridge.hub,
@@ -131,6 +161,7 @@ def build(
                 clock=clock,
                 config=web.config,
                 push=None if own_receiver else bridge.push,
+                history=history.backend if history is not None else None,
             ),
             settings,
         )
@@ -148,6 +179,8 @@ async def _run(wired: _Wired, providers: list[Provider]) -> None:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(wired.link.run(), name="mqtt")
             tg.create_task(wired.bridge.run(), name="bridge")
+            if wired.history is not None:
+                tg.create_task(wired.history.run(), name="history")
             if wired.web is not None and wired.web_socket is not None:
                 _LOGGER.info("web UI at %s/", _web_url(wired))
                 tg.create_task(wired.web.serve(wired.web_socket), name="web")
@@ -193,7 +226,13 @@ async def running(providers: list[Provider], **options: Any) -> AsyncIterator[Ru
     task = asyncio.create_task(_run(wired, providers), name="car2mqtt")
     try:
         yield Running(
-            wired.bridge, wired.link, task, wired.web, _web_url(wired), _receiver_url(wired)
+            wired.bridge,
+            wired.link,
+            task,
+            wired.web,
+            _web_url(wired),
+            _receiver_url(wired),
+            wired.history,
         )
     finally:
         task.cancel()
@@ -234,9 +273,14 @@ def _awaiting(coro: object) -> list[str]:
 def secrets_of(config: Config) -> list[str]:
     """Every secret in `config`, for the log redactor."""
     found = [secret for account in config.accounts for secret in account.secrets()]
-    for secret in (config.mqtt.password, config.web.password):
+    for secret in (config.mqtt.password, config.web.password, config.history.url):
         if secret is not None:
             found.append(secret.get_secret_value())
+    if config.history.url is not None:
+        # The database's password alone, as a driver's error message may quote it.
+        password = urlsplit(config.history.url.get_secret_value()).password
+        if password:
+            found.append(password)
     return found
 
 
@@ -278,7 +322,34 @@ def _config_options(config: Config, clock: Clock, store: Store) -> dict[str, Any
         ),
         "poll_intervals": {a.name: float(a.poll_interval_s) for a in config.accounts},
         "web": WebOptions(config),
+        "history": history_options(config),
     }
+
+
+def history_options(config: Config) -> HistoryOptions | None:
+    """Return where and how `config` keeps history, None when it keeps none."""
+    settings = config.history
+    if not settings.enabled:
+        return None
+    path = settings.sqlite_path(config.store)
+    backend: HistoryBackend
+    if path is not None:
+        backend = SqliteHistory(path)
+    else:
+        from car2mqtt.history.postgres import PostgresHistory  # noqa: PLC0415 - only when used
+
+        assert settings.url is not None
+        backend = PostgresHistory(settings.url.get_secret_value())
+
+    def seconds(days: int | None) -> float | None:
+        return None if days is None else days * 86400.0
+
+    retention = Retention(
+        samples_s=seconds(settings.keep_samples_days),
+        sessions_s=seconds(settings.keep_sessions_days),
+        trips_s=seconds(settings.keep_trips_days),
+    )
+    return HistoryOptions(backend, retention, settings.queue)
 
 
 @contextlib.asynccontextmanager

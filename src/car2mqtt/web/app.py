@@ -41,8 +41,9 @@ from car2mqtt.bridge.known import KnownAccount
 from car2mqtt.bridge.push import PushSource
 from car2mqtt.clock import Clock
 from car2mqtt.config import Config, WebSettings, describe
-from car2mqtt.errors import Car2MqttError, CommandRejected
+from car2mqtt.errors import Car2MqttError, CommandRejected, StoreError
 from car2mqtt.ha import discovery
+from car2mqtt.history.records import HistoryBackend
 from car2mqtt.linking import redirect_params
 from car2mqtt.models import LinkState
 from car2mqtt.providers.base import Command, HoldsToken, Provider
@@ -89,6 +90,7 @@ class WebParts:
     config: Config
     # Webhook deliveries, when they come to this server (no `webhook.port` of their own).
     push: PushSource | None = None
+    history: HistoryBackend | None = None  # sessions, trips and the charts' samples
 
 
 class _Problem(Exception):
@@ -273,9 +275,13 @@ class WebUI:
             raise _Problem(404, "No such car", text)
         account = self._parts.hub.account_of(vehicle)
         now = self._now()
-        store = self._parts.store
-        since = now - WINDOW_S
-        samples = await store.run(lambda: store.samples(key, since))
+        history = self._parts.history
+        samples = []
+        if history is not None:
+            try:
+                samples = await history.samples(key, now - WINDOW_S)
+            except StoreError:
+                _LOGGER.info("web UI: the history database cannot be read now")
         offered = views.commands_of(vehicle.state, self._parts.providers[account.name].spec)
         return self.render(
             request,
@@ -283,7 +289,7 @@ class WebUI:
             car=views.car_line(vehicle, account, now),
             values=views.values_of(vehicle.state, now),
             steps=[views.step_of(r, now) for r in self.sink.commands(key)],
-            chart=battery_chart([(at, pct) for at, pct, _, _ in samples], now),
+            chart=battery_chart([(s.at, s.battery_pct) for s in samples], now),
             commands=[c for c in offered if c not in SETTING_COMMANDS],
             settings=[views.setting_of(c, vehicle.state) for c in offered if c in SETTING_COMMANDS],
             notice=request.query_params.get("notice"),
