@@ -115,6 +115,10 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (key, at)
     ) WITHOUT ROWID;
     """,
+    # Samples moved to the history database (history/), kept there for 400 days.
+    """
+    DROP TABLE samples;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -691,41 +695,6 @@ class Store:
                 cast(str, text), f"command of {key!r}"
             )
         return found
-
-    # -- samples (the web UI's charts) ---------------------------------------------------
-
-    def add_samples(
-        self, rows: Iterable[tuple[str, float, float | None, float | None, float | None]]
-    ) -> None:
-        """Keep (key, at, battery %, range km, odometer km) samples, in one transaction."""
-        rows = list(rows)
-        if not rows:
-            return
-        with self._write("write") as conn:
-            conn.executemany(
-                "INSERT OR REPLACE INTO samples (key, at, battery_pct, range_km, odometer_km)"
-                " VALUES (?, ?, ?, ?, ?)",
-                rows,
-            )
-
-    def samples(
-        self, key: str, since: float
-    ) -> list[tuple[float, float | None, float | None, float | None]]:
-        """Return car `key`'s samples since `since`, oldest first: (at, battery, range, km)."""
-        rows = self._rows(
-            "read",
-            "SELECT at, battery_pct, range_km, odometer_km FROM samples"
-            " WHERE key = ? AND at >= ? ORDER BY at",
-            (key, since),
-        )
-        return [
-            cast(tuple[float, float | None, float | None, float | None], tuple(r)) for r in rows
-        ]
-
-    def prune_samples(self, before: float) -> int:
-        """Forget samples older than `before`; return how many went."""
-        with self._write("write") as conn:
-            return conn.execute("DELETE FROM samples WHERE at < ?", (before,)).rowcount
 
     # -- account status ------------------------------------------------------------------
 
