@@ -17,6 +17,7 @@ import pytest
 from car2mqtt.history.postgres import PostgresHistory
 from car2mqtt.history.records import HistoryBackend
 from car2mqtt.history.sqlite import SqliteHistory
+from tests.bridge.conftest import mosquitto  # noqa: F401 - a fixture for the recorder's tests
 from tests.mqtt_support import free_port
 
 PG_PASSWORD = "pg-s3cret-history"  # a login that must never reach a log line

@@ -87,6 +87,16 @@ def test_plug_in_to_unplug_is_one_session_with_the_energy_of_the_rise() -> None:
     assert tracker.session is None
 
 
+def test_a_plug_in_seen_late_counts_from_the_level_before_it() -> None:
+    tracker = CarTracker("car")
+    # Parked at 40 %; the cloud shows the car plugged in only once it has reached 43 %.
+    rows = feed(
+        tracker, [parked(0, battery_pct=40.0), charging(7, 43.0), parked(60, battery_pct=50.0)]
+    )
+    (session,) = sessions(rows).values()
+    assert (session.soc_from, session.energy_kwh) == (40.0, 6.0)
+
+
 def test_without_a_battery_level_the_rate_is_integrated() -> None:
     tracker = CarTracker("car")
     no_soc = {"battery_pct": None}

@@ -74,11 +74,23 @@ class CarTracker:
             if not state.plugged_in:
                 return []
             fix = state.location
+            soc_from = state.battery_pct
+            before = self.last_seen[1] if self.last_seen else None
+            if (
+                before is not None
+                and before.plugged_in is False
+                and before.battery_pct is not None
+                and soc_from is not None
+                and before.battery_pct <= soc_from
+            ):
+                # A cloud shows the plug-in minutes late, the car charging meanwhile; it was
+                # parked unplugged until then, so its level then is where the charge began.
+                soc_from = before.battery_pct
             session = self.session = Session(
                 id=str(uuid.uuid4()),
                 key=self.key,
                 started_at=at,
-                soc_from=state.battery_pct,
+                soc_from=soc_from,
                 soc_to=state.battery_pct,
                 latitude=fix.latitude if fix else None,
                 longitude=fix.longitude if fix else None,
