@@ -25,10 +25,11 @@ import pytest
 from car2mqtt.bridge.publisher import Publishing
 from car2mqtt.bridge.timing import Timing
 from car2mqtt.config import Config
+from car2mqtt.history.sqlite import SqliteHistory
 from car2mqtt.mqtt.link import BrokerSettings
 from car2mqtt.mqtt.topics import Topics
 from car2mqtt.providers.base import Provider
-from car2mqtt.runtime import WebOptions, serve
+from car2mqtt.runtime import HistoryOptions, WebOptions, serve
 from car2mqtt.store import Store
 from tests.bridge.conftest import enode_provider, xee_provider
 from tests.e2e.ha import HomeAssistant
@@ -96,6 +97,9 @@ class BridgeThread:
                     if self.xee:
                         providers.append(xee_provider(self.sim, store))
                     client_id = f"car2mqtt-e2e-{self.topics.base}"
+                    history = SqliteHistory(
+                        self.store_path.with_name(f"{self.store_path.stem}-history.db")
+                    )
                     await serve(
                         providers,
                         store=store,
@@ -104,6 +108,7 @@ class BridgeThread:
                         publishing=self.publishing,
                         timing=self.timing,
                         web=WebOptions(self.push) if self.push is not None else None,
+                        history=HistoryOptions(history, cloud_delay_s=0.0),
                     )
                 finally:
                     store.close()

@@ -527,3 +527,35 @@ def test_the_push_sensor_follows_the_webhooks(e2e: Stack, tmp_path: Any) -> None
             pushed.stop()
     # The main bridge pushes nothing: its sensor says so.
     assert ha.state("sensor.car2mqtt_push")["state"] == "off"  # type: ignore[index]
+
+
+def test_history_sensors_feed_the_energy_dashboard(e2e: Stack) -> None:
+    """Energy charged per car (energy, kWh, total_increasing) and the last session and trip.
+
+    Last in the module: it lets simulated time run on, which the scenarios before it would feel.
+    """
+    ha, sim = e2e.ha, e2e.sim
+    energy = ha.wait_state(
+        f"sensor.{VW}_energy_charged",
+        lambda s: s["state"] not in ("unknown", "unavailable"),
+        timeout=60,
+    )
+    attributes = energy["attributes"]
+    assert (attributes["device_class"], attributes["unit_of_measurement"]) == ("energy", "kWh")
+    assert attributes["state_class"] == "total_increasing"  # what the Energy dashboard takes
+    before = float(energy["state"])
+    sim.advance(1800)  # the charging Volkswagen takes energy meanwhile
+    ha.wait_state(
+        f"sensor.{VW}_energy_charged",
+        lambda s: s["state"] not in ("unknown", "unavailable") and float(s["state"]) > before,
+        timeout=60,
+    )
+    states = ha.states()
+    for suffix, device_class, unit in (
+        ("last_session_energy", None, "kWh"),
+        ("last_session_duration", "duration", "min"),
+        ("last_trip_distance", "distance", "km"),
+    ):
+        entity = states[f"sensor.{TESLA}_{suffix}"]["attributes"]
+        assert (entity.get("device_class"), entity["unit_of_measurement"]) == (device_class, unit)
+    assert states["sensor.car2mqtt_history_dropped"]["state"] == "0"

@@ -8,7 +8,7 @@ Pure: `CarTracker.observe(state, now)` returns the rows to store; nothing here d
   own figure replaces it later when the cloud has one (the recorder asks).
 - **A trip** is derived from the odometer: it starts when the odometer moves, at the last place
   the car was seen still, and ends once the odometer has not moved for `TRIP_END_S` or the car
-  is plugged in. With a cloud that refreshes every 7 minutes (Enode), a trip's ends are known
+  is plugged in. With a cloud that refreshes every 7 minutes, a trip's ends are known
   to within that. Cars whose cloud records trips of its own get those instead.
 - **Samples** of battery, range and odometer: at most one per change and per `SAMPLE_EVERY_S`.
 """
