@@ -8,7 +8,8 @@ order and timing of reads, and lets a car skip hours of parked life for free.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from collections import deque
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from car2mqtt.errors import SimulatorError
@@ -18,6 +19,8 @@ from car2mqtt.simulator.catalog import CarModel
 INIT_SECONDS = 30.0
 # Within this many percent of the limit a charge counts as complete.
 COMPLETE_GAP_PCT = 0.5
+# Charging sessions a car remembers; older ones are forgotten.
+MAX_SESSIONS = 1000
 _EARTH_RADIUS_KM = 6371.0
 
 
@@ -95,6 +98,84 @@ def loop_route(lat: float, lon: float, bearings: list[float], radii_km: list[flo
     return Route(points)
 
 
+class SessionEnd(StrEnum):
+    """Why energy stopped flowing into the battery."""
+
+    STOPPED = "STOPPED"
+    FULL = "FULL"
+    UNPLUGGED = "UNPLUGGED"
+    LEVEL_SET = "LEVEL_SET"  # the battery level was set by hand (a test's battery swap)
+
+
+@dataclass(frozen=True, slots=True)
+class ChargePiece:
+    """A stretch of a session on one charge curve, from `soc_start` at `start`."""
+
+    start: float
+    end: float
+    soc_start: float
+    soc_end: float
+    rates: ChargeRates
+
+    def soc_at(self, t: float) -> float:
+        """State of charge at `t`, held at the ends outside the stretch."""
+        if t <= self.start:
+            return self.soc_start
+        if t >= self.end:
+            return self.soc_end
+        return min(self.soc_end, charged_soc(self.soc_start, (t - self.start) / 3600, self.rates))
+
+    def power_kw(self, t: float) -> float:
+        """Charge power at `t` within the stretch (before the last half point snaps to full)."""
+        soc = min(self.soc_at(t), self.rates.limit - COMPLETE_GAP_PCT)
+        return self.rates.power_kw(soc)
+
+
+@dataclass(frozen=True, slots=True)
+class ChargeSession:
+    """Energy flowing into the battery unbroken: from the first kW to stop, full or unplug."""
+
+    started_at: float
+    ended_at: float | None  # None while energy still flows
+    soc_from: float
+    soc_to: float
+    capacity_kwh: float
+    pieces: tuple[ChargePiece, ...]
+    # Started by a planner (smart charging) rather than at once.
+    planned: bool = False
+    end: SessionEnd | None = None
+
+    @property
+    def energy_kwh(self) -> float:
+        """Energy delivered into the battery: the rise in state of charge times the capacity."""
+        return sum(p.soc_end - p.soc_start for p in self.pieces) / 100 * self.capacity_kwh
+
+    def energy_between(self, a: float, b: float) -> float:
+        """Energy delivered between times `a` and `b`, in kWh."""
+        rise = 0.0
+        for p in self.pieces:
+            if p.end > p.start:
+                if p.start < b and p.end > a:
+                    rise += p.soc_at(b) - p.soc_at(a)
+            elif a <= p.start < b:  # filled up in no time: counts where it happened
+                rise += p.soc_end - p.soc_start
+        return max(0.0, rise) / 100 * self.capacity_kwh
+
+
+@dataclass(slots=True)
+class _OpenSession:
+    started_at: float
+    soc_from: float
+    planned: bool
+    pieces: list[ChargePiece] = field(default_factory=list)
+
+    def view(self, capacity_kwh: float, soc: float) -> ChargeSession:
+        pieces = tuple(self.pieces)
+        return ChargeSession(
+            self.started_at, None, self.soc_from, soc, capacity_kwh, pieces, self.planned
+        )
+
+
 @dataclass(slots=True)
 class SimCar:
     """The physical truth about one car; clouds only ever see snapshots of it."""
@@ -114,6 +195,12 @@ class SimCar:
     reachable: bool = True
     # The charging current limit set on the car (Enode's max-current); None: the model's own.
     max_current_a: float | None = None
+    # Energy delivered into the battery over the car's life, in kWh.
+    charged_kwh: float = 0.0
+    sessions: deque[ChargeSession] = field(default_factory=lambda: deque(maxlen=MAX_SESSIONS))
+    _session: _OpenSession | None = field(default=None, init=False, repr=False)
+    # Whether the charge in progress was started by a planner.
+    _planned: bool = field(default=False, init=False, repr=False)
 
     # ---- integration -------------------------------------------------------------------
 
@@ -159,8 +246,47 @@ class SimCar:
     def _advance_charge(self, t: float) -> None:
         assert self.charge_started_at is not None
         start = max(self.t, self.charge_started_at + INIT_SECONDS)
-        if t > start:
-            self.soc = charged_soc(self.soc, (t - start) / 3600, self._rates())
+        if t <= start:
+            return
+        if self.soc >= self.charge_limit:
+            self._close_session(self.t, SessionEnd.FULL)  # the limit came down to meet it
+            return
+        rates = self._rates()
+        before = self.soc
+        self.soc = charged_soc(before, (t - start) / 3600, rates)
+        full = self.soc >= self.charge_limit - 1e-9
+        end = min(t, start + rates.hours_to_complete(before) * 3600) if full else t
+        self._record(start, end, before, rates)
+        if full:
+            self._close_session(end, SessionEnd.FULL)
+
+    def _record(self, start: float, end: float, before: float, rates: ChargeRates) -> None:
+        self.charged_kwh += (self.soc - before) / 100 * self.model.capacity_kwh
+        session = self._session
+        if session is None:
+            session = self._session = _OpenSession(start, before, self._planned)
+        pieces = session.pieces
+        last = pieces[-1] if pieces else None
+        if last and (last.end, last.soc_end, last.rates) == (start, before, rates):
+            # The same curve carried on: one stretch, however often the car was advanced.
+            pieces[-1] = replace(last, end=end, soc_end=self.soc)
+        else:
+            pieces.append(ChargePiece(start, end, before, self.soc, rates))
+
+    def _close_session(self, at: float, why: SessionEnd) -> None:
+        session = self._session
+        if session is None:
+            return
+        self._session = None
+        view = session.view(self.model.capacity_kwh, self.soc)
+        self.sessions.append(replace(view, ended_at=at, end=why))
+
+    def charge_sessions(self) -> list[ChargeSession]:
+        """Return the remembered charging sessions, oldest first, the running one (to now) last."""
+        out = list(self.sessions)
+        if self._session is not None:
+            out.append(self._session.view(self.model.capacity_kwh, self.soc))
+        return out
 
     def _rates(self) -> ChargeRates:
         return ChargeRates.for_car(self.ac_power_kw(), self.model.capacity_kwh, self.charge_limit)
@@ -246,21 +372,24 @@ class SimCar:
 
     def unplug(self) -> None:
         """Disconnect the charger."""
+        self._close_session(self.t, SessionEnd.UNPLUGGED)
         self.plugged = False
         self.wants_charge = False
         self.charge_started_at = None
 
-    def start_charging(self) -> None:
-        """Start drawing power (the car must be plugged in)."""
+    def start_charging(self, *, planned: bool = False) -> None:
+        """Start drawing power (the car must be plugged in); `planned`: a planner's decision."""
         if not self.plugged:
             msg = "the car is not plugged in"
             raise SimulatorError(msg)
         if not self.wants_charge:
             self.wants_charge = True
             self.charge_started_at = self.t
+            self._planned = planned
 
     def stop_charging(self) -> None:
         """Stop drawing power but stay plugged in."""
+        self._close_session(self.t, SessionEnd.STOPPED)
         self.wants_charge = False
         self.charge_started_at = None
 
@@ -293,6 +422,8 @@ class SimCar:
         if not 0 <= soc <= 100:
             msg = f"battery level must be between 0 and 100, got {soc}"
             raise SimulatorError(msg)
+        # A level set by hand is no energy delivered: the session in progress ends there.
+        self._close_session(self.t, SessionEnd.LEVEL_SET)
         self.soc = float(soc)
         if self.drive is not None:
             self.drive.start_soc = self.soc

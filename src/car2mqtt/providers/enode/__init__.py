@@ -23,6 +23,7 @@ from car2mqtt.errors import (
     ProviderUnavailable,
     ReauthRequired,
 )
+from car2mqtt.history.model import CloudSession
 from car2mqtt.models import CommandResult, CommandStatus, SmartCharging, VehicleRef, VehicleState
 from car2mqtt.providers.base import Command, CommandValue, gather_pages, shown_value
 from car2mqtt.providers.enode.config import EnodeAccount
@@ -31,6 +32,10 @@ from car2mqtt.providers.enode.smart import POLICY_COMMANDS, SmartReads, policy_c
 from car2mqtt.providers.enode.spec import SPEC
 from car2mqtt.providers.enode.wire import (
     Action,
+    ChargingBucketWire,
+    ChargingSessions,
+    ChargingSessionWire,
+    ChargingStatistics,
     LinkResponse,
     Problem,
     SmartChargingPolicy,
@@ -117,6 +122,27 @@ class EnodeClient:
     async def user(self, user_id: str) -> User:
         """Return the user and the vendor accounts they linked."""
         return await self._get_model(f"/users/{user_id}", User)
+
+    async def charging_sessions(
+        self, user_id: str, since: datetime, until: datetime
+    ) -> list[ChargingSessionWire]:
+        """Return the user's vehicle charging sessions that meet [since, until] (no pages)."""
+        path = f"/users/{user_id}/statistics/charging/sessions"
+        params = {"type": "vehicle", "startDate": _iso(since), "endDate": _iso(until)}
+        return (await self._get_model(path, ChargingSessions, **params)).root
+
+    async def charging_statistics(
+        self, user_id: str, since: datetime, until: datetime, resolution: str = "DAY"
+    ) -> list[ChargingBucketWire]:
+        """Return the energy the user's vehicles took, in buckets of `resolution` (no pages)."""
+        path = f"/users/{user_id}/statistics/charging"
+        params = {
+            "type": "vehicle",
+            "startDate": _iso(since),
+            "endDate": _iso(until),
+            "resolution": resolution,
+        }
+        return (await self._get_model(path, ChargingStatistics, **params)).root
 
     async def charge(self, vehicle_id: str, action: str) -> Action:
         """Ask Enode to START or STOP charging."""
@@ -210,6 +236,12 @@ class EnodeClient:
             body["vendor"] = vendor
         response = await self._request("POST", f"/users/{user_id}/link", body=body)
         return parse(response, LinkResponse, "Enode")
+
+
+def _iso(moment: datetime) -> str:
+    # Enode's date-time: RFC 3339 in UTC; a time without an offset is taken as UTC.
+    utc = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return utc.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _problem(response: httpx.Response) -> str:
@@ -371,6 +403,18 @@ class EnodeProvider(TokenAccount):
             if lost
             else None
         )
+
+    async def charging_sessions(self, since: datetime, until: datetime) -> list[CloudSession]:
+        """Return the charging sessions of the user's cars that meet [since, until], by start."""
+        try:
+            found = await self.client.charging_sessions(self.user_id, since, until)
+        except ProviderRejected as exc:
+            if exc.status == 404:
+                msg = f"Enode does not know user {self.user_id!r}"
+                raise ReauthRequired(msg) from None
+            raise
+        sessions = [s for wire in found if (s := wire.to_session(self.account)) is not None]
+        return sorted(sessions, key=lambda s: (s.started_at, s.ref.vehicle_id))
 
     async def send_command(
         self, ref: VehicleRef, command: Command, value: CommandValue = None

@@ -7,10 +7,11 @@ read as a string and mapped with a fallback; unknown fields are ignored.
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator
 
+from car2mqtt.history.model import CloudSession
 from car2mqtt.models import (
     Capability,
     ChargeState,
@@ -391,3 +392,67 @@ class WebhookEvent(_Wire):
     vendor_action: Action | None = Field(None, alias="vendorAction")
     vendor: str | None = None
     smart_charging_status: SmartChargingStatusWire | None = Field(None, alias="smartChargingStatus")
+
+
+class Aggregates(_Wire):
+    """`min`, `max` and `mean` of a statistic (kW, price per kWh)."""
+
+    min: Number = None
+    max: Number = None
+    mean: Number = None
+
+
+class ChargingSessionWire(_Wire):
+    """One session of `GET /users/{userId}/statistics/charging/sessions`."""
+
+    id: str | None = None  # the vehicle's (the device's) id
+    location_id: str | None = Field(None, alias="locationId")
+    started_at: datetime | None = Field(None, alias="from")
+    ended_at: datetime | None = Field(None, alias="to")
+    kwh_sum: Number = Field(None, alias="kwhSum")
+    cost_sum: Number = Field(None, alias="costSum")
+    kw: Aggregates | None = None
+    price: Aggregates | None = None
+    non_smart_price: Aggregates | None = Field(None, alias="nonSmartPrice")
+    estimated_savings: Number = Field(None, alias="estimatedSavings")
+
+    def to_session(self, account: str) -> CloudSession | None:
+        """Map onto the history's record; None without a vehicle or a start."""
+        if not self.id or self.started_at is None:
+            return None
+        energy = self.kwh_sum
+        return CloudSession(
+            ref=VehicleRef("enode", account, self.id),
+            started_at=_utc(self.started_at),
+            ended_at=None if self.ended_at is None else _utc(self.ended_at),
+            energy_kwh=energy if energy is not None and energy >= 0 else None,
+        )
+
+
+class ChargingSessions(RootModel[list[ChargingSessionWire]]):
+    """The array `GET /users/{userId}/statistics/charging/sessions` returns (no pages)."""
+
+    model_config = ConfigDict(frozen=True)
+
+
+class ChargingBucketWire(_Wire):
+    """One time bucket of `GET /users/{userId}/statistics/charging`."""
+
+    date: datetime | None = None  # the bucket's start
+    kwh_sum: Number = Field(None, alias="kwhSum")
+    cost_sum: Number = Field(None, alias="costSum")
+    kw: Aggregates | None = None
+    price: Aggregates | None = None
+    non_smart_price: Aggregates | None = Field(None, alias="nonSmartPrice")
+    estimated_savings: Number = Field(None, alias="estimatedSavings")
+
+
+class ChargingStatistics(RootModel[list[ChargingBucketWire]]):
+    """The array `GET /users/{userId}/statistics/charging` returns (no pages)."""
+
+    model_config = ConfigDict(frozen=True)
+
+
+def _utc(moment: datetime) -> datetime:
+    # A time without an offset is read as UTC, Enode's own zone.
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

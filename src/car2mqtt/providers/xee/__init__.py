@@ -7,7 +7,7 @@ import json
 import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -23,6 +23,7 @@ from car2mqtt.errors import (
     ProviderRejected,
     ReauthRequired,
 )
+from car2mqtt.history.model import CloudTrip, Place
 from car2mqtt.models import CommandResult, CommandStatus, VehicleRef, VehicleState
 from car2mqtt.providers.base import Command, CommandValue, Grant, ProviderSpec, one_page
 from car2mqtt.providers.http import (
@@ -35,7 +36,18 @@ from car2mqtt.providers.http import (
 )
 from car2mqtt.providers.plugin import Wiring
 from car2mqtt.providers.xee.config import XeeAccount
-from car2mqtt.providers.xee.wire import ErrorBody, Status, Vehicle, to_state
+from car2mqtt.providers.xee.wire import (
+    ErrorBody,
+    LocationWire,
+    Signal,
+    Status,
+    Trip,
+    Vehicle,
+    readable_locations,
+    readable_signals,
+    readable_trips,
+    to_state,
+)
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -55,6 +67,10 @@ XEE_RELINK_ERRORS = RELINK_ERRORS | {"invalid_request"}
 # Status is one call per car; a few at a time keeps a large account quick but polite.
 STATUS_CONCURRENCY = 4
 _VEHICLES = TypeAdapter(list[Any])
+# The cloud refuses history windows over 31 days (xee.md §4.2): longer asks go in pieces.
+TRIP_WINDOW = timedelta(days=30)
+# A trip's odometer is the dongle's reading at ignition on or off, if it sent one that close.
+ODOMETER_SLACK = timedelta(seconds=60)
 
 
 class XeeClient:
@@ -65,9 +81,9 @@ class XeeClient:
         self._clock = clock
         self.calls = 0
 
-    async def _get(self, path: str) -> httpx.Response:
+    async def _get(self, path: str, params: dict[str, str] | None = None) -> httpx.Response:
         self.calls += 1
-        response = await send(self._http, "Xee", "GET", path)
+        response = await send(self._http, "Xee", "GET", path, params=params)
         if response.status_code < 400:
             return response
         error, text = _error(response)
@@ -101,6 +117,48 @@ class XeeClient:
         """Return a vehicle's latest signals and position."""
         path = f"/vehicles/{quote(vehicle_id, safe='')}/status"
         return parse(await self._get(path), Status, f"Xee (vehicle {vehicle_id})")
+
+    async def _array(self, path: str, params: dict[str, str] | None, what: str) -> list[Any]:
+        response = await self._get(path, params)
+        try:
+            data = json.loads(response.content)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            data = None
+        if not isinstance(data, list):
+            msg = f"Xee sent {what} that is not a JSON array"
+            raise BadCloudResponse(msg)
+        return data
+
+    async def trips(self, vehicle_id: str, since: datetime, until: datetime) -> list[Trip]:
+        """Return a vehicle's trips that overlap [since, until] (31 days at most), oldest first."""
+        path = f"/vehicles/{quote(vehicle_id, safe='')}/trips"
+        params = {"from": query_date(since), "to": query_date(until, up=True)}
+        return readable_trips(await self._array(path, params, "a trip list"))
+
+    async def trip(self, trip_id: str) -> Trip:
+        """Return one trip."""
+        path = f"/trips/{quote(trip_id, safe='')}"
+        return parse(await self._get(path), Trip, f"Xee (trip {trip_id})")
+
+    async def trip_signals(self, trip_id: str, names: Sequence[str] = ()) -> list[Signal]:
+        """Return the signals reported during a trip, oldest first (only `names` if given)."""
+        path = f"/trips/{quote(trip_id, safe='')}/signals"
+        params = {"signals": ",".join(names)} if names else None
+        return readable_signals(await self._array(path, params, "a signal list"))
+
+    async def trip_locations(self, trip_id: str) -> list[LocationWire]:
+        """Return the GPS fixes reported during a trip, oldest first."""
+        path = f"/trips/{quote(trip_id, safe='')}/locations"
+        return readable_locations(await self._array(path, None, "a location list"))
+
+
+def query_date(moment: datetime, *, up: bool = False) -> str:
+    """Format a query date as the SDKs do (UTC, whole seconds, `Z`); `up` rounds up."""
+    moment = moment.astimezone(UTC)
+    whole = moment.replace(microsecond=0)
+    if up and whole < moment:
+        whole += timedelta(seconds=1)
+    return whole.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _error(response: httpx.Response) -> tuple[str | None, str]:
@@ -147,6 +205,8 @@ class XeeProvider(TokenAccount):
         # the cloud no longer lists is forgotten.
         self._last: dict[str, VehicleState] = {}
         self.unreadable: frozenset[str] = frozenset()
+        # Each listed car's current Xee vehicle id, by its stable (dongle) id.
+        self._vehicle_ids: dict[str, str] = {}
 
     @classmethod
     def create(
@@ -263,7 +323,7 @@ class XeeProvider(TokenAccount):
 
     async def poll(self) -> list[VehicleState]:
         """Return every car of the account: one list call, then one status call per car."""
-        vehicles = await self.client.vehicles()
+        vehicles = await self._list()
         self.link_problem = None
         unreadable: set[str] = set()
         listed = {v.stable_id for v in vehicles}
@@ -272,7 +332,7 @@ class XeeProvider(TokenAccount):
         if gone:
             # Re-paired between the list and its status (new vehicle id, same dongle): list
             # again so the car keeps its Home Assistant device instead of vanishing for a poll.
-            again = [v for v in await self.client.vehicles() if v.stable_id in gone]
+            again = [v for v in await self._list() if v.stable_id in gone]
             states.update(await self._statuses(again, unreadable))
             # Listed twice yet without a status: not gone (only the list says that), unread.
             unreadable.update(v.stable_id for v in again)
@@ -281,6 +341,99 @@ class XeeProvider(TokenAccount):
         for stable_id in self._last.keys() - listed:
             del self._last[stable_id]
         return list(states.values())
+
+    async def _list(self) -> list[Vehicle]:
+        """List the account's vehicles, noting each car's current vehicle id."""
+        vehicles = await self.client.vehicles()
+        self._vehicle_ids = {v.stable_id: v.id for v in vehicles}
+        return vehicles
+
+    async def _vehicle_id(self, ref: VehicleRef, *, fresh: bool = False) -> str:
+        """Return the Xee vehicle id of a car known by its stable id (listing if need be)."""
+        if fresh or ref.vehicle_id not in self._vehicle_ids:
+            await self._list()
+        vehicle_id = self._vehicle_ids.get(ref.vehicle_id)
+        if vehicle_id is None:
+            msg = f"Xee lists no car {ref.vehicle_id} on account {self.account}"
+            raise ProviderRejected(msg, 404, "not listed")
+        return vehicle_id
+
+    async def trips(self, ref: VehicleRef, since: datetime, until: datetime) -> list[CloudTrip]:
+        """Return the car's trips that overlap [since, until], oldest first (`HasTrips`)."""
+        since, until = since.astimezone(UTC), until.astimezone(UTC)
+        if since > until:
+            return []
+        vehicle_id = await self._vehicle_id(ref)
+        try:
+            found = await self._trips_between(vehicle_id, since, until)
+        except ProviderRejected as exc:
+            if exc.status not in (403, 404):
+                raise
+            # Re-paired since we last listed: the same dongle answers under a new vehicle id.
+            vehicle_id = await self._vehicle_id(ref, fresh=True)
+            found = await self._trips_between(vehicle_id, since, until)
+        trips = []
+        for trip in found:
+            started = _utc(trip.started_at)
+            if started is None:
+                _LOGGER.debug("skipping Xee trip %s: it has no start date", trip.id)
+                continue
+            ended = _utc(trip.ended_at)
+            if started <= until and (ended or started) >= since:
+                trips.append((trip, started, ended))
+        odometers = await self._odometers([(t.id, s, e) for t, s, e in trips])
+        out = [
+            CloudTrip(
+                ref=ref,
+                trip_id=trip.id,
+                started_at=started,
+                ended_at=ended,
+                distance_km=trip.distance_km,
+                start=_place(trip.start_location),
+                end=_place(trip.end_location),
+                start_odometer_km=odometer[0],
+                end_odometer_km=odometer[1],
+            )
+            for (trip, started, ended), odometer in zip(trips, odometers, strict=True)
+        ]
+        return sorted(out, key=lambda t: t.started_at)
+
+    async def _trips_between(self, vehicle_id: str, since: datetime, until: datetime) -> list[Trip]:
+        """Ask for the trips a piece at a time; a trip on a seam comes once."""
+        seen: dict[str, Trip] = {}
+        start = since
+        while True:
+            end = min(start + TRIP_WINDOW, until)
+            for trip in await self.client.trips(vehicle_id, start, end):
+                seen.setdefault(trip.id, trip)
+            if end >= until:
+                return list(seen.values())
+            start = end
+
+    async def _odometers(
+        self, trips: Sequence[tuple[str, datetime, datetime | None]]
+    ) -> list[tuple[float | None, float | None]]:
+        """Read each trip's odometer at ignition on and off from its signals, when reported."""
+        limit = asyncio.Semaphore(STATUS_CONCURRENCY)
+
+        async def one(
+            trip_id: str, started: datetime, ended: datetime | None
+        ) -> tuple[float | None, float | None]:
+            async with limit:
+                try:
+                    signals = await self.client.trip_signals(trip_id, ("Odometer",))
+                except (ProviderRejected, BadCloudResponse) as exc:
+                    # The odometers are a bonus: the trip stands without them.
+                    _LOGGER.info("no odometers for Xee trip %s (%s)", trip_id, exc)
+                    return None, None
+            return _reading_at(signals, started), _reading_at(signals, ended)
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(one(*t)) for t in trips]
+        except BaseExceptionGroup as failed:
+            raise failed.exceptions[0] from None
+        return [task.result() for task in tasks]
 
     async def _statuses(
         self, vehicles: Sequence[Vehicle], unreadable: set[str]
@@ -343,5 +496,34 @@ class XeeProvider(TokenAccount):
 
 
 _EPOCH = datetime.fromtimestamp(0, UTC)
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    """Return `moment` in UTC; a date without a zone is taken as UTC, as the SDKs send them."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def _place(location: LocationWire | None) -> Place | None:
+    if location is None or location.latitude is None or location.longitude is None:
+        return None
+    return Place(location.latitude, location.longitude)
+
+
+def _reading_at(signals: Sequence[Signal], moment: datetime | None) -> float | None:
+    """Return the value reported nearest `moment`, if one came within `ODOMETER_SLACK`."""
+    if moment is None:
+        return None
+    near = [
+        (abs(date - moment), s.value)
+        for s in signals
+        if s.value is not None and (date := _utc(s.date)) is not None
+    ]
+    best = min(near, default=None, key=lambda pair: pair[0])
+    return best[1] if best is not None and best[0] <= ODOMETER_SLACK else None
+
 
 __all__ = ["SPEC", "XeeClient", "XeeProvider"]

@@ -11,7 +11,15 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+)
 
 from car2mqtt.models import (
     Capability,
@@ -137,6 +145,90 @@ def _readable_signals(items: Iterable[Any]) -> Iterable[Signal]:
             yield Signal.model_validate(item)
         except ValidationError:
             continue  # one garbled signal must not hide the others
+
+
+def readable_signals(items: Any) -> list[Signal]:
+    """Read a JSON array of signals, dropping garbled entries."""
+    return list(_readable_signals(items)) if isinstance(items, list) else []
+
+
+def readable_locations(items: Any) -> list[LocationWire]:
+    """Read a JSON array of locations, dropping entries that are not objects."""
+    if not isinstance(items, list):
+        return []
+    return [LocationWire.model_validate(i) for i in items if isinstance(i, Mapping)]
+
+
+class TripStats(_Wire):
+    """A trip's `stats`: distance in km, duration in seconds."""
+
+    distance: Number = None
+    duration: Number = None
+
+
+def _mapping_or_none(value: Any) -> Any:
+    return value if isinstance(value, Mapping) else None
+
+
+class Trip(_Wire):
+    """One v4 trip, in the Android SDK's shape (`stats`, start and end `Location`s with dates).
+
+    The Python SDK's v3-era names (`beginLocation`, `beginDate`, `endDate`) and a top-level
+    `distance` are read too, in case a server still answers that way.
+    """
+
+    id: str = Field(min_length=1)
+    vehicle_id: str | None = Field(None, alias="vehicleId")
+    start_location: LocationWire | None = Field(
+        None, validation_alias=AliasChoices("startLocation", "beginLocation")
+    )
+    end_location: LocationWire | None = Field(None, alias="endLocation")
+    stats: TripStats | None = None
+    distance: Number = None
+    start_date: datetime | None = Field(
+        None, validation_alias=AliasChoices("startDate", "beginDate")
+    )
+    end_date: datetime | None = Field(None, alias="endDate")
+    created_at: datetime | None = Field(None, alias="createdAt")
+    updated_at: datetime | None = Field(None, alias="updatedAt")
+
+    _dates = field_validator("start_date", "end_date", "created_at", "updated_at", mode="before")(
+        _date_or_none
+    )
+    _objects = field_validator("start_location", "end_location", "stats", mode="before")(
+        _mapping_or_none
+    )
+
+    @property
+    def started_at(self) -> datetime | None:
+        """When the trip began: its start location's date."""
+        start = self.start_location
+        return (start.date if start is not None else None) or self.start_date
+
+    @property
+    def ended_at(self) -> datetime | None:
+        """When the trip ended: its end location's date."""
+        end = self.end_location
+        return (end.date if end is not None else None) or self.end_date
+
+    @property
+    def distance_km(self) -> float | None:
+        """The distance driven, in km."""
+        stats = self.stats.distance if self.stats is not None else None
+        return stats if stats is not None else self.distance
+
+
+def readable_trips(items: Any) -> list[Trip]:
+    """Read a JSON array of trips, dropping entries without an id."""
+    if not isinstance(items, list):
+        return []
+    trips = []
+    for item in items:
+        try:
+            trips.append(Trip.model_validate(item))
+        except ValidationError:
+            continue  # one garbled trip must not hide the others
+    return trips
 
 
 class ErrorBody(_Wire):

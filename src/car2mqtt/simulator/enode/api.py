@@ -30,6 +30,7 @@ from car2mqtt.simulator.enode.cloud import (
     paginate,
 )
 from car2mqtt.simulator.enode.smart import DEADLINE_PATTERN
+from car2mqtt.simulator.enode.statistics import parse_query, sessions_json, statistics_json
 from car2mqtt.simulator.enode.webhooks import WebhookDispatcher
 from car2mqtt.simulator.faults import FaultMiddleware, problem_json
 
@@ -396,6 +397,22 @@ def create_enode_app(cloud: EnodeCloud, dispatcher: WebhookDispatcher) -> ASGIAp
     async def end_override(request: Request) -> Response:
         return JSONResponse(cloud.end_smart_override(request.path_params["vehicleId"]).as_json())
 
+    async def charging_statistics(request: Request) -> Response:
+        now = cloud.world.now()
+        query = parse_query(request.query_params, now, buckets=True)
+        found = cloud.charge_sessions(
+            request.path_params["userId"], query.device_type, query.device_id, query.location_id
+        )
+        return JSONResponse(statistics_json(found, query, now))
+
+    async def charging_sessions(request: Request) -> Response:
+        now = cloud.world.now()
+        query = parse_query(request.query_params, now, buckets=False)
+        found = cloud.charge_sessions(
+            request.path_params["userId"], query.device_type, query.device_id, query.location_id
+        )
+        return JSONResponse(sessions_json(found, query, now))
+
     async def refresh_hint(request: Request) -> Response:
         cloud.refresh_hint(request.path_params["vehicleId"])
         return Response(status_code=204)
@@ -463,6 +480,12 @@ def create_enode_app(cloud: EnodeCloud, dispatcher: WebhookDispatcher) -> ASGIAp
         Route("/users/{userId}/authorization", api(deauthorize), methods=["DELETE"]),
         Route("/users/{userId}/link", api(link), methods=["POST"]),
         Route("/users/{userId}/vehicles", api(list_user_vehicles), methods=["GET"]),
+        Route("/users/{userId}/statistics/charging", api(charging_statistics), methods=["GET"]),
+        Route(
+            "/users/{userId}/statistics/charging/sessions",
+            api(charging_sessions),
+            methods=["GET"],
+        ),
         Route("/vehicles", api(list_vehicles), methods=["GET"]),
         Route("/vehicles/actions/{actionId}", api(get_action), methods=["GET"]),
         Route("/vehicles/actions/{actionId}/cancel", api(cancel_action), methods=["POST"]),

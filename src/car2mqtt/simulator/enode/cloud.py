@@ -28,7 +28,7 @@ from car2mqtt.simulator.enode.smart import (
     SmartState,
 )
 from car2mqtt.simulator.faults import Faults
-from car2mqtt.simulator.physics import INIT_SECONDS, ChargeMode, SimCar
+from car2mqtt.simulator.physics import INIT_SECONDS, ChargeMode, ChargeSession, SimCar
 from car2mqtt.simulator.world import Handle, World
 
 API_VERSION = "2024-10-01"
@@ -535,6 +535,30 @@ class EnodeCloud:
             "data": [self._by_seq[s].snapshot for s in items],
             "pagination": {"after": next_cursor, "before": prev_cursor},
         }
+
+    def charge_sessions(
+        self, user_id: str, device_type: str, device_id: str | None, location_id: str | None
+    ) -> list[tuple[str, ChargeSession]]:
+        """Return (vehicle id, session) for the user's devices of `device_type`, up to now."""
+        self.user(user_id)
+        if location_id is not None:
+            raise not_found("Location", location_id)  # the simulator has no locations
+        if device_type != "vehicle":  # nor chargers, nor HVACs
+            if device_id is not None:
+                raise not_found(device_type.capitalize(), device_id)
+            return []
+        vehicles = self.user_vehicles(user_id)
+        if device_id is not None:
+            vehicles = [v for v in vehicles if v.id == device_id]
+            if not vehicles:
+                raise not_found("Vehicle", device_id)
+        now = self.world.now()
+        out: list[tuple[str, ChargeSession]] = []
+        for vehicle in vehicles:
+            # Enode reads its statistics from the energy the car took: a running session to now.
+            vehicle.car.advance(now)
+            out.extend((vehicle.id, session) for session in vehicle.car.charge_sessions())
+        return out
 
     # ---- the cache ---------------------------------------------------------------------------
 

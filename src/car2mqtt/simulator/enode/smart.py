@@ -300,7 +300,7 @@ class SmartCharging:
         assert plan.start_at is not None
         if plan.started:
             plan.estimated_finish_at = _settle(plan.estimated_finish_at, t + to_full)
-            self._charge(vehicle, on=True)
+            self._charge(vehicle, on=True, planned=True)
             self._set_state(smart, "PLAN:EXECUTING:STARTED", t)
         else:
             plan.estimated_finish_at = plan.start_at + to_full
@@ -336,12 +336,13 @@ class SmartCharging:
         if cached["powerDeliveryState"] == "PLUGGED_IN:STOPPED" and plan.stop_confirmed_at is None:
             plan.stop_confirmed_at = t
 
-    def _charge(self, vehicle: EnodeVehicle, *, on: bool) -> None:
+    def _charge(self, vehicle: EnodeVehicle, *, on: bool, planned: bool = False) -> None:
         car = vehicle.car
         if on == car.wants_charge:
             return
         if on:
-            car.start_charging()
+            # Planned: the plan moved this charge to its start time (the statistics' savings).
+            car.start_charging(planned=planned)
         else:
             car.stop_charging()
         self.cloud.refresh_hint(vehicle.id)  # Enode looks soon to see its command took

@@ -1,4 +1,4 @@
-"""The Xee API v4 over HTTP: OAuth endpoints, users, vehicles, status and history."""
+"""The Xee API v4 over HTTP: OAuth endpoints, users, vehicles, status, history and trips."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from starlette.types import ASGIApp
 
 from car2mqtt.simulator.faults import FaultMiddleware, problem_json
 from car2mqtt.simulator.xee.auth import XeeError, XeeUser
-from car2mqtt.simulator.xee.cloud import XeeCloud, XeeVehicle, window
+from car2mqtt.simulator.xee.cloud import Trip, XeeCloud, XeeVehicle, trip_window, window
 from car2mqtt.simulator.xee.consent import ConsentPages
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -96,6 +96,11 @@ def _limit(request: Request) -> int | None:
     return limit
 
 
+def _signal_names(request: Request) -> list[str] | None:
+    raw = request.query_params.get("signals")
+    return [n.strip() for n in raw.split(",") if n.strip()] if raw else None
+
+
 def create_xee_app(cloud: XeeCloud) -> ASGIApp:
     """Build the Xee API as an ASGI app, to mount at `/xee`."""
     auth = cloud.auth
@@ -169,8 +174,7 @@ def create_xee_app(cloud: XeeCloud) -> ASGIApp:
 
     async def signals(request: Request, user: XeeUser) -> Response:
         found, span = history_args(request, user)
-        raw = request.query_params.get("signals")
-        names = [n.strip() for n in raw.split(",") if n.strip()] if raw else None
+        names = _signal_names(request)
         return JSONResponse(cloud.signal_history(found, span, names, _limit(request)))
 
     async def locations(request: Request, user: XeeUser) -> Response:
@@ -180,6 +184,24 @@ def create_xee_app(cloud: XeeCloud) -> ASGIApp:
     async def trips(request: Request, user: XeeUser) -> Response:
         found, span = history_args(request, user)
         return JSONResponse(cloud.trip_history(found, span))
+
+    def trip_args(request: Request, user: XeeUser) -> tuple[XeeVehicle, Trip, tuple[float, float]]:
+        found, record = cloud.trip_for(user, request.path_params["tripId"])
+        params = request.query_params
+        return found, record, trip_window(params.get("from"), params.get("to"))
+
+    async def trip(request: Request, user: XeeUser) -> Response:
+        found, record = cloud.trip_for(user, request.path_params["tripId"])
+        return JSONResponse(record.as_json(found))
+
+    async def trip_signals(request: Request, user: XeeUser) -> Response:
+        found, record, span = trip_args(request, user)
+        names, limit = _signal_names(request), _limit(request)
+        return JSONResponse(cloud.trip_signals(found, record, span, names, limit))
+
+    async def trip_locations(request: Request, user: XeeUser) -> Response:
+        found, record, span = trip_args(request, user)
+        return JSONResponse(cloud.trip_locations(found, record, span, _limit(request)))
 
     async def not_found(request: Request, exc: Exception) -> Response:
         return error_response(XeeError(404, "not_found", f"No endpoint {request.url.path}"))
@@ -204,6 +226,14 @@ def create_xee_app(cloud: XeeCloud) -> ASGIApp:
                 ("/signals", signals),
                 ("/locations", locations),
                 ("/trips", trips),
+            )
+        ),
+        *(
+            Route(f"{v4}/trips/{{tripId}}{suffix}", api(handler), methods=["GET"])
+            for suffix, handler in (
+                ("", trip),
+                ("/signals", trip_signals),
+                ("/locations", trip_locations),
             )
         ),
     ]

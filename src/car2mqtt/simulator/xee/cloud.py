@@ -42,6 +42,9 @@ MAX_CATCH_UP = 20_000
 LOCATIONS_KEPT = 2_880
 SIGNALS_KEPT = 20_000
 TRIPS_KEPT = 500
+# A trip keeps its own reports, so its detail outlives the car's rolling history: up to this
+# many (3 h at full rate); a longer trip keeps every other one, then every fourth, and so on.
+TRIP_REPORTS_KEPT = 360
 
 DOORS = ("FrontLeftDoorSts", "FrontRightDoorSts", "RearLeftDoorSts", "RearRightDoorSts")
 OPENINGS = (*DOORS, "TrunkSts", "HoodSts")
@@ -107,10 +110,29 @@ class Fix:
             "date": isoformat(self.date),
         }
 
+    def as_trip_json(self, altitude: float) -> dict[str, Any]:
+        """Return a trip's start or end: the Android SDK's `Location`, without satellites."""
+        return {
+            "latitude": round(self.lat, 6),
+            "longitude": round(self.lon, 6),
+            "altitude": altitude,
+            "heading": self.heading,
+            "date": isoformat(self.date),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class TripReport:
+    """One report the dongle sent during a trip: its fix, if it sent one, and its signals."""
+
+    date: float
+    fix: Fix | None
+    signals: tuple[tuple[str, float], ...]
+
 
 @dataclass(slots=True)
 class Trip:
-    """A drive from ignition on to ignition off."""
+    """A drive from ignition on to ignition off, with the reports sent along the way."""
 
     id: str
     started_at: float
@@ -119,6 +141,36 @@ class Trip:
     ended_at: float = 0.0
     end: Fix | None = None
     distance_km: float = 0.0
+    reports: list[TripReport] = field(default_factory=list)
+    stride: int = 1  # one report in `stride` is kept; doubles each time the trip is thinned
+    seen: int = 0
+
+    def record(self, report: TripReport, *, keep: bool = False) -> None:
+        """Keep a report, thinning a long trip evenly; `keep` forces it (first and last)."""
+        self.seen += 1
+        if not keep and (self.seen - 1) % self.stride:
+            return
+        self.reports.append(report)
+        if len(self.reports) > TRIP_REPORTS_KEPT:
+            del self.reports[1::2]  # the first report, ignition on, always stays
+            self.stride *= 2
+
+    def as_json(self, vehicle: XeeVehicle) -> dict[str, Any]:
+        """Return the v4 trip object, in the Android SDK's shape."""
+        end = self.end or self.start
+        return {
+            "id": self.id,
+            "vehicleId": vehicle.id,
+            "startLocation": self.start.as_trip_json(vehicle.altitude),
+            "endLocation": end.as_trip_json(vehicle.altitude),
+            "stats": {
+                "distance": self.distance_km,
+                "duration": round(self.ended_at - self.started_at),
+            },
+            # The cloud files a trip once it is over.
+            "createdAt": isoformat(self.ended_at),
+            "updatedAt": isoformat(self.ended_at),
+        }
 
 
 @dataclass(slots=True)
@@ -368,35 +420,48 @@ class XeeCloud:
         return values
 
     def _report(self, vehicle: XeeVehicle, t: float, *, periodic: bool) -> None:
-        # The report at `t`: what changed, plus (on its grid) what is due again.
+        # The report at `t`: what changed, plus (on its grid) what is due again. When the
+        # ignition goes on or off the dongle sends everything, with a fresh GPS fix, so a
+        # trip's first and last reports give its odometers and places.
         tick = round((t - vehicle.phase) / REPORT_S)
+        car = vehicle.car
+        waking = car.driving and vehicle.trip is None
+        full = waking or (not car.driving and vehicle.trip is not None)
+        sent: list[tuple[str, float]] = []
         for name, value in self._values(vehicle, t).items():
             reading = vehicle.readings.get(name)
             period = PERIODS.get(name)
-            due = periodic and period is not None and tick % period == 0
+            due = full or (periodic and period is not None and tick % period == 0)
             if reading is None or reading.value != value or due:
                 vehicle.readings[name] = Reading(value, t)
                 vehicle.history.append((name, value, t))
                 vehicle.updated_at = t
-        car, fix = vehicle.car, vehicle.fix
-        waking = car.driving and vehicle.trip is None  # a trip starts with a fresh GPS fix
-        if (car.lat, car.lon) != (fix.lat, fix.lon) or periodic or waking:
+                sent.append((name, value))
+        fix = vehicle.fix
+        new_fix = None
+        if (car.lat, car.lon) != (fix.lat, fix.lon) or periodic or full:
             heading = fix.heading
             if haversine_km(fix.lat, fix.lon, car.lat, car.lon) > 0.001:
                 heading = _bearing(fix.lat, fix.lon, car.lat, car.lon)
-            vehicle.fix = Fix(car.lat, car.lon, heading, t)
-            vehicle.locations.append(vehicle.fix)
+            new_fix = vehicle.fix = Fix(car.lat, car.lon, heading, t)
+            vehicle.locations.append(new_fix)
             vehicle.updated_at = t
-        self._track_trip(vehicle, t)
+        self._track_trip(vehicle, t, TripReport(t, new_fix, tuple(sent)))
         if vehicle.active or periodic:
             vehicle.last_report = t
 
-    def _track_trip(self, vehicle: XeeVehicle, t: float) -> None:
+    def _track_trip(self, vehicle: XeeVehicle, t: float, report: TripReport) -> None:
         car = vehicle.car
-        if car.driving and vehicle.trip is None:
-            vehicle.trip = Trip(self.world.new_uuid(self.ids), t, vehicle.fix, car.odometer_km)
-        elif not car.driving and vehicle.trip is not None:
-            trip = vehicle.trip
+        trip = vehicle.trip
+        if car.driving and trip is None:
+            trip = Trip(self.world.new_uuid(self.ids), t, vehicle.fix, car.odometer_km)
+            trip.record(report, keep=True)
+            vehicle.trip = trip
+        elif car.driving and trip is not None:
+            if report.fix is not None or report.signals:
+                trip.record(report)
+        elif trip is not None:
+            trip.record(report, keep=True)
             trip.ended_at, trip.end = t, vehicle.fix
             trip.distance_km = round(car.odometer_km - trip.start_odometer, 3)
             vehicle.trips.append(trip)
@@ -477,19 +542,51 @@ class XeeCloud:
         self.observe(vehicle)
         start, end = window
         return [
-            {
-                "id": t.id,
-                "vehicleId": vehicle.id,
-                "startDate": isoformat(t.started_at),
-                "endDate": isoformat(t.ended_at),
-                "startLocation": t.start.as_json(vehicle.altitude, vehicle.nb_sat),
-                "endLocation": (t.end or t.start).as_json(vehicle.altitude, vehicle.nb_sat),
-                "distance": t.distance_km,
-                "duration": round(t.ended_at - t.started_at, 3),
-            }
-            for t in vehicle.trips
-            if t.started_at <= end and t.ended_at >= start
+            t.as_json(vehicle) for t in vehicle.trips if t.started_at <= end and t.ended_at >= start
         ]
+
+    def trip_for(self, user: XeeUser, trip_id: str) -> tuple[XeeVehicle, Trip]:
+        """Return a finished trip of one of the user's cars, or raise 404 (even if another's)."""
+        for vehicle in self.user_vehicles(user.id):
+            self.observe(vehicle)  # a trip that ended on its own since the last look counts
+            for trip in vehicle.trips:
+                if trip.id == trip_id:
+                    return vehicle, trip
+        raise XeeError(404, "not_found", f"Trip {trip_id} was not found")
+
+    def trip_signals(
+        self,
+        vehicle: XeeVehicle,
+        trip: Trip,
+        window: tuple[float, float],
+        names: Iterable[str] | None,
+        limit: int | None,
+    ) -> list[dict[str, Any]]:
+        """Return the signals the dongle sent during the trip, in the window, oldest first."""
+        wanted = set(names) if names is not None else None
+        if wanted is not None and not wanted <= set(vehicle.signal_names):
+            raise XeeError(400, "signals_unexistant", "Signals does not exist")
+        start, end = window
+        out = [
+            {"name": n, "value": v, "date": isoformat(r.date)}
+            for r in trip.reports
+            if start <= r.date <= end
+            for n, v in r.signals
+            if wanted is None or n in wanted
+        ]
+        return out[:limit] if limit is not None else out
+
+    def trip_locations(
+        self, vehicle: XeeVehicle, trip: Trip, window: tuple[float, float], limit: int | None
+    ) -> list[dict[str, Any]]:
+        """Return the GPS fixes the dongle sent during the trip, in the window, oldest first."""
+        start, end = window
+        out = [
+            r.fix.as_json(vehicle.altitude, vehicle.nb_sat)
+            for r in trip.reports
+            if r.fix is not None and start <= r.date <= end
+        ]
+        return out[:limit] if limit is not None else out
 
     # ---- changes to the truth (admin) --------------------------------------------------------
 
@@ -586,6 +683,15 @@ def window(raw_from: str | None, raw_to: str | None, now: float) -> tuple[float,
         )
         start = first.timestamp()
     if start > end or end - start > MAX_WINDOW_S:
+        raise XeeError(400, "invalid_request", "Range issue in dates")
+    return start, end
+
+
+def trip_window(raw_from: str | None, raw_to: str | None) -> tuple[float, float]:
+    """Return a trip query's window: open-ended where `from` or `to` is not given."""
+    start = parse_date(raw_from) if raw_from else -math.inf
+    end = parse_date(raw_to) if raw_to else math.inf
+    if start > end:
         raise XeeError(400, "invalid_request", "Range issue in dates")
     return start, end
 
