@@ -33,6 +33,7 @@ from car2mqtt.commandline import (
 )
 from car2mqtt.config import AccountBase, Config, config_path, describe
 from car2mqtt.errors import Car2MqttError, ConfigError, ReauthRequired
+from car2mqtt.history.cli import add_history_commands
 from car2mqtt.logs import setup_logging
 from car2mqtt.models import ChargeState, VehicleState
 from car2mqtt.mqtt.link import BrokerSettings
@@ -76,6 +77,7 @@ def _root(
 
 
 add_simulate_command(app)
+add_history_commands(app)
 
 
 def _load(path: Path | None) -> Config:

@@ -13,9 +13,9 @@ import contextlib
 import logging
 import re
 import socket
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import jinja2
 import yaml
@@ -43,7 +43,7 @@ from car2mqtt.clock import Clock
 from car2mqtt.config import Config, WebSettings, describe
 from car2mqtt.errors import Car2MqttError, CommandRejected, StoreError
 from car2mqtt.ha import discovery
-from car2mqtt.history.records import HistoryBackend
+from car2mqtt.history.records import HistoryBackend, Session, Trip
 from car2mqtt.linking import redirect_params
 from car2mqtt.models import LinkState
 from car2mqtt.providers.base import Command, HoldsToken, Provider
@@ -54,7 +54,7 @@ from car2mqtt.store import Store
 from car2mqtt.web import views
 from car2mqtt.web.access import SESSION_COOKIE, Guard, Verdict, prefix_of
 from car2mqtt.web.attempts import Attempt, Attempts
-from car2mqtt.web.chart import WINDOW_S, battery_chart
+from car2mqtt.web.chart import WINDOW_S, battery_chart, energy_chart, energy_since
 from car2mqtt.web.receiver import receiver_route
 from car2mqtt.web.sink import CallMeter, WebSink
 from car2mqtt.web.views import SETTING_COMMANDS
@@ -65,6 +65,8 @@ MAX_FORM_BYTES = 64 * 1024
 LINK_WAIT_S = 20.0  # how long the callback waits for the first read of a new link
 KEEPALIVE_S = 15.0
 COALESCE_S = 0.5  # at most two nudges a second per page, however busy the hub is
+DAY_S = 86400.0
+R = TypeVar("R", Session, Trip)
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,7 +269,7 @@ class WebUI:
         )
 
     async def car(self, request: Request) -> Response:
-        """Show everything known of one car, its commands and its battery chart."""
+        """Show everything known of one car, its commands, its battery chart and its history."""
         key = request.path_params["key"]
         vehicle = self._parts.hub.vehicle(key)
         if vehicle is None:
@@ -293,7 +295,28 @@ class WebUI:
             commands=[c for c in offered if c not in SETTING_COMMANDS],
             settings=[views.setting_of(c, vehicle.state) for c in offered if c in SETTING_COMMANDS],
             notice=request.query_params.get("notice"),
+            history=await self._history(key, now),
         )
+
+    async def _history(self, key: str, now: float) -> views.HistoryView | None:
+        """Read a car's last sessions and trips and its energy per day; None: history is off."""
+        history = self._parts.history
+        if history is None:
+            return None
+        try:
+            # Sessions since the first month the energy chart shows, trips of a month; wider
+            # (a year, then all) while a car's page has fewer than it lists.
+            sessions = await _latest(
+                lambda since: history.sessions(key, since), (energy_since(now), now - 365 * DAY_S)
+            )
+            trips = await _latest(
+                lambda since: history.trips(key, since), (now - 30 * DAY_S, now - 365 * DAY_S)
+            )
+        except StoreError as exc:
+            _LOGGER.info("web UI: the history database cannot be read now (%s)", exc)
+            return views.HistoryView(readable=False)
+        energy = energy_chart([(s.started_at, s.energy_kwh) for s in sessions], now)
+        return views.history_of(sessions, trips, energy)
 
     async def account(self, request: Request) -> Response:
         """Show one account: its link, how to fix it, and its cars."""
@@ -585,3 +608,18 @@ class _Gate:
             )
             response = self._ui._message(request, 403, "Not from here", text, "/")
         await response(scope, receive, send)
+
+
+async def _latest(
+    read: Callable[[float | None], Awaitable[list[R]]], windows: Sequence[float]
+) -> list[R]:
+    """Return enough of a car's newest rows for its page, reading no more than needed.
+
+    The backend returns everything since a moment: each of `windows` (oldest bound last) in
+    turn, then everything, until there are `views.HISTORY_ROWS` rows.
+    """
+    for since in windows:
+        rows = await read(since)
+        if len(rows) >= views.HISTORY_ROWS:
+            return rows
+    return await read(None)

@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from types import MappingProxyType
 
 from car2mqtt.bridge.known import KnownAccount, KnownVehicle
 from car2mqtt.ha.entities import COMMAND_CAPABILITY, SETTINGS, Setting
+from car2mqtt.history.present import (
+    SOURCE_WORDS,
+    clock_text,
+    distance_of,
+    duration_text,
+    number_text,
+    place_of,
+    place_text,
+    soc_text,
+)
+from car2mqtt.history.records import Session, Trip
 from car2mqtt.models import ChargeState, CommandResult, LinkState, VehicleState
 from car2mqtt.providers.base import Command, ProviderSpec, shown_value
+from car2mqtt.web.chart import EnergyChart
 
 Getter = Callable[[VehicleState], object]
 Stamp = Callable[[VehicleState], datetime | None]
@@ -282,4 +294,96 @@ def step_of(result: CommandResult, now: float) -> Step:
         final=result.status.final,
         at=ago(age_of(result.at, now)),
         reason=result.reason,
+    )
+
+
+# ---- history ------------------------------------------------------------------------------
+
+HISTORY_ROWS = 20  # sessions and trips a car's page lists, newest first
+
+
+@dataclass(frozen=True, slots=True)
+class SessionLine:
+    """A charging session, as a car's page lists it."""
+
+    start: str
+    end: str
+    duration: str
+    energy: str
+    source: str
+    soc: str
+    peak: str
+    mean: str
+    place: str
+    by_command: str
+
+
+@dataclass(frozen=True, slots=True)
+class TripLine:
+    """A trip, as a car's page lists it."""
+
+    start: str
+    end: str
+    duration: str
+    distance: str
+    start_place: str
+    end_place: str
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryView:
+    """A car's history on its page; `readable` False when the database cannot be read now."""
+
+    readable: bool
+    sessions: tuple[SessionLine, ...] = ()
+    trips: tuple[TripLine, ...] = ()
+    energy: EnergyChart | None = None
+
+
+def session_line(session: Session, tz: tzinfo | None = None) -> SessionLine:
+    """Return how a car's page shows a charging session (times in the bridge's zone)."""
+    ended = session.ended_at
+    return SessionLine(
+        start=clock_text(session.started_at, tz),
+        end="plugged in" if ended is None else clock_text(ended, tz),
+        duration="" if ended is None else duration_text(ended - session.started_at),
+        energy=number_text(session.energy_kwh),
+        source=SOURCE_WORDS[session.energy_source],
+        soc=soc_text(session.soc_from, session.soc_to),
+        peak=number_text(session.peak_kw),
+        mean=number_text(session.mean_kw),
+        place=place_text(place_of(session.latitude, session.longitude, session.zone)),
+        by_command="yes" if session.by_command else "no",
+    )
+
+
+def trip_line(trip: Trip, tz: tzinfo | None = None) -> TripLine:
+    """Return how a car's page shows a trip."""
+    ended = trip.ended_at
+    return TripLine(
+        start=clock_text(trip.started_at, tz),
+        end="under way" if ended is None else clock_text(ended, tz),
+        duration="" if ended is None else duration_text(ended - trip.started_at),
+        distance=number_text(distance_of(trip)),
+        start_place=place_text(place_of(trip.start_latitude, trip.start_longitude)),
+        end_place=place_text(place_of(trip.end_latitude, trip.end_longitude)),
+        source=trip.source,
+    )
+
+
+def history_of(
+    sessions: Sequence[Session],
+    trips: Sequence[Trip],
+    energy: EnergyChart,
+    tz: tzinfo | None = None,
+) -> HistoryView:
+    """Return a car's history as its page shows it: the newest sessions and trips first."""
+    newest_sessions = sorted(sessions, key=lambda s: (s.started_at, s.id), reverse=True)
+    newest_trips = sorted(trips, key=lambda t: (t.started_at, t.id), reverse=True)
+    return HistoryView(
+        readable=True,
+        sessions=tuple(session_line(s, tz) for s in newest_sessions[:HISTORY_ROWS]),
+        trips=tuple(trip_line(t, tz) for t in newest_trips[:HISTORY_ROWS]),
+        energy=energy,
     )
