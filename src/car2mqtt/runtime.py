@@ -336,8 +336,14 @@ def history_options(config: Config) -> HistoryOptions | None:
     if path is not None:
         backend = SqliteHistory(path)
     else:
-        from car2mqtt.history.postgres import PostgresHistory  # noqa: PLC0415 - only when used
-
+        try:
+            from car2mqtt.history.postgres import PostgresHistory  # noqa: PLC0415 - when used
+        except ImportError:
+            msg = (
+                "history.url names a PostgreSQL database, but its driver is not installed: "
+                "pip install 'car2mqtt[postgresql]'"
+            )
+            raise ConfigError(msg) from None
         assert settings.url is not None
         backend = PostgresHistory(settings.url.get_secret_value())
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import stat
 from dataclasses import replace
@@ -114,3 +115,17 @@ async def test_an_unreachable_postgresql_is_a_store_error_without_the_password(
     assert PG_PASSWORD not in str(caught.value)
     assert "does not exist" in str(caught.value)
     assert wrong.describe() == f"PostgreSQL postgresql://127.0.0.1:{port}/nowhere_db"
+
+
+async def test_two_processes_opening_a_new_file_at_once_both_find_the_schema(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "history.db"
+    first, second = SqliteHistory(path), SqliteHistory(path)
+    await asyncio.gather(first.open(), second.open())
+    await first.write([SESSION])
+    assert await second.sessions() == [SESSION]
+    await first.close()
+    await second.close()
+    versions = sqlite3.connect(path).execute("SELECT version FROM schema_version").fetchall()
+    assert versions == [(VERSION,)]

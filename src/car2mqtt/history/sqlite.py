@@ -68,7 +68,10 @@ class SqliteHistory:
                 db = sqlite3.connect(self.path, check_same_thread=False, timeout=5)
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=NORMAL")
-                with db:
+                # One writer migrates; a second process opening the same new file waits for
+                # it, then finds the schema there (DDL alone opens no transaction here).
+                db.execute("BEGIN IMMEDIATE")
+                try:
                     db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER)")
                     row = db.execute("SELECT MAX(version) FROM schema_version").fetchone()
                     current = row[0] or 0
@@ -77,6 +80,10 @@ class SqliteHistory:
                             for statement in statements:
                                 db.execute(statement)
                             db.execute("INSERT INTO schema_version VALUES (?)", (version,))
+                except BaseException:
+                    db.rollback()
+                    raise
+                db.commit()
             except (OSError, sqlite3.Error) as exc:
                 msg = f"cannot open the history database {self.path}: {exc}"
                 raise StoreError(msg) from exc
