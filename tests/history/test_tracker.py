@@ -174,6 +174,29 @@ def test_an_odometer_that_moves_and_then_rests_is_one_trip() -> None:
     assert tracker.trip is None
 
 
+def test_a_stop_seen_once_between_two_drives_splits_them() -> None:
+    tracker = CarTracker("car")
+    # Refreshed every 7 minutes or so: the car is seen still once, 14 minutes after it
+    # arrived, and next seen after its second drive.
+    rows = feed(
+        tracker,
+        [
+            parked(0, odometer_km=1000.0),
+            parked(29, odometer_km=1005.0),
+            parked(43, odometer_km=1005.0),
+            parked(77, odometer_km=1008.0),
+            parked(99, odometer_km=1008.0),
+        ],
+    )
+    trips = {r.id: r for r in rows if isinstance(r, Trip)}
+    assert [(t.distance_km, t.ended_at) for t in trips.values()] == [
+        (5.0, at(29).timestamp()),
+        (3.0, at(77).timestamp()),
+    ]
+    second = list(trips.values())[1]
+    assert (second.started_at, second.start_odometer_km) == (at(43).timestamp(), 1005.0)
+
+
 def test_samples_keep_one_point_per_change_and_per_five_minutes() -> None:
     tracker = CarTracker("car")
     states = [parked(m, battery_pct=50.0 + m) for m in (0, 1, 2, 6, 7, 13)]

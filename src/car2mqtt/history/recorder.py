@@ -299,8 +299,11 @@ class HistoryRecorder:
         await self._publish_car(ref.key)
 
     async def _cloud_trips(self, provider: HasTrips, ref: VehicleRef, derived: Trip) -> None:
+        # Around the trip the states showed: their ends are known to within a refresh.
         since = datetime.fromtimestamp(derived.started_at, UTC) - timedelta(hours=1)
-        until = datetime.fromtimestamp(self._clock.time(), UTC)
+        until = datetime.fromtimestamp(derived.ended_at or derived.started_at, UTC) + timedelta(
+            hours=1
+        )
         try:
             found = await provider.trips(ref, since, until)
         except (ProviderError, AuthError) as exc:

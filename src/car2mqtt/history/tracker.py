@@ -7,9 +7,10 @@ Pure: `CarTracker.observe(state, now)` returns the rows to store; nothing here d
   40-point charge is good to about 1 %), else the charge rate integrated over time. A cloud's
   own figure replaces it later when the cloud has one (the recorder asks).
 - **A trip** is derived from the odometer: it starts when the odometer moves, at the last place
-  the car was seen still, and ends once the odometer has not moved for `TRIP_END_S` or the car
-  is plugged in. With a cloud that refreshes every 7 minutes, a trip's ends are known
-  to within that. Cars whose cloud records trips of its own get those instead.
+  the car was seen still, and ends once the odometer has not moved for `TRIP_END_S`, the car is
+  plugged in, or it moves again after being seen still for that long since its last move.
+  With a cloud that refreshes every 7 minutes, a trip's ends are known to within that. Cars
+  whose cloud records trips of its own get those instead.
 - **Samples** of battery, range and odometer: at most one per change and per `SAMPLE_EVERY_S`.
 """
 
@@ -173,9 +174,24 @@ class CarTracker:
         trip = self.trip
         if km is None:
             return []
+        rows: list[Write] = []
+        if (
+            trip is not None
+            and previous is not None
+            and before_km is not None
+            and self.trip_moved_at is not None
+            and km - before_km >= TRIP_MIN_KM
+            and before_km == trip.end_odometer_km
+            and at - self.trip_moved_at >= TRIP_END_S
+        ):
+            # Seen still since its last move, and now moving again long after: the car
+            # stopped in between (a cloud that refreshes every few minutes can show the stop
+            # once only). The trip ended at its last move; a new one begins.
+            rows.append(replace(trip, ended_at=self.trip_moved_at))
+            self.trip = trip = None
         if trip is None:
             if before_km is None or km - before_km < TRIP_MIN_KM or previous is None:
-                return []
+                return rows
             start_at = _stamp(previous.odometer_updated_at or previous.last_seen, at)
             fix = previous.location
             trip = Trip(
@@ -208,7 +224,7 @@ class CarTracker:
             self.trip = None
         else:
             self.trip = trip
-        return [trip]
+        return [*rows, trip]
 
     # ---- samples ---------------------------------------------------------------------------
 
