@@ -68,6 +68,7 @@ __all__ = [
     "MqttProtocol",
     "MqttSettings",
     "WebSettings",
+    "Zone",
     "config_model",
     "config_path",
     "describe",
@@ -561,6 +562,15 @@ class HistorySettings(_Model):
         return Path(text.removeprefix("sqlite://")) if text.startswith("sqlite:///") else None
 
 
+class Zone(_Model):
+    """A named place: sessions and trips that begin or end inside it are named after it."""
+
+    name: str = Field(min_length=1, max_length=64)
+    latitude: float = Field(ge=-90, le=90)
+    longitude: float = Field(ge=-180, le=180)
+    radius_m: float = Field(100.0, gt=0, le=100_000)
+
+
 class AccountBase(_Model):
     """What every account has, whatever its provider.
 
@@ -625,7 +635,18 @@ class Config(_Model):
     web: WebSettings = Field(default_factory=WebSettings)
     webhook: WebhookSettings = Field(default_factory=WebhookSettings)
     history: HistorySettings = Field(default_factory=HistorySettings)
+    zones: tuple[Zone, ...] = ()
     accounts: tuple[AccountBase, ...]
+
+    @field_validator("zones")
+    @classmethod
+    def _unique_zones(cls, zones: tuple[Zone, ...]) -> tuple[Zone, ...]:
+        seen: set[str] = set()
+        for zone in zones:
+            if zone.name.casefold() in seen:
+                raise invalid(f"two zones are named {zone.name!r}: give each its own name")
+            seen.add(zone.name.casefold())
+        return zones
 
     sections: ClassVar[Mapping[str, type[_Model]]] = MappingProxyType(
         {

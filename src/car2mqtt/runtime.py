@@ -17,6 +17,7 @@ from car2mqtt.bridge.timing import Timing
 from car2mqtt.clock import Clock, SystemClock
 from car2mqtt.config import Config
 from car2mqtt.errors import ConfigError
+from car2mqtt.history.model import ZoneArea
 from car2mqtt.history.recorder import HistoryRecorder, Retention
 from car2mqtt.history.records import HistoryBackend
 from car2mqtt.history.sqlite import SqliteHistory
@@ -63,6 +64,7 @@ class HistoryOptions:
     retention: Retention = field(default_factory=Retention)
     queue_size: int = 10_000
     cloud_delay_s: float = 600.0  # how long after a session a cloud's figure is asked for
+    zones: tuple[ZoneArea, ...] = ()  # what sessions and trips are named after
 
 
 @dataclass(slots=True)
@@ -125,6 +127,7 @@ def build(
             queue_size=history.queue_size,
             retention=history.retention,
             cloud_delay_s=history.cloud_delay_s,
+            zones=history.zones,
         )
         bridge.add_sink(recorder)
         bridge.on_connected(recorder.on_connect)
@@ -355,7 +358,8 @@ def history_options(config: Config) -> HistoryOptions | None:
         sessions_s=seconds(settings.keep_sessions_days),
         trips_s=seconds(settings.keep_trips_days),
     )
-    return HistoryOptions(backend, retention, settings.queue)
+    zones = tuple(ZoneArea(z.name, z.latitude, z.longitude, z.radius_m) for z in config.zones)
+    return HistoryOptions(backend, retention, settings.queue, zones=zones)
 
 
 @contextlib.asynccontextmanager

@@ -62,6 +62,18 @@ def test_a_postgresql_url_is_a_secret(tmp_path: Path) -> None:
     assert url in secrets_of(config)
 
 
+def test_zones_reach_the_recorder(tmp_path: Path) -> None:
+    path = tmp_path / "car2mqtt.yaml"
+    zones = [{"name": "home", "latitude": 59.91, "longitude": 10.75, "radius_m": 150}]
+    path.write_text(json.dumps({"zones": zones, "accounts": [ACCOUNT]}))
+    options = history_options(load_config(path, env={}))
+    assert options is not None
+    assert [(z.name, z.radius_m) for z in options.zones] == [("home", 150.0)]
+    path.write_text(json.dumps({"zones": zones + zones, "accounts": [ACCOUNT]}))
+    with pytest.raises(ConfigError, match="two zones are named 'home'"):
+        load_config(path, env={})
+
+
 @pytest.mark.parametrize(
     ("history", "needle"),
     [

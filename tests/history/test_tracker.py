@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from car2mqtt.history.model import EnergySource
+from car2mqtt.history.model import EnergySource, ZoneArea, zone_of
 from car2mqtt.history.records import Sample, Session, Totals, Trip
 from car2mqtt.history.tracker import TRIP_END_S, CarTracker
 from car2mqtt.models import ChargeState, Location, VehicleState
@@ -195,6 +195,28 @@ def test_a_stop_seen_once_between_two_drives_splits_them() -> None:
     ]
     second = list(trips.values())[1]
     assert (second.started_at, second.start_odometer_km) == (at(43).timestamp(), 1005.0)
+
+
+def test_sessions_and_trips_are_named_after_the_zones_they_are_in() -> None:
+    home = ZoneArea("home", 59.9100, 10.7500, 150)
+    work = ZoneArea("work", 59.9500, 10.7000, 300)
+    tracker = CarTracker("car", (home, work))
+    near_home = Location(59.9105, 10.7510)  # about 75 m from its centre
+    rows = feed(
+        tracker,
+        [
+            parked(0, odometer_km=1000.0, location=near_home, battery_pct=50.0),
+            parked(20, odometer_km=1012.0, location=Location(59.9520, 10.7010)),
+            parked(40, odometer_km=1012.0, location=Location(59.9520, 10.7010)),
+            charging(41, 50.0).replace(location=Location(59.99, 10.80), odometer_km=1012.0),
+        ],
+    )
+    (trip,) = {r.id: r for r in rows if isinstance(r, Trip)}.values()
+    assert (trip.start_zone, trip.end_zone) == ("home", "work")
+    (session,) = sessions(rows).values()
+    assert session.zone is None  # elsewhere
+    assert zone_of(59.9100, 10.7500, (home, work)) == "home"
+    assert zone_of(None, 10.75, (home,)) is None
 
 
 def test_samples_keep_one_point_per_change_and_per_five_minutes() -> None:

@@ -345,8 +345,8 @@ def _trip_table(found: _Found, tz: tzinfo | None = None) -> Table:
             "under way" if t.ended_at is None else clock_text(t.ended_at, tz),
             "" if t.ended_at is None else duration_text(t.ended_at - t.started_at),
             number_text(distance_of(t)),
-            place_text(place_of(t.start_latitude, t.start_longitude)),
-            place_text(place_of(t.end_latitude, t.end_longitude)),
+            place_text(place_of(t.start_latitude, t.start_longitude, t.start_zone)),
+            place_text(place_of(t.end_latitude, t.end_longitude, t.end_zone)),
             t.source,
         ]
         for t in found.trips

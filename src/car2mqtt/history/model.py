@@ -7,6 +7,8 @@ states it sees. Units are in the field names; times are aware datetimes in UTC.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -30,6 +32,37 @@ class Place:
     latitude: float | None = None
     longitude: float | None = None
     zone: str | None = None  # "home", a named zone, or None when elsewhere or unknown
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneArea:
+    """A named circle on the map (`zones:` in the configuration): home, work, a charger."""
+
+    name: str
+    latitude: float
+    longitude: float
+    radius_m: float
+
+
+EARTH_RADIUS_M = 6_371_000.0
+
+
+def zone_of(
+    latitude: float | None, longitude: float | None, zones: Sequence[ZoneArea]
+) -> str | None:
+    """Return the name of the nearest zone the point is in, None if in none (or unknown)."""
+    if latitude is None or longitude is None:
+        return None
+    best: tuple[float, str] | None = None
+    for zone in zones:
+        # Haversine: good to well under a metre at the sizes zones have.
+        phi1, phi2 = math.radians(latitude), math.radians(zone.latitude)
+        dphi, dlam = phi2 - phi1, math.radians(zone.longitude - longitude)
+        h = math.sin(dphi / 2) ** 2 + math.cos(phi1) * math.cos(phi2) * math.sin(dlam / 2) ** 2
+        distance = 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(h)))
+        if distance <= zone.radius_m and (best is None or distance < best[0]):
+            best = (distance, zone.name)
+    return best[1] if best else None
 
 
 @dataclass(frozen=True, slots=True)

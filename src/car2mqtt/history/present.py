@@ -187,8 +187,8 @@ def session_record(session: Session, car: str, tz: tzinfo | None = None) -> dict
 
 def trip_record(trip: Trip, car: str, tz: tzinfo | None = None) -> dict[str, Value]:
     """Return a trip as CSV and JSON write it, in `TRIP_FIELDS` order."""
-    start = place_of(trip.start_latitude, trip.start_longitude)
-    end = place_of(trip.end_latitude, trip.end_longitude)
+    start = place_of(trip.start_latitude, trip.start_longitude, trip.start_zone)
+    end = place_of(trip.end_latitude, trip.end_longitude, trip.end_zone)
     return {
         "id": trip.id,
         "car": car,

@@ -25,7 +25,7 @@ from car2mqtt.bridge.events import CommandProgress, Event, VehicleChanged
 from car2mqtt.bridge.outbox import Outbox
 from car2mqtt.clock import Clock
 from car2mqtt.errors import AuthError, ProviderError, StoreError
-from car2mqtt.history.model import HasChargingHistory, HasTrips
+from car2mqtt.history.model import HasChargingHistory, HasTrips, Place, ZoneArea, zone_of
 from car2mqtt.history.records import HistoryBackend, Session, Trip, Write
 from car2mqtt.history.tracker import CarTracker
 from car2mqtt.models import CommandStatus, VehicleRef, VehicleState
@@ -77,6 +77,7 @@ class HistoryRecorder:
         queue_size: int = 10_000,
         retention: Retention | None = None,
         cloud_delay_s: float = 600.0,
+        zones: tuple[ZoneArea, ...] = (),
     ) -> None:
         self._backend = backend
         self._clock = clock
@@ -86,6 +87,7 @@ class HistoryRecorder:
         self._retention = retention or Retention()
         # The clouds' own figures settle a while after a session ends.
         self._cloud_delay_s = cloud_delay_s
+        self._zones = zones
         self._queue: asyncio.Queue[_State | _Started] = asyncio.Queue(queue_size)
         self._trackers: dict[str, CarTracker] = {}
         self._refs: dict[str, VehicleRef] = {}
@@ -207,7 +209,7 @@ class HistoryRecorder:
     def _tracker(self, key: str) -> CarTracker:
         tracker = self._trackers.get(key)
         if tracker is None:
-            tracker = self._trackers[key] = CarTracker(key)
+            tracker = self._trackers[key] = CarTracker(key, self._zones)
         return tracker
 
     async def _record(self, items: list[_State | _Started]) -> None:
@@ -327,6 +329,8 @@ class HistoryRecorder:
                 end_latitude=end.latitude if end else None,
                 end_longitude=end.longitude if end else None,
                 source="cloud",
+                start_zone=zone_of(*_at(start), self._zones),
+                end_zone=zone_of(*_at(end), self._zones),
             )
             rows.append(trip)
             if trip.ended_at is not None:
@@ -401,3 +405,7 @@ class HistoryRecorder:
         if now - self._said.get(what, -1e12) >= SAY_EVERY_S:
             self._said[what] = now
             _LOGGER.warning(message, *args)
+
+
+def _at(place: Place | None) -> tuple[float | None, float | None]:
+    return (place.latitude, place.longitude) if place else (None, None)

@@ -51,6 +51,8 @@ class Trip:
     end_latitude: float | None = None
     end_longitude: float | None = None
     source: str = "derived"  # "derived" from states, or "cloud" (the dongle's own trip)
+    start_zone: str | None = None  # the zone (`zones:`) it started in, None when in none
+    end_zone: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

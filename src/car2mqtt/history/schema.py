@@ -42,7 +42,9 @@ CREATE TABLE trips (
     start_longitude {real},
     end_latitude {real},
     end_longitude {real},
-    source TEXT NOT NULL
+    source TEXT NOT NULL,
+    start_zone TEXT,
+    end_zone TEXT
 );
 CREATE INDEX trips_by_car ON trips (key, started_at);
 CREATE TABLE samples (
@@ -103,4 +105,6 @@ TRIP_COLUMNS = (
     "end_latitude",
     "end_longitude",
     "source",
+    "start_zone",
+    "end_zone",
 )

@@ -68,22 +68,8 @@ class SqliteHistory:
                 db = sqlite3.connect(self.path, check_same_thread=False, timeout=5)
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=NORMAL")
-                # One writer migrates; a second process opening the same new file waits for
-                # it, then finds the schema there (DDL alone opens no transaction here).
-                db.execute("BEGIN IMMEDIATE")
-                try:
-                    db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER)")
-                    row = db.execute("SELECT MAX(version) FROM schema_version").fetchone()
-                    current = row[0] or 0
-                    for version, statements in SQLITE_MIGRATIONS:
-                        if version > current:
-                            for statement in statements:
-                                db.execute(statement)
-                            db.execute("INSERT INTO schema_version VALUES (?)", (version,))
-                except BaseException:
-                    db.rollback()
-                    raise
-                db.commit()
+                if _version(db) < SQLITE_MIGRATIONS[-1][0]:
+                    _migrate(db)
             except (OSError, sqlite3.Error) as exc:
                 msg = f"cannot open the history database {self.path}: {exc}"
                 raise StoreError(msg) from exc
@@ -168,6 +154,35 @@ class SqliteHistory:
             return gone
 
         return await self._run(work)
+
+
+def _version(db: sqlite3.Connection) -> int:
+    """Return the schema's version; a read, so it waits on no writer (the CLI beside a bridge)."""
+    found = db.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+    ).fetchone()
+    if found is None:
+        return 0
+    row = db.execute("SELECT MAX(version) FROM schema_version").fetchone()
+    return int(row[0] or 0)
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    # One writer migrates; a second process opening the same new file waits for it, then
+    # finds the schema there (DDL alone opens no transaction with this module).
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER)")
+        current = _version(db)
+        for version, statements in SQLITE_MIGRATIONS:
+            if version > current:
+                for statement in statements:
+                    db.execute(statement)
+                db.execute("INSERT INTO schema_version VALUES (?)", (version,))
+    except BaseException:
+        db.rollback()
+        raise
+    db.commit()
 
 
 def _statement(row: Write) -> str:

@@ -20,7 +20,7 @@ import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from car2mqtt.history.model import EnergySource
+from car2mqtt.history.model import EnergySource, ZoneArea, zone_of
 from car2mqtt.history.records import Sample, Session, Totals, Trip, Write
 from car2mqtt.models import ChargeState, VehicleState
 
@@ -42,6 +42,7 @@ class CarTracker:
     """What the recorder follows of one car between states."""
 
     key: str
+    zones: tuple[ZoneArea, ...] = ()  # where sessions and trips are named after
     session: Session | None = None
     trip: Trip | None = None
     total_kwh: float = 0.0  # energy charged in all, never decreasing
@@ -95,6 +96,7 @@ class CarTracker:
                 soc_to=state.battery_pct,
                 latitude=fix.latitude if fix else None,
                 longitude=fix.longitude if fix else None,
+                zone=zone_of(fix.latitude, fix.longitude, self.zones) if fix else None,
             )
             self.session_base_kwh = self.total_kwh
             self.charging_since = None
@@ -187,7 +189,8 @@ class CarTracker:
             # Seen still since its last move, and now moving again long after: the car
             # stopped in between (a cloud that refreshes every few minutes can show the stop
             # once only). The trip ended at its last move; a new one begins.
-            rows.append(replace(trip, ended_at=self.trip_moved_at))
+            zone = zone_of(trip.end_latitude, trip.end_longitude, self.zones)
+            rows.append(replace(trip, ended_at=self.trip_moved_at, end_zone=zone))
             self.trip = trip = None
         if trip is None:
             if before_km is None or km - before_km < TRIP_MIN_KM or previous is None:
@@ -201,6 +204,7 @@ class CarTracker:
                 start_odometer_km=before_km,
                 start_latitude=fix.latitude if fix else None,
                 start_longitude=fix.longitude if fix else None,
+                start_zone=zone_of(fix.latitude, fix.longitude, self.zones) if fix else None,
             )
             self.trip_moved_at = None
         fix = state.location
@@ -220,6 +224,9 @@ class CarTracker:
                 ended_at=self.trip_moved_at,
                 end_latitude=fix.latitude if fix else trip.end_latitude,
                 end_longitude=fix.longitude if fix else trip.end_longitude,
+            )
+            trip = replace(
+                trip, end_zone=zone_of(trip.end_latitude, trip.end_longitude, self.zones)
             )
             self.trip = None
         else:

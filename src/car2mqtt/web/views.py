@@ -366,8 +366,10 @@ def trip_line(trip: Trip, tz: tzinfo | None = None) -> TripLine:
         end="under way" if ended is None else clock_text(ended, tz),
         duration="" if ended is None else duration_text(ended - trip.started_at),
         distance=number_text(distance_of(trip)),
-        start_place=place_text(place_of(trip.start_latitude, trip.start_longitude)),
-        end_place=place_text(place_of(trip.end_latitude, trip.end_longitude)),
+        start_place=place_text(
+            place_of(trip.start_latitude, trip.start_longitude, trip.start_zone)
+        ),
+        end_place=place_text(place_of(trip.end_latitude, trip.end_longitude, trip.end_zone)),
         source=trip.source,
     )
 
