@@ -12,6 +12,7 @@ from typing import Any
 
 import psycopg
 
+from car2mqtt.history.model import EnergySource
 from car2mqtt.history.records import HistoryBackend, Session
 from car2mqtt.models import VehicleRef
 from car2mqtt.mqtt.link import BrokerSettings
@@ -137,6 +138,15 @@ async def test_a_charge_from_40_to_80_is_one_session_with_the_energy_delivered(
         assert shown["last_session_duration"] > 60
         assert len(await backend.sessions(key)) == 1  # exactly one, ended
 
+        async def from_the_cloud() -> Session | None:
+            (latest,) = await backend.sessions(key)
+            return latest if latest.energy_source is EnergySource.CLOUD else None
+
+        # Enode's own statistics, asked for once the session ended, replace the estimate.
+        cloud = await until(from_the_cloud, "Enode's figure for the session")
+        assert abs(cloud.energy_kwh - delivered) <= 0.02 * delivered
+        assert cloud.soc_from == 40
+
 
 async def test_a_restart_in_the_middle_of_a_session_does_not_split_it(
     sim: Sim, mosquitto: Mosquitto, tmp_path: Path, history_url: str
@@ -152,6 +162,7 @@ async def test_a_restart_in_the_middle_of_a_session_does_not_split_it(
             lambda: _open_session_at(backend, f"enode_{tesla}", 55),
             "the open session has reached 55 %",
         )
+        before = {t.key: t.energy_kwh for t in await backend.totals()}[f"enode_{tesla}"]
     async with bridge_with_history(sim, mosquitto, tmp_path, history_url) as (run, backend):
         assert run.history is not None
         await charge(sim, tesla, 79.9)
@@ -163,6 +174,8 @@ async def test_a_restart_in_the_middle_of_a_session_does_not_split_it(
         assert session.soc_from == 40
         assert session.soc_to == 80
         assert len(await backend.sessions(f"enode_{tesla}")) == 1
+        after = {t.key: t.energy_kwh for t in await backend.totals()}[f"enode_{tesla}"]
+        assert after >= before + 0.2 * TESLA_KWH  # it went on from where it was, not from 0
 
 
 async def _open_session_at(backend: HistoryBackend, key: str, pct: float) -> bool:
