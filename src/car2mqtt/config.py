@@ -30,7 +30,7 @@ from functools import cache
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Final, Literal, Self, Union, get_args
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import yaml
 from pydantic import (
@@ -552,7 +552,28 @@ class HistorySettings(_Model):
                 "expected postgresql://user:password@host/database or sqlite:///path/to/file.db",
                 quiet=True,
             )
+        try:
+            parts = urlsplit(text)
+            parts.port  # noqa: B018 - read for its check: a port that is not a number raises
+        except ValueError as exc:
+            raise invalid(f"not a database URL: {exc}", quiet=True) from None
         return SecretStr(text)
+
+    def url_secrets(self) -> list[str]:
+        """Return the URL and every password in it, as written and decoded (for the redactor)."""
+        if self.url is None:
+            return []
+        text = self.url.get_secret_value()
+        parts = urlsplit(text)
+        found = [text]
+        passwords = [parts.password] if parts.password else []
+        for pair in parts.query.split("&"):
+            name, _, given = pair.partition("=")
+            if unquote(name) == "password" and given:
+                passwords.append(given)
+        for password in passwords:
+            found += [password, unquote(password)]
+        return found
 
     def sqlite_path(self, store: Path) -> Path | None:
         """Return the SQLite file history goes to, None when it goes to PostgreSQL."""
@@ -1136,6 +1157,13 @@ def describe(config: Config) -> list[str]:
     ]
 
 
+def shown_database_url(url: str) -> str:
+    """Return a database URL without its login or query (either may carry a password)."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return f"{parts.scheme}://{host}{parts.path}"
+
+
 def _history_text(config: Config) -> str:
     history = config.history
     if not history.enabled:
@@ -1144,10 +1172,8 @@ def _history_text(config: Config) -> str:
     if path is not None:
         where = f"SQLite {path}"
     else:
-        # The URL without its login: it may carry a password.
         text = history.url.get_secret_value() if history.url else ""
-        scheme, _, rest = text.partition("://")
-        where = f"PostgreSQL {scheme}://{rest.rpartition('@')[2]}"
+        where = f"PostgreSQL {shown_database_url(text)}"
 
     def days(value: int | None) -> str:
         return "forever" if value is None else f"{value} days"

@@ -9,7 +9,6 @@ import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from typing import Any
-from urllib.parse import urlsplit
 
 from car2mqtt.bridge.publisher import Publishing
 from car2mqtt.bridge.root import Bridge
@@ -276,15 +275,11 @@ def _awaiting(coro: object) -> list[str]:
 def secrets_of(config: Config) -> list[str]:
     """Every secret in `config`, for the log redactor."""
     found = [secret for account in config.accounts for secret in account.secrets()]
-    for secret in (config.mqtt.password, config.web.password, config.history.url):
+    for secret in (config.mqtt.password, config.web.password):
         if secret is not None:
             found.append(secret.get_secret_value())
-    if config.history.url is not None:
-        # The database's password alone, as a driver's error message may quote it.
-        password = urlsplit(config.history.url.get_secret_value()).password
-        if password:
-            found.append(password)
-    return found
+    # The database URL, and its password alone: a driver's message may quote either.
+    return found + config.history.url_secrets()
 
 
 def broker_settings(config: Config) -> BrokerSettings:

@@ -129,3 +129,18 @@ async def test_two_processes_opening_a_new_file_at_once_both_find_the_schema(
     await second.close()
     versions = sqlite3.connect(path).execute("SELECT version FROM schema_version").fetchall()
     assert versions == [(VERSION,)]
+
+
+async def test_each_cars_last_session_and_trip(backend: HistoryBackend) -> None:
+    older = replace(SESSION, id="a", started_at=10.0, ended_at=20.0)
+    newer = replace(SESSION, id="b", started_at=30.0, ended_at=40.0)
+    other = replace(SESSION, id="c", key="enode_other", started_at=5.0, ended_at=6.0)
+    still_open = replace(SESSION, id="d", started_at=50.0)
+    trips = [replace(TRIP, id="t0", ended_at=800.0), TRIP, replace(TRIP, id="t2", ended_at=None)]
+    await backend.write([older, newer, other, still_open, *trips])
+    assert sorted(s.id for s in await backend.last_sessions()) == ["b", "c"]
+    assert [t.id for t in await backend.last_trips()] == ["t1"]
+    assert [t.id for t in await backend.open_trips()] == ["t2"]
+    gone = await backend.prune(samples_before=None, sessions_before=None, trips_before=850.0)
+    assert gone == 1
+    assert sorted(t.id for t in await backend.trips()) == ["t1", "t2"]

@@ -74,9 +74,20 @@ def test_zones_reach_the_recorder(tmp_path: Path) -> None:
         load_config(path, env={})
 
 
+def test_a_password_in_the_query_is_hidden_too(tmp_path: Path) -> None:
+    url = "postgresql://db.example/cars?user=bob&password=hun%2Fter2&sslmode=require"
+    config = config_with(tmp_path, {"url": url})
+    said = "\n".join(describe(config))
+    assert "PostgreSQL postgresql://db.example/cars" in said
+    assert "hun" not in said
+    assert {"hun%2Fter2", "hun/ter2"} <= set(secrets_of(config))
+
+
 @pytest.mark.parametrize(
     ("history", "needle"),
     [
+        ({"url": "postgresql://[bad/x"}, "not a database URL"),
+        ({"url": "postgresql://db:port/x"}, "not a database URL"),
         ({"url": "mysql://x"}, "expected postgresql://"),
         ({"keep_samples_days": 0}, "keep_samples_days"),
         ({"queue": 5}, "queue"),

@@ -22,9 +22,10 @@ async def test_a_full_queue_drops_counts_and_says_so_once_a_minute(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING)
+    clock = SimClock(1_700_000_000.0, 0.0)
     recorder = HistoryRecorder(
         SqliteHistory(tmp_path / "history.db"),  # never opened: the worker is not running
-        clock=SimClock(1_700_000_000.0, 0.0),
+        clock=clock,
         topics=Topics(),
         outbox=Outbox(Spawner().start),
         providers={},
@@ -36,3 +37,8 @@ async def test_a_full_queue_drops_counts_and_says_so_once_a_minute(
     assert (recorder.queued, recorder.dropped) == (100, 50)
     full = [r for r in caplog.records if "queue is full" in r.getMessage()]
     assert len(full) == 1  # one line, not fifty
+    clock.advance(61)
+    await recorder.on_event(VehicleChanged(vehicle))
+    said = [r.getMessage() for r in caplog.records if "queue is full" in r.getMessage()]
+    assert said[-1].endswith("dropped 51 events so far")  # a minute on: said again
+    assert len(said) == 2

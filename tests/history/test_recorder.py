@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 
 from car2mqtt.history.model import EnergySource
 from car2mqtt.history.records import HistoryBackend, Session
@@ -203,14 +205,15 @@ async def test_a_database_that_stalls_for_30_s_holds_up_no_publish_and_loses_not
             await admin(sim, "PUT", f"/enode/vehicles/{tesla}/battery", {"level": 31})
             await admin(sim, "POST", f"/enode/vehicles/{tesla}/plug-in", {"startCharging": False})
             await refreshed(sim, tesla)
-            # Published while the database is stalled, as if it were not there.
-            await seen.wait_json(state_topic, lambda s: s["plugged_in"] == "ON")
+            # Published while the database is stalled, as if it were not there: within a few
+            # polls (0.4 s apart), where waiting for the database would take the whole 30 s.
+            await seen.wait_json(state_topic, lambda s: s["plugged_in"] == "ON", timeout=5)
             await asyncio.sleep(10.0)
             await admin(sim, "PUT", f"/enode/vehicles/{tesla}/battery", {"level": 35})
             await admin(sim, "POST", f"/enode/vehicles/{tesla}/unplug")
             await refreshed(sim, tesla)
             await seen.wait_json(
-                state_topic, lambda s: s["plugged_in"] == "OFF" and s["battery"] == 35
+                state_topic, lambda s: s["plugged_in"] == "OFF" and s["battery"] == 35, timeout=5
             )
             await asyncio.sleep(max(0.0, 30.0 - (asyncio.get_running_loop().time() - stalled_at)))
         # Released after 30 s: the recorder catches up, and nothing was lost.
@@ -223,18 +226,24 @@ async def test_a_database_that_stalls_for_30_s_holds_up_no_publish_and_loses_not
 
 
 async def test_a_locked_sqlite_file_is_retried_until_it_is_free(
-    sim: Sim, mosquitto: Mosquitto, tmp_path: Path
+    sim: Sim, mosquitto: Mosquitto, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.WARNING)
     tesla = sim.vehicle_ids()[0]
     url = f"sqlite://{tmp_path / 'history.db'}"
     async with bridge_with_history(sim, mosquitto, tmp_path, url) as (run, backend):
         assert run.history is not None
         holder = sqlite3.connect(tmp_path / "history.db", isolation_level=None)
         holder.execute("BEGIN EXCLUSIVE")
+
+        async def refused() -> bool:
+            return any("history: cannot write" in r.getMessage() for r in caplog.records)
+
         try:
             await admin(sim, "POST", f"/enode/vehicles/{tesla}/plug-in", {"startCharging": False})
             await refreshed(sim, tesla)
-            await asyncio.sleep(7.0)  # past the 5 s busy timeout: a failed write, kept
+            # Held until a write has failed on it (after the 5 s busy timeout) and was kept.
+            await until(refused, "a write refused by the locked file", timeout=30)
         finally:
             holder.execute("ROLLBACK")
             holder.close()

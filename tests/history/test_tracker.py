@@ -147,10 +147,42 @@ def test_the_total_never_decreases_and_a_cloud_figure_only_raises_it() -> None:
 
 def test_a_command_that_started_charging_marks_the_session() -> None:
     tracker = CarTracker("car")
-    feed(tracker, [parked(0, plugged_in=True, charge_state=ChargeState.STOPPED, battery_pct=50)])
+    plugged = parked(0, plugged_in=True, charge_state=ChargeState.STOPPED, battery_pct=50)
+    first = sessions(feed(tracker, [plugged]))
+    assert [s.by_command for s in first.values()] == [False]
     tracker.command_started = True
     rows = feed(tracker, [charging(5, 50.0), parked(60, battery_pct=60.0)])
-    assert all(s.by_command for s in sessions(rows).values())
+    assert [s.by_command for s in sessions(rows).values()] == [True]
+
+
+def test_a_cloud_figure_taken_while_the_next_session_is_open_still_counts() -> None:
+    tracker = CarTracker("car")
+    (first,) = sessions(feed(tracker, [charging(0, 50.0), parked(60, battery_pct=60.0)])).values()
+    feed(tracker, [charging(120, 60.0)])  # the next session is open
+    tracker.adopt_cloud_energy(first, 7.0)  # the cloud says 7 kWh, not 6
+    feed(tracker, [parked(180, battery_pct=65.0)])  # 3 kWh more
+    assert tracker.total_kwh == 10.0
+
+
+def test_one_reading_without_a_capacity_keeps_the_energy() -> None:
+    tracker = CarTracker("car")
+    rows = feed(
+        tracker,
+        [
+            charging(0, 50.0),
+            charging(30, 55.0).replace(battery_capacity_kwh=None),
+            parked(60, battery_pct=60.0).replace(battery_capacity_kwh=None),
+        ],
+    )
+    (session,) = sessions(rows).values()
+    assert (session.energy_kwh, session.energy_source) == (6.0, EnergySource.SOC)
+
+
+def test_an_unchanged_open_session_is_not_written_again() -> None:
+    tracker = CarTracker("car")
+    plugged = parked(0, plugged_in=True, charge_state=ChargeState.STOPPED, battery_pct=50)
+    assert sessions(feed(tracker, [plugged]))
+    assert not sessions(feed(tracker, [plugged]))  # the same reading again: nothing to write
 
 
 def test_an_odometer_that_moves_and_then_rests_is_one_trip() -> None:
@@ -171,6 +203,40 @@ def test_an_odometer_that_moves_and_then_rests_is_one_trip() -> None:
     assert trip.distance_km == 12.5
     assert (trip.started_at, trip.ended_at) == (at(0).timestamp(), at(14).timestamp())
     assert (trip.start_latitude, trip.end_latitude) == (59.91, 59.95)
+    assert tracker.trip is None
+
+
+def test_a_dongle_trip_ends_with_the_ignition_even_when_the_odometer_stamp_stands_still() -> None:
+    tracker = CarTracker("car")
+    moved = at(20)
+    rows = feed(
+        tracker,
+        [
+            parked(0, odometer_km=1000.0, ignition_on=False),
+            parked(5, odometer_km=1004.0, ignition_on=True),
+            parked(20, odometer_km=1012.0, ignition_on=True),
+            # Parked: the dongle sends no odometer any more, so its stamp stays at 20.
+            parked(21, odometer_km=1012.0, odometer_updated_at=moved, ignition_on=False),
+        ],
+    )
+    (trip,) = {r.id: r for r in rows if isinstance(r, Trip)}.values()
+    assert (trip.distance_km, trip.ended_at) == (12.0, moved.timestamp())
+
+
+def test_a_trip_ends_by_the_cars_clock_when_the_odometer_stamp_stops() -> None:
+    tracker = CarTracker("car")
+    moved = at(20)
+    rows = feed(
+        tracker,
+        [
+            parked(0, odometer_km=1000.0),
+            parked(20, odometer_km=1012.0),
+            parked(30, odometer_km=1012.0, odometer_updated_at=moved),
+            parked(50, odometer_km=1012.0, odometer_updated_at=moved),
+        ],
+    )
+    (trip,) = {r.id: r for r in rows if isinstance(r, Trip)}.values()
+    assert trip.ended_at == moved.timestamp()
     assert tracker.trip is None
 
 

@@ -193,14 +193,7 @@ async def _read(
     from car2mqtt.history.sqlite import SqliteHistory  # noqa: PLC0415
     from car2mqtt.runtime import history_options  # noqa: PLC0415
 
-    try:
-        options = history_options(config)
-    except ModuleNotFoundError as exc:  # PostgreSQL's driver is an extra
-        msg = (
-            f"history.url names a PostgreSQL database, which needs {exc.name}: "
-            "pip install 'car2mqtt[postgresql]'"
-        )
-        raise ConfigError(msg) from None
+    options = history_options(config)  # a missing PostgreSQL driver is a ConfigError there
     if options is None:
         msg = "history is off (history.enabled: false in the configuration): nothing is recorded"
         raise ConfigError(msg)

@@ -12,10 +12,17 @@ from typing import TypeVar
 
 import psycopg
 
+from car2mqtt.config import shown_database_url
 from car2mqtt.errors import StoreError
 from car2mqtt.history.records import Sample, Session, Totals, Trip, Write
 from car2mqtt.history.schema import POSTGRES_MIGRATIONS, SESSION_COLUMNS, TRIP_COLUMNS
 from car2mqtt.history.sql import (
+    LAST_SESSIONS,
+    LAST_TRIPS,
+    OPEN_SESSIONS,
+    OPEN_TRIPS,
+    PRUNED,
+    TOTALS,
     Statements,
     params_of,
     sample_of,
@@ -27,6 +34,7 @@ from car2mqtt.history.sql import (
 T = TypeVar("T")
 SQL = Statements("%s")
 CONNECT_TIMEOUT_S = 10
+QUERY_TIMEOUT_S = 120.0  # one call (a batch, a prune) that takes longer is given up and retried
 # Taken by the first bridge that migrates: two starting at once do not both migrate.
 MIGRATION_LOCK = 4_242_001
 
@@ -41,14 +49,20 @@ class PostgresHistory:
 
     def describe(self) -> str:
         """Say where history goes, without the login."""
-        scheme, _, rest = self._url.partition("://")
-        return f"PostgreSQL {scheme}://{rest.rpartition('@')[2]}"
+        return f"PostgreSQL {shown_database_url(self._url)}"
 
     async def _connection(self) -> psycopg.AsyncConnection[tuple[object, ...]]:
         if self._db is None or self._db.closed:
             try:
                 self._db = await psycopg.AsyncConnection.connect(
-                    self._url, connect_timeout=CONNECT_TIMEOUT_S, autocommit=False
+                    self._url,
+                    connect_timeout=CONNECT_TIMEOUT_S,
+                    autocommit=False,
+                    # A server that vanished (not one that said no) is noticed, not waited on.
+                    keepalives=1,
+                    keepalives_idle=30,
+                    keepalives_interval=10,
+                    keepalives_count=3,
                 )
             except psycopg.Error as exc:
                 raise StoreError(f"cannot reach the history database ({_said(exc)})") from None
@@ -60,10 +74,16 @@ class PostgresHistory:
         async with self._lock:
             db = await self._connection()
             try:
-                async with db.transaction():
+                async with asyncio.timeout(QUERY_TIMEOUT_S), db.transaction():
                     return await work(db)
+            except TimeoutError:
+                await db.close()  # whatever it was waiting on: a fresh connection next time
+                self._db = None
+                msg = f"history database: no answer within {QUERY_TIMEOUT_S:.0f} s"
+                raise StoreError(msg) from None
             except psycopg.Error as exc:
                 if db.closed or db.broken:
+                    await db.close()
                     self._db = None  # opened again next time
                 raise StoreError(f"history database: {_said(exc)}") from None
 
@@ -85,10 +105,11 @@ class PostgresHistory:
         await self._run(migrate)
 
     async def close(self) -> None:
-        """Disconnect."""
-        if self._db is not None:
-            await self._db.close()
-            self._db = None
+        """Disconnect (after the call in progress, if any)."""
+        async with self._lock:
+            if self._db is not None:
+                await self._db.close()
+                self._db = None
 
     async def write(self, rows: Sequence[Write]) -> None:
         """Store `rows` in one transaction."""
@@ -96,9 +117,10 @@ class PostgresHistory:
         async def work(db: psycopg.AsyncConnection[tuple[object, ...]]) -> None:
             async with db.cursor() as cursor:
                 for kind in (Session, Trip, Sample, Totals):
-                    chosen = [params_of(r) for r in rows if isinstance(r, kind)]
+                    chosen = [r for r in rows if isinstance(r, kind)]
                     if chosen:
-                        await cursor.executemany(_statement(kind), chosen)
+                        statement = SQL.statement_of(chosen[0])
+                        await cursor.executemany(statement, [params_of(r) for r in chosen])
 
         await self._run(work)
 
@@ -111,17 +133,23 @@ class PostgresHistory:
 
     async def open_sessions(self) -> list[Session]:
         """Return the sessions not ended yet."""
-        query = f"SELECT {', '.join(SESSION_COLUMNS)} FROM sessions WHERE ended_at IS NULL"
-        return [session_of(r) for r in await self._select(query)]
+        return [session_of(r) for r in await self._select(OPEN_SESSIONS)]
 
     async def open_trips(self) -> list[Trip]:
         """Return the trips not ended yet."""
-        query = f"SELECT {', '.join(TRIP_COLUMNS)} FROM trips WHERE ended_at IS NULL"
-        return [trip_of(r) for r in await self._select(query)]
+        return [trip_of(r) for r in await self._select(OPEN_TRIPS)]
+
+    async def last_sessions(self) -> list[Session]:
+        """Return each car's last ended session."""
+        return [session_of(r) for r in await self._select(LAST_SESSIONS)]
+
+    async def last_trips(self) -> list[Trip]:
+        """Return each car's last ended trip."""
+        return [trip_of(r) for r in await self._select(LAST_TRIPS)]
 
     async def totals(self) -> list[Totals]:
         """Return every car's energy total."""
-        return [totals_of(r) for r in await self._select("SELECT key, energy_kwh FROM totals")]
+        return [totals_of(r) for r in await self._select(TOTALS)]
 
     async def sessions(self, key: str | None = None, since: float | None = None) -> list[Session]:
         """Return sessions started at or after `since`, oldest first."""
@@ -135,11 +163,7 @@ class PostgresHistory:
 
     async def samples(self, key: str, since: float) -> list[Sample]:
         """Return one car's samples since `since`, oldest first."""
-        query = (
-            "SELECT at, battery_pct, range_km, odometer_km FROM samples "
-            "WHERE key = %s AND at >= %s ORDER BY at"
-        )
-        return [sample_of(key, r) for r in await self._select(query, (key, since))]
+        return [sample_of(key, r) for r in await self._select(SQL.samples, (key, since))]
 
     async def prune(
         self,
@@ -149,34 +173,19 @@ class PostgresHistory:
         trips_before: float | None,
     ) -> int:
         """Delete what is older than each limit; open sessions and trips are always kept."""
+        limits = dict(zip(PRUNED, (samples_before, sessions_before, trips_before), strict=True))
 
         async def work(db: psycopg.AsyncConnection[tuple[object, ...]]) -> int:
             gone = 0
-            if samples_before is not None:
-                cursor = await db.execute("DELETE FROM samples WHERE at < %s", (samples_before,))
-                gone += max(cursor.rowcount, 0)
-            for table, before in (("sessions", sessions_before), ("trips", trips_before)):
+            for table, before in limits.items():
                 if before is not None:
-                    cursor = await db.execute(
-                        f"DELETE FROM {table} WHERE ended_at IS NOT NULL AND ended_at < %s",
-                        (before,),
-                    )
+                    cursor = await db.execute(SQL.prune(table), (before,))
                     gone += max(cursor.rowcount, 0)
             return gone
 
         return await self._run(work)
 
 
-def _statement(kind: type) -> str:
-    if kind is Session:
-        return SQL.session
-    if kind is Trip:
-        return SQL.trip
-    if kind is Sample:
-        return SQL.sample
-    return SQL.total
-
-
 def _said(exc: psycopg.Error) -> str:
-    """Return the driver's message, first line only (it never quotes the password)."""
+    """Return the driver's message, first line only (the log redactor hides any password)."""
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

@@ -26,7 +26,7 @@ from car2mqtt.bridge.outbox import Outbox
 from car2mqtt.clock import Clock
 from car2mqtt.errors import AuthError, ProviderError, StoreError
 from car2mqtt.history.model import HasChargingHistory, HasTrips, Place, ZoneArea, zone_of
-from car2mqtt.history.records import HistoryBackend, Session, Trip, Write
+from car2mqtt.history.records import HistoryBackend, Session, Totals, Trip, Write
 from car2mqtt.history.tracker import CarTracker
 from car2mqtt.models import CommandStatus, VehicleRef, VehicleState
 from car2mqtt.mqtt.topics import Topics
@@ -36,6 +36,7 @@ _LOGGER = logging.getLogger(__name__)
 BATCH = 500  # events turned into rows per transaction at most
 UNWRITTEN_KEPT = 50_000  # rows held while the database fails; past this the oldest go
 RETRY_S = 5.0
+STOP_FLUSH_S = 5.0  # what a stop gives the database to take the rows still held
 PRUNE_EVERY_S = 3600.0
 SAY_EVERY_S = 60.0
 # Commands that start charging: a session they started in says so.
@@ -95,10 +96,11 @@ class HistoryRecorder:
         self._last_trip: dict[str, Trip] = {}
         self._shown: dict[str, str] = {}  # topic -> the JSON the broker was last sent
         self._unwritten: deque[Write] = deque()
+        self._write_lock = asyncio.Lock()
+        self._persisted: dict[str, float] = {}  # each car's total as the database has it
         self._tasks: set[asyncio.Task[None]] = set()
         self.dropped = 0  # events the queue had no room for, since start
         self.lost = 0  # rows given up while the database failed
-        self.written = 0
         self._said: dict[str, float] = {}
         self.ready = asyncio.Event()  # what an earlier run left open is restored
 
@@ -142,7 +144,18 @@ class HistoryRecorder:
         try:
             await self._record_forever()
         finally:
-            await self._backend.close()
+            await self._stop()
+
+    async def _stop(self) -> None:
+        """Let the cloud tasks go, write what is still held (briefly), and close."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        # A stop never hangs on the database: what it cannot take in time stays unrecorded.
+        with contextlib.suppress(TimeoutError, StoreError):
+            async with asyncio.timeout(STOP_FLUSH_S):
+                await self.flush()
+        await self._backend.close()
 
     async def _record_forever(self) -> None:
         await self._restore()
@@ -154,16 +167,20 @@ class HistoryRecorder:
                 items = [await self._queue.get()]
                 while len(items) < BATCH and not self._queue.empty():
                     items.append(self._queue.get_nowait())
-                await self._record(items)
+                try:
+                    await self._record(items)
+                except Exception:
+                    # A bug in history must never stop the bridge (it shares the TaskGroup).
+                    _LOGGER.exception(
+                        "history: unexpected error; %d changes not recorded", len(items)
+                    )
         finally:
             pruner.cancel()
-            for task in self._tasks:
-                task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await pruner
 
     async def flush(self) -> None:
-        """Record everything queued now (tests and a clean stop)."""
+        """Record everything queued now, and write what a failing database left held."""
         items = []
         while not self._queue.empty():
             items.append(self._queue.get_nowait())
@@ -183,8 +200,8 @@ class HistoryRecorder:
                 totals = await self._backend.totals()
                 sessions = await self._backend.open_sessions()
                 trips = await self._backend.open_trips()
-                closed = await self._backend.sessions(since=self._clock.time() - 400 * 86400)
-                done_trips = await self._backend.trips(since=self._clock.time() - 400 * 86400)
+                closed = await self._backend.last_sessions()
+                done_trips = await self._backend.last_trips()
             except StoreError as exc:
                 self._say("restore", "history: cannot read the database (%s); trying again", exc)
                 await asyncio.sleep(RETRY_S)
@@ -192,19 +209,17 @@ class HistoryRecorder:
             break
         for total in totals:
             self._tracker(total.key).total_kwh = total.energy_kwh
-        for session in closed:
-            if session.ended_at is not None:
-                self._last_session[session.key] = session
-        for trip in done_trips:
-            if trip.ended_at is not None:
-                self._last_trip[trip.key] = trip
+            self._persisted[total.key] = total.energy_kwh
+        self._last_session.update((s.key, s) for s in closed)
+        self._last_trip.update((t.key, t) for t in done_trips)
         for session in sessions:
             # Resumed, not split: the car's next state goes on with this session.
             tracker = self._tracker(session.key)
             tracker.session = session
             tracker.session_base_kwh = tracker.total_kwh - session.energy_kwh
         for trip in trips:
-            self._tracker(trip.key).trip = trip
+            if trip.source == "derived":  # a cloud's own trip is the cloud's to end
+                self._tracker(trip.key).trip = trip
 
     def _tracker(self, key: str) -> CarTracker:
         tracker = self._trackers.get(key)
@@ -247,28 +262,41 @@ class HistoryRecorder:
         return [row]
 
     async def _write(self, rows: list[Write]) -> None:
-        self._unwritten.extend(rows)
-        if not self._unwritten:
-            return
-        while len(self._unwritten) > UNWRITTEN_KEPT:
-            self._unwritten.popleft()
-            self.lost += 1
-        batch = list(self._unwritten)
-        try:
-            await self._backend.write(batch)
-        except StoreError as exc:
-            self._say("write", "history: cannot write (%s); %d rows wait", exc, len(batch))
-            return
-        self.written += len(batch)
-        for _ in batch:
-            self._unwritten.popleft()
+        # One write at a time: the worker and the cloud tasks share the held rows.
+        async with self._write_lock:
+            self._unwritten.extend(rows)
+            if not self._unwritten:
+                return
+            while len(self._unwritten) > UNWRITTEN_KEPT:
+                self._unwritten.popleft()
+                self.lost += 1
+                self._say("lost", "history: the database is away too long; %d rows lost", self.lost)
+            batch = list(self._unwritten)
+            try:
+                await self._backend.write(batch)
+            except StoreError as exc:
+                self._say("write", "history: cannot write (%s); %d rows wait", exc, len(batch))
+                return
+            self._unwritten.clear()
+            for row in batch:
+                if isinstance(row, Totals):
+                    # Home Assistant is shown only what is stored: a total it saw never drops
+                    # after a restart reads the database again.
+                    self._persisted[row.key] = max(
+                        self._persisted.get(row.key, 0.0), row.energy_kwh
+                    )
 
     # ---- what the clouds know better -------------------------------------------------------
 
     def _spawn(self, work: Coroutine[object, object, None]) -> None:
         task = asyncio.create_task(work)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            _LOGGER.error("history: a cloud figure was not taken", exc_info=error)
 
     async def _cloud_energy(
         self, provider: HasChargingHistory, ref: VehicleRef, session: Session
@@ -362,13 +390,13 @@ class HistoryRecorder:
 
     def car_values(self, key: str) -> dict[str, float | None]:
         """Return the history values Home Assistant shows for car `key`."""
-        tracker = self._trackers.get(key)
+        total = self._persisted.get(key)
         session, trip = self._last_session.get(key), self._last_trip.get(key)
         duration = None
         if session is not None and session.ended_at is not None:
             duration = round((session.ended_at - session.started_at) / 60)
         return {
-            "energy_charged": round(tracker.total_kwh, 3) if tracker else None,
+            "energy_charged": round(total, 3) if total is not None else None,
             "last_session_energy": round(session.energy_kwh, 3) if session else None,
             "last_session_duration": duration,
             "last_trip_distance": (

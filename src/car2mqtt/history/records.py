@@ -104,6 +104,14 @@ class HistoryBackend(Protocol):
         """Return every car's energy total."""
         ...
 
+    async def last_sessions(self) -> list[Session]:
+        """Return each car's last ended session."""
+        ...
+
+    async def last_trips(self) -> list[Trip]:
+        """Return each car's last ended trip."""
+        ...
+
     async def sessions(self, key: str | None = None, since: float | None = None) -> list[Session]:
         """Return sessions (of one car, or all) started at or after `since`, oldest first."""
         ...

@@ -29,6 +29,7 @@ CREATE TABLE sessions (
     by_command {bool} NOT NULL
 );
 CREATE INDEX sessions_by_car ON sessions (key, started_at);
+CREATE INDEX sessions_ended ON sessions (key, ended_at);
 CREATE INDEX sessions_open ON sessions (ended_at);
 CREATE TABLE trips (
     id TEXT PRIMARY KEY,
@@ -47,6 +48,8 @@ CREATE TABLE trips (
     end_zone TEXT
 );
 CREATE INDEX trips_by_car ON trips (key, started_at);
+CREATE INDEX trips_ended ON trips (key, ended_at);
+CREATE INDEX trips_open ON trips (ended_at);
 CREATE TABLE samples (
     key TEXT NOT NULL,
     at {real} NOT NULL,
@@ -55,6 +58,7 @@ CREATE TABLE samples (
     odometer_km {real},
     PRIMARY KEY (key, at)
 );
+CREATE INDEX samples_at ON samples (at);
 CREATE TABLE totals (
     key TEXT PRIMARY KEY,
     energy_kwh {real} NOT NULL
@@ -72,7 +76,7 @@ SQLITE_MIGRATIONS: Sequence[tuple[int, tuple[str, ...]]] = ((1, _statements("REA
 POSTGRES_MIGRATIONS: Sequence[tuple[int, tuple[str, ...]]] = (
     (1, _statements("DOUBLE PRECISION", "BOOLEAN")),
 )
-VERSION = 1
+VERSION = SQLITE_MIGRATIONS[-1][0]
 
 SESSION_COLUMNS = (
     "id",

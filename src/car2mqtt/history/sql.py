@@ -55,6 +55,32 @@ class Statements:
             "THEN excluded.energy_kwh ELSE totals.energy_kwh END"
         )
 
+    def statement_of(self, row: Write) -> str:
+        """Return the statement that stores `row`."""
+        if isinstance(row, Session):
+            return self.session
+        if isinstance(row, Trip):
+            return self.trip
+        if isinstance(row, Sample):
+            return self.sample
+        return self.total
+
+    @property
+    def samples(self) -> str:
+        """One car's samples since a time, oldest first."""
+        m = self.mark
+        return (
+            "SELECT at, battery_pct, range_km, odometer_km FROM samples "
+            f"WHERE key = {m} AND at >= {m} ORDER BY at"
+        )
+
+    def prune(self, table: str) -> str:
+        """Delete `table`'s rows older than a time; a session or trip still open stays."""
+        column, open_kept = (
+            ("at", "") if table == "samples" else ("ended_at", "ended_at IS NOT NULL AND ")
+        )
+        return f"DELETE FROM {table} WHERE {open_kept}{column} < {self.mark}"
+
     def select(
         self, table: str, columns: Sequence[str], key: str | None, since: float | None
     ) -> tuple[str, list[object]]:
@@ -70,6 +96,25 @@ class Statements:
         clause = f" WHERE {' AND '.join(where)}" if where else ""
         query = f"SELECT {', '.join(columns)} FROM {table}{clause} ORDER BY started_at, id"
         return query, params
+
+
+OPEN_SESSIONS = f"SELECT {', '.join(SESSION_COLUMNS)} FROM sessions WHERE ended_at IS NULL"
+OPEN_TRIPS = f"SELECT {', '.join(TRIP_COLUMNS)} FROM trips WHERE ended_at IS NULL"
+TOTALS = "SELECT key, energy_kwh FROM totals"
+
+
+def _latest(table: str, columns: Sequence[str]) -> str:
+    # Each car's last ended row, read from the (key, ended_at) index: a restart of a fleet's
+    # bridge reads one row per car, not every session of the last year.
+    return (
+        f"SELECT {', '.join(columns)} FROM {table} AS r WHERE r.ended_at = "
+        f"(SELECT MAX(l.ended_at) FROM {table} AS l WHERE l.key = r.key)"
+    )
+
+
+LAST_SESSIONS = _latest("sessions", SESSION_COLUMNS)
+LAST_TRIPS = _latest("trips", TRIP_COLUMNS)
+PRUNED = ("samples", "sessions", "trips")
 
 
 def params_of(row: Write) -> tuple[Any, ...]:

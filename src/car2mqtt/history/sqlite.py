@@ -18,6 +18,12 @@ from car2mqtt.errors import StoreError
 from car2mqtt.history.records import Sample, Session, Totals, Trip, Write
 from car2mqtt.history.schema import SESSION_COLUMNS, SQLITE_MIGRATIONS, TRIP_COLUMNS
 from car2mqtt.history.sql import (
+    LAST_SESSIONS,
+    LAST_TRIPS,
+    OPEN_SESSIONS,
+    OPEN_TRIPS,
+    PRUNED,
+    TOTALS,
     Statements,
     params_of,
     sample_of,
@@ -37,10 +43,6 @@ class SqliteHistory:
         self.path = path
         self._db: sqlite3.Connection | None = None
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="history")
-
-    def describe(self) -> str:
-        """Say where history goes, for logs and `config check`."""
-        return f"SQLite {self.path}"
 
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         def call() -> T:
@@ -93,44 +95,46 @@ class SqliteHistory:
 
         def work(db: sqlite3.Connection) -> None:
             for row in rows:
-                db.execute(_statement(row), params_of(row))
+                db.execute(SQL.statement_of(row), params_of(row))
 
         await self._run(work)
 
+    async def _select(self, query: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
+        return await self._run(lambda db: db.execute(query, params).fetchall())
+
     async def open_sessions(self) -> list[Session]:
         """Return the sessions not ended yet."""
-        query = f"SELECT {', '.join(SESSION_COLUMNS)} FROM sessions WHERE ended_at IS NULL"
-        return await self._run(lambda db: [session_of(r) for r in db.execute(query)])
+        return [session_of(r) for r in await self._select(OPEN_SESSIONS)]
 
     async def open_trips(self) -> list[Trip]:
         """Return the trips not ended yet."""
-        query = f"SELECT {', '.join(TRIP_COLUMNS)} FROM trips WHERE ended_at IS NULL"
-        return await self._run(lambda db: [trip_of(r) for r in db.execute(query)])
+        return [trip_of(r) for r in await self._select(OPEN_TRIPS)]
+
+    async def last_sessions(self) -> list[Session]:
+        """Return each car's last ended session."""
+        return [session_of(r) for r in await self._select(LAST_SESSIONS)]
+
+    async def last_trips(self) -> list[Trip]:
+        """Return each car's last ended trip."""
+        return [trip_of(r) for r in await self._select(LAST_TRIPS)]
 
     async def totals(self) -> list[Totals]:
         """Return every car's energy total."""
-        query = "SELECT key, energy_kwh FROM totals"
-        return await self._run(lambda db: [totals_of(r) for r in db.execute(query)])
+        return [totals_of(r) for r in await self._select(TOTALS)]
 
     async def sessions(self, key: str | None = None, since: float | None = None) -> list[Session]:
         """Return sessions started at or after `since`, oldest first."""
         query, params = SQL.select("sessions", SESSION_COLUMNS, key, since)
-        return await self._run(lambda db: [session_of(r) for r in db.execute(query, params)])
+        return [session_of(r) for r in await self._select(query, params)]
 
     async def trips(self, key: str | None = None, since: float | None = None) -> list[Trip]:
         """Return trips started at or after `since`, oldest first."""
         query, params = SQL.select("trips", TRIP_COLUMNS, key, since)
-        return await self._run(lambda db: [trip_of(r) for r in db.execute(query, params)])
+        return [trip_of(r) for r in await self._select(query, params)]
 
     async def samples(self, key: str, since: float) -> list[Sample]:
         """Return one car's samples since `since`, oldest first."""
-        query = (
-            "SELECT at, battery_pct, range_km, odometer_km FROM samples "
-            "WHERE key = ? AND at >= ? ORDER BY at"
-        )
-        return await self._run(
-            lambda db: [sample_of(key, r) for r in db.execute(query, (key, since))]
-        )
+        return [sample_of(key, r) for r in await self._select(SQL.samples, (key, since))]
 
     async def prune(
         self,
@@ -140,18 +144,14 @@ class SqliteHistory:
         trips_before: float | None,
     ) -> int:
         """Delete what is older than each limit; open sessions and trips are always kept."""
+        limits = dict(zip(PRUNED, (samples_before, sessions_before, trips_before), strict=True))
 
         def work(db: sqlite3.Connection) -> int:
-            gone = 0
-            if samples_before is not None:
-                gone += db.execute("DELETE FROM samples WHERE at < ?", (samples_before,)).rowcount
-            for table, before in (("sessions", sessions_before), ("trips", trips_before)):
-                if before is not None:
-                    gone += db.execute(
-                        f"DELETE FROM {table} WHERE ended_at IS NOT NULL AND ended_at < ?",
-                        (before,),
-                    ).rowcount
-            return gone
+            return sum(
+                db.execute(SQL.prune(table), (before,)).rowcount
+                for table, before in limits.items()
+                if before is not None
+            )
 
         return await self._run(work)
 
@@ -183,13 +183,3 @@ def _migrate(db: sqlite3.Connection) -> None:
         db.rollback()
         raise
     db.commit()
-
-
-def _statement(row: Write) -> str:
-    if isinstance(row, Session):
-        return SQL.session
-    if isinstance(row, Trip):
-        return SQL.trip
-    if isinstance(row, Sample):
-        return SQL.sample
-    return SQL.total

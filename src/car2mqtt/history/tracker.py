@@ -17,7 +17,7 @@ Pure: `CarTracker.observe(state, now)` returns the rows to store; nothing here d
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from car2mqtt.history.model import EnergySource, ZoneArea, zone_of
@@ -47,24 +47,42 @@ class CarTracker:
     trip: Trip | None = None
     total_kwh: float = 0.0  # energy charged in all, never decreasing
     session_base_kwh: float = 0.0  # the total when the open session began
-    charging_since: float | None = None  # the open session's current charging span
     last_rate: tuple[float, float] | None = None  # (time, kW) of the last charging state
+    rate_kwh: float = 0.0  # the open session's charge rate integrated: a fallback for its energy
+    capacity_kwh: float | None = None  # the battery's, as last reported
     trip_moved_at: float | None = None  # when the odometer last moved in the open trip
+    still_since: float | None = None  # the latest time the open trip's car was seen still
     last_seen: tuple[float, VehicleState] | None = None  # the last state observed, and when
+    # The last version of each open row handed out: an unchanged one is not written again.
+    _handed: dict[str, Session | Trip] = field(default_factory=dict)
     last_sample: tuple[float, tuple[float | None, ...]] | None = None
     command_started: bool = False  # a command started charging since the last state
 
     def observe(self, state: VehicleState, now: float) -> list[Write]:
         """Take one state of the car; return the rows that changed."""
         rows: list[Write] = []
+        if state.battery_capacity_kwh:
+            self.capacity_kwh = state.battery_capacity_kwh
         at = _stamp(state.charge_updated_at or state.last_seen, now)
         rows += self._charge(state, at)
-        rows += self._drive(state, _stamp(state.odometer_updated_at or state.last_seen, now))
-        sample = self._sample(state, now)
+        seen = _stamp(state.last_seen, now)
+        rows += self._drive(state, _stamp(state.odometer_updated_at, seen), seen)
+        sample = self._sample(state, seen)
         if sample is not None:
             rows.append(sample)
         self.last_seen = (now, state)
-        return rows
+        return [row for row in rows if self._changed(row)]
+
+    def _changed(self, row: Write) -> bool:
+        if not isinstance(row, Session | Trip):
+            return True
+        if self._handed.get(row.id) == row:
+            return False
+        if row.ended_at is None:
+            self._handed[row.id] = row
+        else:
+            self._handed.pop(row.id, None)
+        return True
 
     # ---- charging sessions ---------------------------------------------------------------
 
@@ -99,7 +117,7 @@ class CarTracker:
                 zone=zone_of(fix.latitude, fix.longitude, self.zones) if fix else None,
             )
             self.session_base_kwh = self.total_kwh
-            self.charging_since = None
+            self.rate_kwh = 0.0
             self.last_rate = None
         if at < session.started_at:
             return []  # older than what the session has seen
@@ -122,24 +140,23 @@ class CarTracker:
     def _accrue(self, session: Session, state: VehicleState, at: float) -> Session:
         charging = _charging(state) and bool(state.plugged_in)
         rate = state.charge_rate_kw if charging else None
-        rate_kwh = session.energy_kwh if session.energy_source is EnergySource.RATE else 0.0
         charging_s, spans = session.charging_s, session.spans
         if self.last_rate is not None:
             before, kw = self.last_rate
             span = max(0.0, at - before)
             charging_s += span
             # Trapezoids between readings: the rate moves as the charge tapers.
-            rate_kwh += (kw + (rate if rate is not None else kw)) / 2 * span / 3600
+            self.rate_kwh += (kw + (rate if rate is not None else kw)) / 2 * span / 3600
         if charging and self.last_rate is None:
             spans += 1
         self.last_rate = (at, rate if rate is not None else 0.0) if charging else None
         soc_to = state.battery_pct if state.battery_pct is not None else session.soc_to
-        capacity = state.battery_capacity_kwh
+        capacity = self.capacity_kwh
         if session.soc_from is not None and soc_to is not None and capacity:
             energy = max(0.0, (soc_to - session.soc_from) / 100 * capacity)
             source = EnergySource.SOC
         else:
-            energy, source = rate_kwh, EnergySource.RATE
+            energy, source = self.rate_kwh, EnergySource.RATE
         if session.energy_source is EnergySource.CLOUD:
             energy, source = session.energy_kwh, EnergySource.CLOUD  # the cloud's figure stays
         peak = max(v for v in (session.peak_kw, rate, 0.0) if v is not None) or None
@@ -164,12 +181,14 @@ class CarTracker:
         grown = energy_kwh - session.energy_kwh
         if grown > 0:
             self.total_kwh += grown
+            # A session open meanwhile counts on from the raised total, not into it.
+            self.session_base_kwh += grown
             rows.append(Totals(self.key, self.total_kwh))
         return updated, rows
 
     # ---- trips -----------------------------------------------------------------------------
 
-    def _drive(self, state: VehicleState, at: float) -> list[Write]:
+    def _drive(self, state: VehicleState, at: float, seen: float) -> list[Write]:
         km = state.odometer_km
         previous = self.last_seen[1] if self.last_seen else None
         before_km = previous.odometer_km if previous else None
@@ -184,6 +203,7 @@ class CarTracker:
             and self.trip_moved_at is not None
             and km - before_km >= TRIP_MIN_KM
             and before_km == trip.end_odometer_km
+            and self.still_since is not None
             and at - self.trip_moved_at >= TRIP_END_S
         ):
             # Seen still since its last move, and now moving again long after: the car
@@ -207,8 +227,10 @@ class CarTracker:
                 start_zone=zone_of(fix.latitude, fix.longitude, self.zones) if fix else None,
             )
             self.trip_moved_at = None
+            self.still_since = None
         fix = state.location
-        if self.trip_moved_at is None or km - (trip.end_odometer_km or km) >= TRIP_MIN_KM:
+        moved = self.trip_moved_at is None or km - (trip.end_odometer_km or km) >= TRIP_MIN_KM
+        if moved:
             self.trip_moved_at = at
             trip = replace(
                 trip,
@@ -217,7 +239,15 @@ class CarTracker:
                 end_latitude=fix.latitude if fix else trip.end_latitude,
                 end_longitude=fix.longitude if fix else trip.end_longitude,
             )
-        arrived = bool(state.plugged_in) or at - self.trip_moved_at >= TRIP_END_S
+        assert self.trip_moved_at is not None
+        if moved:
+            self.still_since = None
+        elif self.still_since is None or seen > self.still_since:
+            self.still_since = seen  # seen still, by the car's own clock (the odometer's may stop)
+        still = self.still_since is not None and self.still_since - self.trip_moved_at >= TRIP_END_S
+        # A dongle says so when the ignition goes off; a cloud without one, by time.
+        stopped = state.ignition_on is False and previous is not None and previous.ignition_on
+        arrived = bool(state.plugged_in) or bool(stopped) or still
         if arrived:
             trip = replace(
                 trip,
