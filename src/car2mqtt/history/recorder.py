@@ -25,7 +25,14 @@ from car2mqtt.bridge.events import CommandProgress, Event, VehicleChanged
 from car2mqtt.bridge.outbox import Outbox
 from car2mqtt.clock import Clock
 from car2mqtt.errors import AuthError, ProviderError, StoreError
-from car2mqtt.history.model import HasChargingHistory, HasTrips, Place, ZoneArea, zone_of
+from car2mqtt.history.model import (
+    CloudSession,
+    HasChargingHistory,
+    HasTrips,
+    Place,
+    ZoneArea,
+    zone_of,
+)
 from car2mqtt.history.records import HistoryBackend, Session, Totals, Trip, Write
 from car2mqtt.history.tracker import CarTracker
 from car2mqtt.models import CommandStatus, VehicleRef, VehicleState
@@ -99,6 +106,8 @@ class HistoryRecorder:
         self._write_lock = asyncio.Lock()
         self._persisted: dict[str, float] = {}  # each car's total as the database has it
         self._tasks: set[asyncio.Task[None]] = set()
+        # Per account: the sessions whose cloud figure is to be asked for, in one call.
+        self._cloud_waiting: dict[str, list[tuple[VehicleRef, Session]]] = {}
         self.dropped = 0  # events the queue had no room for, since start
         self.lost = 0  # rows given up while the database failed
         self._said: dict[str, float] = {}
@@ -258,7 +267,7 @@ class HistoryRecorder:
         if isinstance(row, Session) and row.ended_at is not None:
             self._last_session[row.key] = row
             if isinstance(provider, HasChargingHistory):
-                self._spawn(self._cloud_energy(provider, ref, row))
+                self._ask_cloud(provider, ref, row)
         return [row]
 
     async def _write(self, rows: list[Write]) -> None:
@@ -298,35 +307,39 @@ class HistoryRecorder:
         if not task.cancelled() and (error := task.exception()) is not None:
             _LOGGER.error("history: a cloud figure was not taken", exc_info=error)
 
-    async def _cloud_energy(
-        self, provider: HasChargingHistory, ref: VehicleRef, session: Session
-    ) -> None:
+    def _ask_cloud(self, provider: HasChargingHistory, ref: VehicleRef, session: Session) -> None:
+        """Have the cloud's figure for `session` asked for, with the account's others."""
+        waiting = self._cloud_waiting.setdefault(ref.account, [])
+        waiting.append((ref, session))
+        if len(waiting) == 1:
+            # One call per account per delay, however many of its cars ended a session: a
+            # fleet's 1,000 cars cost one statistics call, not 1,000.
+            self._spawn(self._cloud_energy(provider, ref.account))
+
+    async def _cloud_energy(self, provider: HasChargingHistory, account: str) -> None:
         await asyncio.sleep(self._cloud_delay_s)
-        ended = session.ended_at or self._clock.time()
-        since = datetime.fromtimestamp(session.started_at, UTC) - timedelta(hours=1)
-        until = datetime.fromtimestamp(ended, UTC) + timedelta(hours=1)
+        waiting = self._cloud_waiting.pop(account, [])
+        if not waiting:
+            return
+        starts = [s.started_at for _, s in waiting]
+        ends = [s.ended_at or self._clock.time() for _, s in waiting]
+        since = datetime.fromtimestamp(min(starts), UTC) - timedelta(hours=1)
+        until = datetime.fromtimestamp(max(ends), UTC) + timedelta(hours=1)
         try:
             found = await provider.charging_sessions(since, until)
         except (ProviderError, AuthError) as exc:
             _LOGGER.info("history: the cloud's charging figures are not there (%s)", exc)
             return
-        best = None
-        for cloud in found:
-            if cloud.ref.key != ref.key or cloud.energy_kwh is None:
+        for ref, session in waiting:
+            energy = _cloud_figure(found, ref, session, until.timestamp())
+            if energy is None:
                 continue
-            start, end = cloud.started_at.timestamp(), (cloud.ended_at or until).timestamp()
-            overlap = min(end, ended) - max(start, session.started_at)
-            if overlap > 0 and (best is None or overlap > best[0]):
-                best = (overlap, cloud.energy_kwh)
-        if best is None:
-            return
-        tracker = self._tracker(ref.key)
-        latest = self._last_session.get(ref.key)
-        updated, rows = tracker.adopt_cloud_energy(session, best[1])
-        if latest is not None and latest.id == session.id:
-            self._last_session[ref.key] = updated
-        await self._write(rows)
-        await self._publish_car(ref.key)
+            latest = self._last_session.get(ref.key)
+            updated, rows = self._tracker(ref.key).adopt_cloud_energy(session, energy)
+            if latest is not None and latest.id == session.id:
+                self._last_session[ref.key] = updated
+            await self._write(rows)
+            await self._publish_car(ref.key)
 
     async def _cloud_trips(self, provider: HasTrips, ref: VehicleRef, derived: Trip) -> None:
         # Around the trip the states showed: their ends are known to within a refresh.
@@ -433,6 +446,26 @@ class HistoryRecorder:
         if now - self._said.get(what, -1e12) >= SAY_EVERY_S:
             self._said[what] = now
             _LOGGER.warning(message, *args)
+
+
+def _cloud_figure(
+    found: list[CloudSession], ref: VehicleRef, session: Session, until: float
+) -> float | None:
+    """Return the energy of the cloud's sessions of the car within `session` (None: none).
+
+    A cloud may split what car2mqtt sees as one session (a stop and a restart): the parts
+    that overlap it are added up.
+    """
+    ended = session.ended_at or until
+    parts = [
+        c.energy_kwh
+        for c in found
+        if c.ref.key == ref.key
+        and c.energy_kwh is not None
+        and min((c.ended_at.timestamp() if c.ended_at else until), ended)
+        > max(c.started_at.timestamp(), session.started_at)
+    ]
+    return sum(parts) if parts else None
 
 
 def _at(place: Place | None) -> tuple[float | None, float | None]:
