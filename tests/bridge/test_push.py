@@ -138,9 +138,8 @@ async def test_a_webhook_the_cloud_reports_inactive_hands_over_to_polling_before
         await until_push(run, PushMode.ACTIVE)
         deactivated = (await admin(sim, "POST", "/enode/webhooks/deactivate")).json()
         assert len(deactivated["deactivated"]) == 1
-        started = asyncio.get_running_loop().time()
         await until_push(run, PushMode.DEGRADED)
-        assert asyncio.get_running_loop().time() - started < 5.5  # before the watchdog's 6 s
+        # Degraded for what Enode said, not for the watchdog's silence (its words differ).
         assert (
             run.bridge.hub.account("home").push_detail == "the cloud reports the webhook inactive"
         )
