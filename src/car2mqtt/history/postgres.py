@@ -15,32 +15,25 @@ import psycopg
 from car2mqtt.config import shown_database_url
 from car2mqtt.errors import StoreError
 from car2mqtt.history.records import Sample, Session, Totals, Trip, Write
-from car2mqtt.history.schema import POSTGRES_MIGRATIONS, SESSION_COLUMNS, TRIP_COLUMNS
+from car2mqtt.history.schema import POSTGRES_MIGRATIONS
 from car2mqtt.history.sql import (
-    LAST_SESSIONS,
-    LAST_TRIPS,
-    OPEN_SESSIONS,
-    OPEN_TRIPS,
     PRUNED,
-    TOTALS,
+    SqlReads,
     Statements,
     params_of,
-    sample_of,
-    session_of,
-    totals_of,
-    trip_of,
 )
 
 T = TypeVar("T")
-SQL = Statements("%s")
 CONNECT_TIMEOUT_S = 10
 QUERY_TIMEOUT_S = 120.0  # one call (a batch, a prune) that takes longer is given up and retried
 # Taken by the first bridge that migrates: two starting at once do not both migrate.
 MIGRATION_LOCK = 4_242_001
 
 
-class PostgresHistory:
+class PostgresHistory(SqlReads):
     """History in a PostgreSQL database named by a `postgresql://` URL."""
+
+    SQL = Statements("%s")
 
     def __init__(self, url: str) -> None:
         self._url = url.replace("postgres://", "postgresql://", 1)
@@ -119,7 +112,7 @@ class PostgresHistory:
                 for kind in (Session, Trip, Sample, Totals):
                     chosen = [r for r in rows if isinstance(r, kind)]
                     if chosen:
-                        statement = SQL.statement_of(chosen[0])
+                        statement = self.SQL.statement_of(chosen[0])
                         await cursor.executemany(statement, [params_of(r) for r in chosen])
 
         await self._run(work)
@@ -130,40 +123,6 @@ class PostgresHistory:
             return await cursor.fetchall()
 
         return await self._run(work)
-
-    async def open_sessions(self) -> list[Session]:
-        """Return the sessions not ended yet."""
-        return [session_of(r) for r in await self._select(OPEN_SESSIONS)]
-
-    async def open_trips(self) -> list[Trip]:
-        """Return the trips not ended yet."""
-        return [trip_of(r) for r in await self._select(OPEN_TRIPS)]
-
-    async def last_sessions(self) -> list[Session]:
-        """Return each car's last ended session."""
-        return [session_of(r) for r in await self._select(LAST_SESSIONS)]
-
-    async def last_trips(self) -> list[Trip]:
-        """Return each car's last ended trip."""
-        return [trip_of(r) for r in await self._select(LAST_TRIPS)]
-
-    async def totals(self) -> list[Totals]:
-        """Return every car's energy total."""
-        return [totals_of(r) for r in await self._select(TOTALS)]
-
-    async def sessions(self, key: str | None = None, since: float | None = None) -> list[Session]:
-        """Return sessions started at or after `since`, oldest first."""
-        query, params = SQL.select("sessions", SESSION_COLUMNS, key, since)
-        return [session_of(r) for r in await self._select(query, params)]
-
-    async def trips(self, key: str | None = None, since: float | None = None) -> list[Trip]:
-        """Return trips started at or after `since`, oldest first."""
-        query, params = SQL.select("trips", TRIP_COLUMNS, key, since)
-        return [trip_of(r) for r in await self._select(query, params)]
-
-    async def samples(self, key: str, since: float) -> list[Sample]:
-        """Return one car's samples since `since`, oldest first."""
-        return [sample_of(key, r) for r in await self._select(SQL.samples, (key, since))]
 
     async def prune(
         self,
@@ -179,7 +138,7 @@ class PostgresHistory:
             gone = 0
             for table, before in limits.items():
                 if before is not None:
-                    cursor = await db.execute(SQL.prune(table), (before,))
+                    cursor = await db.execute(self.SQL.prune(table), (before,))
                     gone += max(cursor.rowcount, 0)
             return gone
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from car2mqtt.history.model import EnergySource
 from car2mqtt.history.records import Sample, Session, Totals, Trip, Write
@@ -150,3 +151,47 @@ def totals_of(row: Sequence[Any]) -> Totals:
 def sample_of(key: str, row: Sequence[Any]) -> Sample:
     """Read a `samples` row (at, battery, range, odometer)."""
     return Sample(key, float(row[0]), row[1], row[2], row[3])
+
+
+class SqlReads(ABC):
+    """The reads both databases answer the same way, on one `_select` of each backend's own."""
+
+    SQL: ClassVar[Statements]
+
+    @abstractmethod
+    async def _select(self, query: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        """Run `query` in a transaction of its own and return its rows."""
+
+    async def open_sessions(self) -> list[Session]:
+        """Return the sessions not ended yet."""
+        return [session_of(r) for r in await self._select(OPEN_SESSIONS)]
+
+    async def open_trips(self) -> list[Trip]:
+        """Return the trips not ended yet."""
+        return [trip_of(r) for r in await self._select(OPEN_TRIPS)]
+
+    async def last_sessions(self) -> list[Session]:
+        """Return each car's last ended session."""
+        return [session_of(r) for r in await self._select(LAST_SESSIONS)]
+
+    async def last_trips(self) -> list[Trip]:
+        """Return each car's last ended trip."""
+        return [trip_of(r) for r in await self._select(LAST_TRIPS)]
+
+    async def totals(self) -> list[Totals]:
+        """Return every car's energy total."""
+        return [totals_of(r) for r in await self._select(TOTALS)]
+
+    async def sessions(self, key: str | None = None, since: float | None = None) -> list[Session]:
+        """Return sessions started at or after `since`, oldest first."""
+        query, params = self.SQL.select("sessions", SESSION_COLUMNS, key, since)
+        return [session_of(r) for r in await self._select(query, params)]
+
+    async def trips(self, key: str | None = None, since: float | None = None) -> list[Trip]:
+        """Return trips started at or after `since`, oldest first."""
+        query, params = self.SQL.select("trips", TRIP_COLUMNS, key, since)
+        return [trip_of(r) for r in await self._select(query, params)]
+
+    async def samples(self, key: str, since: float) -> list[Sample]:
+        """Return one car's samples since `since`, oldest first."""
+        return [sample_of(key, r) for r in await self._select(self.SQL.samples, (key, since))]

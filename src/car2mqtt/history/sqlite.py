@@ -15,29 +15,22 @@ from pathlib import Path
 from typing import TypeVar
 
 from car2mqtt.errors import StoreError
-from car2mqtt.history.records import Sample, Session, Totals, Trip, Write
-from car2mqtt.history.schema import SESSION_COLUMNS, SQLITE_MIGRATIONS, TRIP_COLUMNS
+from car2mqtt.history.records import Write
+from car2mqtt.history.schema import SQLITE_MIGRATIONS
 from car2mqtt.history.sql import (
-    LAST_SESSIONS,
-    LAST_TRIPS,
-    OPEN_SESSIONS,
-    OPEN_TRIPS,
     PRUNED,
-    TOTALS,
+    SqlReads,
     Statements,
     params_of,
-    sample_of,
-    session_of,
-    totals_of,
-    trip_of,
 )
 
 T = TypeVar("T")
-SQL = Statements("?")
 
 
-class SqliteHistory:
+class SqliteHistory(SqlReads):
     """The default history backend."""
+
+    SQL = Statements("?")
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -95,46 +88,12 @@ class SqliteHistory:
 
         def work(db: sqlite3.Connection) -> None:
             for row in rows:
-                db.execute(SQL.statement_of(row), params_of(row))
+                db.execute(self.SQL.statement_of(row), params_of(row))
 
         await self._run(work)
 
     async def _select(self, query: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
         return await self._run(lambda db: db.execute(query, params).fetchall())
-
-    async def open_sessions(self) -> list[Session]:
-        """Return the sessions not ended yet."""
-        return [session_of(r) for r in await self._select(OPEN_SESSIONS)]
-
-    async def open_trips(self) -> list[Trip]:
-        """Return the trips not ended yet."""
-        return [trip_of(r) for r in await self._select(OPEN_TRIPS)]
-
-    async def last_sessions(self) -> list[Session]:
-        """Return each car's last ended session."""
-        return [session_of(r) for r in await self._select(LAST_SESSIONS)]
-
-    async def last_trips(self) -> list[Trip]:
-        """Return each car's last ended trip."""
-        return [trip_of(r) for r in await self._select(LAST_TRIPS)]
-
-    async def totals(self) -> list[Totals]:
-        """Return every car's energy total."""
-        return [totals_of(r) for r in await self._select(TOTALS)]
-
-    async def sessions(self, key: str | None = None, since: float | None = None) -> list[Session]:
-        """Return sessions started at or after `since`, oldest first."""
-        query, params = SQL.select("sessions", SESSION_COLUMNS, key, since)
-        return [session_of(r) for r in await self._select(query, params)]
-
-    async def trips(self, key: str | None = None, since: float | None = None) -> list[Trip]:
-        """Return trips started at or after `since`, oldest first."""
-        query, params = SQL.select("trips", TRIP_COLUMNS, key, since)
-        return [trip_of(r) for r in await self._select(query, params)]
-
-    async def samples(self, key: str, since: float) -> list[Sample]:
-        """Return one car's samples since `since`, oldest first."""
-        return [sample_of(key, r) for r in await self._select(SQL.samples, (key, since))]
 
     async def prune(
         self,
@@ -148,7 +107,7 @@ class SqliteHistory:
 
         def work(db: sqlite3.Connection) -> int:
             return sum(
-                db.execute(SQL.prune(table), (before,)).rowcount
+                db.execute(self.SQL.prune(table), (before,)).rowcount
                 for table, before in limits.items()
                 if before is not None
             )
