@@ -218,6 +218,15 @@ def test_every_printed_command_works_without_mosquitto_clients_or_curl(tmp_path:
             time.sleep(0.25)
         assert table_row(hooks.stdout, "demo")["active"] == "yes", hooks.stdout
         assert table_row(hooks.stdout, "demo-xee")["webhook"] == "off (polled)"
+        # The demo records history as `run` does: the charging Volkswagen's session is there.
+        for _ in range(40):
+            sessions = run(step(found, "See the charging sessions recorded"), env)
+            assert sessions.returncode == 0, sessions.stderr
+            if "Volkswagen ID.4" in sessions.stdout:
+                break
+            time.sleep(0.25)
+        assert "Volkswagen ID.4" in sessions.stdout, sessions.stdout
+        assert "plugged in" in sessions.stdout  # still open
         cars = run(step(found, "Ask the simulated clouds"), env)
         assert cars.returncode == 0, cars.stderr
         for name in CAR_NAMES:

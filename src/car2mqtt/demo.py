@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import fcntl
 import os
 import shlex
@@ -25,6 +26,7 @@ from iotcore.broker import port_in_use
 from rich.console import Console
 
 from car2mqtt.bridge.timing import Timing
+from car2mqtt.config import Config
 from car2mqtt.errors import ConfigError
 from car2mqtt.files import write_private
 from car2mqtt.logs import REDACTOR
@@ -32,7 +34,14 @@ from car2mqtt.mqtt.link import BrokerSettings
 from car2mqtt.mqtt.topics import Topics
 from car2mqtt.net import base_url, bind, connect_host, http_url, is_wildcard, reachable_host
 from car2mqtt.providers.registry import create_provider, load_config
-from car2mqtt.runtime import WebOptions, broker_settings, secrets_of, serve
+from car2mqtt.runtime import (
+    HistoryOptions,
+    WebOptions,
+    broker_settings,
+    history_options,
+    secrets_of,
+    serve,
+)
 from car2mqtt.serving import serve_http
 from car2mqtt.simulator.app import SimOptions, build_simulation
 from car2mqtt.simulator.server import server_for
@@ -264,6 +273,7 @@ async def run_demo(
                     clock=sim.world.clock,
                     timing=timing,
                     web=WebOptions(config, sock=web_sock),
+                    history=demo_history(config, scale),
                 )
             )
             announce(
@@ -360,6 +370,10 @@ def instructions(
         (
             "See the Enode cars' webhook: their changes are pushed, polling is the safety net",
             mine("webhook", "status", "--config", config),
+        ),
+        (
+            "See the charging sessions recorded so far (the Volkswagen's is open)",
+            mine("history", "sessions", "--config", config),
         ),
         ("Watch the cars' state", watch(f"{info.base_topic}/#")),
         ("See what Home Assistant would discover", watch(f"{info.discovery_prefix}/#")),
@@ -464,3 +478,11 @@ def print_banner(info: DemoInfo) -> None:
         highlight=False,
     )
     sys.stdout.flush()
+
+
+def demo_history(config: Config, scale: float) -> HistoryOptions | None:
+    """History as `run` keeps it, with the cloud's figures asked for on the demo's clock."""
+    options = history_options(config)
+    if options is None:
+        return None
+    return dataclasses.replace(options, cloud_delay_s=max(5.0, options.cloud_delay_s / scale))
