@@ -462,15 +462,25 @@ def health(config: ConfigOption = None) -> None:
 
 @app.command()
 def status(config: ConfigOption = None) -> None:
-    """Show each account's link, token and vehicles, from the bridge's state file."""
+    """Show each account's link, token and vehicles: as the running bridge sees them, if any.
+
+    The running bridge's state and health are read from the broker (a couple of seconds at
+    most); without a running bridge or a broker, the state file says what it last saw.
+    """
     from car2mqtt.store import Store
 
     def go() -> None:
         cfg = load_config(config)
         out = Console()
+        live, note = _running_bridge(cfg)
         with Store.open(cfg.store) as store:
             statuses = store.account_statuses()
-            table = Table(title=f"car2mqtt status ({cfg.store})")
+            if live is not None:
+                bridge_state, health = live
+                for name, seen in _live_accounts(bridge_state, health).items():
+                    statuses[name] = seen
+            source = "the running bridge" if live is not None else str(cfg.store)
+            table = Table(title=f"car2mqtt status ({source})")
             for column in ("account", "provider", "link", "token", "vehicles", "problem"):
                 table.add_column(column)
             for account in cfg.accounts:
@@ -484,6 +494,10 @@ def status(config: ConfigOption = None) -> None:
                     problem or "",
                 )
             out.print(table)
+            if live is not None:
+                out.print(_health_line(live[1]), markup=False, highlight=False)
+            else:
+                out.print(note, markup=False, highlight=False)
             for account in cfg.accounts:
                 if statuses.get(account.name, ("", None))[0] == "relink_required":
                     out.print(
@@ -492,6 +506,57 @@ def status(config: ConfigOption = None) -> None:
                     )
 
     guard(go)
+
+
+def _running_bridge(cfg: Config) -> tuple[tuple[dict[str, Any], dict[str, Any]] | None, str]:
+    """Return the running bridge's (state, health) from the broker, or None and why not."""
+    from car2mqtt.runtime import broker_settings
+    from car2mqtt.tools import retained
+
+    topics = Topics(cfg.mqtt.base_topic)
+    wanted = [topics.bridge_availability, topics.bridge_state, topics.bridge_health]
+    fallback = "showing what the state file last saw"
+    try:
+        found = run_async(retained(broker_settings(cfg), wanted, timeout_s=2.0))
+    except Car2MqttError as exc:
+        return None, f"The MQTT broker cannot be reached ({exc}): {fallback}."
+    if found.get(topics.bridge_availability) != b"online":
+        return (
+            None,
+            f"No bridge is running ({topics.bridge_availability} is not online): {fallback}.",
+        )
+    try:
+        state = json.loads(found.get(topics.bridge_state) or b"{}")
+        health = json.loads(found.get(topics.bridge_health) or b"{}")
+    except ValueError:
+        return None, f"The running bridge's topics are unreadable: {fallback}."
+    if not isinstance(state, dict) or not isinstance(health, dict):
+        return None, f"The running bridge's topics are unreadable: {fallback}."
+    return (state, health), ""
+
+
+def _live_accounts(state: dict[str, Any], health: dict[str, Any]) -> dict[str, tuple[str, Any]]:
+    """Each account's (link, problem) as the running bridge says: health first, then state."""
+    seen: dict[str, tuple[str, Any]] = {}
+    for source in (state.get("accounts"), health.get("accounts")):
+        for name, account in (source or {}).items():
+            if isinstance(account, dict) and isinstance(account.get("link"), str):
+                problem = account.get("problem", seen.get(name, ("", None))[1])
+                seen[name] = (account["link"], problem)
+    return seen
+
+
+def _health_line(health: dict[str, Any]) -> str:
+    """One line of the running bridge's health: uptime, memory and MQTT counters."""
+    if not health:
+        return "The bridge is running; its health is not published yet."
+    mqtt = health.get("mqtt") or {}
+    minutes = int(health.get("uptime_s") or 0) // 60
+    return (
+        f"The bridge is running: up {minutes // 60} h {minutes % 60} min, "
+        f"{health.get('rss_mb')} MB, CPU {health.get('cpu_pct')} %, MQTT {mqtt.get('sent')} "
+        f"sent, {mqtt.get('received')} received, {mqtt.get('reconnects')} reconnects."
+    )
 
 
 def _token_age(token: dict[str, object] | None) -> str:

@@ -67,6 +67,7 @@ __all__ = [
     "LogSettings",
     "MqttProtocol",
     "MqttSettings",
+    "PrivacySettings",
     "WebSettings",
     "Zone",
     "config_model",
@@ -592,6 +593,32 @@ class Zone(_Model):
     radius_m: float = Field(100.0, gt=0, le=100_000)
 
 
+LocationPrivacy = Literal["exact", "coarse", "zone", "off"]
+
+
+class PrivacySettings(_Model):
+    """How precisely an account's cars' positions leave the bridge (docs/privacy.md)."""
+
+    location: LocationPrivacy = "exact"
+    grid_m: int = Field(1000, ge=10, le=100_000)  # the `coarse` grid's cell, in metres
+    # Per car, by vehicle id or by the car's name: a mode of its own.
+    cars: dict[str, LocationPrivacy] = Field(default_factory=dict)
+
+    @field_validator("location", mode="before")
+    @classmethod
+    def _case_insensitive(cls, value: Any) -> Any:
+        return lowercase(value)
+
+    @field_validator("cars", mode="before")
+    @classmethod
+    def _cars_case_insensitive(cls, value: Any) -> Any:
+        if value is None:
+            return {}
+        if isinstance(value, Mapping):
+            return {k: lowercase(v) for k, v in value.items()}
+        return value
+
+
 class AccountBase(_Model):
     """What every account has, whatever its provider.
 
@@ -606,6 +633,7 @@ class AccountBase(_Model):
     # No cloud is worth polling more than once a minute; a provider may raise the floor by
     # declaring the field again, and say why in `bound_reasons`.
     poll_interval_s: int = Field(300, ge=60, le=86400)
+    privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     if TYPE_CHECKING:
         # Each subclass declares it as a Literal; not a field here, so that it keeps its place
         # among the subclass's own keys in "expected one of" lists.
@@ -966,6 +994,8 @@ def _model_at(loc: Loc, raw: Mapping[str, Any], schema: _Schema) -> type[_Model]
         return Config.sections.get(loc[0])
     if len(loc) == 2 and loc[0] == "accounts" and isinstance(loc[1], int):
         return schema.account_model(raw, loc[1])
+    if len(loc) == 3 and loc[0] == "accounts" and loc[2] == "privacy":
+        return PrivacySettings
     return None
 
 

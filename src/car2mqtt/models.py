@@ -78,6 +78,18 @@ class CommandStatus(StrEnum):
         return self not in (CommandStatus.SENT, CommandStatus.PENDING)
 
 
+class LocationMode(StrEnum):
+    """How precisely a car's position leaves the bridge (`privacy.location`)."""
+
+    EXACT = "exact"  # as the cloud reports it
+    COARSE = "coarse"  # rounded to a grid, heading and altitude dropped
+    ZONE = "zone"  # only the name of the zone the car is in, or NOT_HOME; no coordinates
+    OFF = "off"  # no position at all
+
+
+NOT_HOME = "not_home"  # the zone of a car in none of `zones:` (Home Assistant's word)
+
+
 class LinkState(StrEnum):
     """Whether the bridge can still read an account's cars."""
 
@@ -138,6 +150,7 @@ class Location:
     heading_deg: float | None = None
     altitude_m: float | None = None
     satellites: int | None = None
+    accuracy_m: float | None = None  # set when the fix was coarsened on purpose
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +193,10 @@ class VehicleState:
     odometer_km: float | None = None
     odometer_updated_at: datetime | None = None
     location: Location | None = None
+    # What `privacy.location` left of the position: its mode, and in ZONE mode the zone's
+    # name (or NOT_HOME) in place of `location`, which is then None.
+    location_mode: LocationMode = LocationMode.EXACT
+    zone: str | None = None
     # Signals from OBD dongles
     speed_kmh: float | None = None
     fuel_level_l: float | None = None

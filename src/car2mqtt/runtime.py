@@ -6,10 +6,12 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 from typing import Any
 
+from car2mqtt.bridge.privacy import Privacy
 from car2mqtt.bridge.publisher import Publishing
 from car2mqtt.bridge.root import Bridge
 from car2mqtt.bridge.timing import Timing
@@ -20,6 +22,7 @@ from car2mqtt.history.model import ZoneArea
 from car2mqtt.history.recorder import HistoryRecorder, Retention
 from car2mqtt.history.records import HistoryBackend
 from car2mqtt.history.sqlite import SqliteHistory
+from car2mqtt.models import LocationMode
 from car2mqtt.mqtt.link import BrokerSettings, MqttLink
 from car2mqtt.mqtt.topics import Topics
 from car2mqtt.net import base_url, bind
@@ -89,6 +92,7 @@ def build(
     poll_intervals: dict[str, float] | None = None,
     web: WebOptions | None = None,
     history: HistoryOptions | None = None,
+    privacy: Mapping[str, Privacy] | None = None,
 ) -> _Wired:
     """Wire a bridge to its MQTT link, its web UI if `web` is given, and history."""
     clock = clock or SystemClock()
@@ -104,17 +108,19 @@ def build(
         timing=timing,
         poll_intervals=poll_intervals,
         receiver_base_path=base_path,
+        privacy=privacy,
     )
     link = MqttLink(
         broker,
         availability_topic=topics.bridge_availability,
-        subscriptions=[topics.ha_status, topics.command_subscription],
+        subscriptions=[topics.ha_status, topics.command_subscription, topics.bridge_health_request],
         on_connect=bridge.on_connect,
         on_message=bridge.on_message,
     )
     bridge.attach(
         link.publish, protocol=lambda: link.protocol, retained_payload=link.retained_payload
     )
+    bridge.health.mqtt = link
     wired = _Wired(bridge, link, receiver_base=base_path)
     if history is not None:
         wired.history = recorder = HistoryRecorder(
@@ -129,6 +135,7 @@ def build(
             zones=history.zones,
         )
         bridge.add_sink(recorder)
+        bridge.health.history = recorder
         bridge.on_connected(recorder.on_connect)
     pushing = bridge.push.accounts
     own_receiver = web is not None and web.config.webhook.port is not None
@@ -321,6 +328,21 @@ def _config_options(config: Config, clock: Clock, store: Store) -> dict[str, Any
         "poll_intervals": {a.name: float(a.poll_interval_s) for a in config.accounts},
         "web": WebOptions(config),
         "history": history_options(config),
+        "privacy": privacy_options(config),
+    }
+
+
+def privacy_options(config: Config) -> dict[str, Privacy]:
+    """Return each account's location privacy, as `config` sets it."""
+    zones = tuple(ZoneArea(z.name, z.latitude, z.longitude, z.radius_m) for z in config.zones)
+    return {
+        a.name: Privacy(
+            LocationMode(a.privacy.location),
+            float(a.privacy.grid_m),
+            MappingProxyType({car: LocationMode(m) for car, m in a.privacy.cars.items()}),
+            zones,
+        )
+        for a in config.accounts
     }
 
 

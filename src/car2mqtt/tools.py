@@ -6,6 +6,8 @@ command the demo prints works on a machine that has none of them.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import secrets
 from collections.abc import Callable, Sequence
@@ -71,6 +73,35 @@ async def publish(settings: BrokerSettings, topic: str, payload: str, *, retain:
             await client.publish(topic, payload, qos=1, retain=retain)
     except aiomqtt.MqttError as exc:
         raise _unreachable(settings, exc) from None
+
+
+async def retained(
+    settings: BrokerSettings, topics: Sequence[str], *, timeout_s: float = 2.0
+) -> dict[str, bytes]:
+    """Return what the broker keeps retained on `topics`, read within `timeout_s` in all.
+
+    A topic with nothing retained is missing from the answer; a broker that cannot be reached
+    in time is an `MqttError`.
+    """
+    found: dict[str, bytes] = {}
+    try:
+        async with asyncio.timeout(timeout_s), _client(settings) as client:
+            for topic in topics:
+                await client.subscribe(topic, qos=1)
+            # Retained messages come right after each SUBACK; what is not here soon is none.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(0.5, timeout_s / 2)):
+                    async for message in client.messages:
+                        if message.retain:
+                            found[str(message.topic)] = _text(message.payload).encode()
+                        if set(found) >= set(topics):
+                            break
+    except aiomqtt.MqttError as exc:
+        raise _unreachable(settings, exc) from None
+    except TimeoutError:
+        msg = f"MQTT broker {settings.describe()}: no answer within {timeout_s:g} s"
+        raise MqttError(msg) from None
+    return found
 
 
 def admin_call(url: str, body: str | None) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from car2mqtt.bridge.privacy import Privacy
 from car2mqtt.bridge.publisher import Publishing
 from car2mqtt.bridge.timing import Timing
 from car2mqtt.clock import Clock, SystemClock
@@ -165,6 +166,7 @@ async def bridge_for(
     clock: Clock | None = None,
     protocol: str = "5",
     providers: Callable[[Store], Sequence[Provider]] | None = None,
+    privacy: Mapping[str, Privacy] | None = None,
 ) -> AsyncIterator[Harness]:
     """Run a bridge against `sim` and `broker`: Enode `accounts`, or the given `providers`."""
     store = Store.open(tmp_path / "state" / "car2mqtt.db")
@@ -183,6 +185,7 @@ async def bridge_for(
             clock=clock,
             publishing=publishing,
             timing=timing,
+            privacy=privacy,
         ) as run:
             yield Harness(sim, broker, store, run)
     finally:

@@ -380,15 +380,23 @@ def test_bridge_device_depends_on_the_bridge_alone() -> None:
         "problem",
         "push",
         "push_last_delivery",
+        "uptime",
+        "memory",
+        "mqtt_reconnects",
+        "mqtt_sent",
     }
+    health = {"uptime": "uptime_s", "memory": "rss_mb"}
+    health |= {"mqtt_reconnects": "mqtt.reconnects", "mqtt_sent": "mqtt.sent"}
     assert components["api_calls"]["state_class"] == "total_increasing"
     assert components["problem"]["device_class"] == "problem"
     assert components["push"]["device_class"] == "enum"
     assert components["push"]["options"] == ["active", "degraded", "off"]
     assert components["push_last_delivery"]["device_class"] == "timestamp"
+    assert components["memory"]["unit_of_measurement"] == "MB"
     for key, component in components.items():
-        assert component["state_topic"] == T.bridge_state
-        assert component["value_template"] == f"{{{{ value_json.{key} }}}}"
+        topic, field = (T.bridge_health, health[key]) if key in health else (T.bridge_state, key)
+        assert component["state_topic"] == topic
+        assert component["value_template"] == f"{{{{ value_json.{field} }}}}"
         assert component["unique_id"] == f"car2mqtt_bridge_{key}"
         assert component["default_entity_id"] == f"{component['platform']}.car2mqtt_{key}"
         assert "availability" not in component
@@ -419,6 +427,10 @@ def test_bridge_entity_mode() -> None:
         T.bridge_entity_config("binary_sensor", "problem"),
         T.bridge_entity_config("sensor", "push"),
         T.bridge_entity_config("sensor", "push_last_delivery"),
+        T.bridge_entity_config("sensor", "uptime"),
+        T.bridge_entity_config("sensor", "memory"),
+        T.bridge_entity_config("sensor", "mqtt_reconnects"),
+        T.bridge_entity_config("sensor", "mqtt_sent"),
     ]
     assert all(payload["device"]["identifiers"] == [BRIDGE_IDENTIFIER] for _, payload in pairs)
 

@@ -45,6 +45,7 @@ SENSOR_RULES: dict[str, tuple[frozenset[str | None], frozenset[str | None]]] = {
     "pressure": (frozenset({"bar", "kPa", "psi"}), frozenset({"measurement"})),
     "speed": (frozenset({"km/h", "mph"}), frozenset({"measurement"})),
     "volume_storage": (frozenset({"L", "gal"}), frozenset({"measurement"})),
+    "data_size": (frozenset({"B", "kB", "MB", "GB", "KiB", "MiB", "GiB"}), ANY_STATE_CLASS),
     "timestamp": (frozenset({None}), frozenset({None})),
     "enum": (frozenset({None}), frozenset({None})),
 }
@@ -191,9 +192,13 @@ def test_bridge_rows_read_the_bridge_state() -> None:
         "push",
         "history_dropped",
         "push_last_delivery",
+        "uptime",
+        "memory",
+        "mqtt_reconnects",
+        "mqtt_sent",
     ]
     for row in BRIDGE_ENTITIES:
-        assert row.state_topic in ("bridge_state", "bridge_history")
+        assert row.state_topic in ("bridge_state", "bridge_history", "bridge_health")
         assert row.value is None
         assert row.control is None
         assert row.availability == "bridge"

@@ -21,6 +21,7 @@ from car2mqtt.bridge.events import (
     VehicleRemoved,
 )
 from car2mqtt.bridge.known import KnownAccount, KnownVehicle, PushMode, placeholder_state
+from car2mqtt.bridge.privacy import EXACT, Privacy
 from car2mqtt.bridge.saving import Saver
 from car2mqtt.ha import discovery
 from car2mqtt.ha.discovery import slugify
@@ -48,8 +49,11 @@ class VehicleHub:
         *,
         saver: Saver,
         stale_after_failures: int,
+        privacy: Mapping[str, Privacy] | None = None,
     ) -> None:
         self._saver = saver
+        # Per account: what of a position every sink, the store and the log may see.
+        self._privacy = dict(privacy or {})
         store = saver.store
         self._sinks: list[Sink] = []
         self._accounts = {
@@ -147,6 +151,9 @@ class VehicleHub:
     ) -> set[str]:
         """Merge one batch (a page) of an account's cars; return the keys it carried."""
         account = self._accounts[name]
+        # The one place location privacy applies: nothing downstream sees more.
+        privacy = self._privacy.get(name, EXACT)
+        states = [privacy.apply(state) for state in states]
         await self._assign_names(states)
         seen: set[str] = set()
         for state in states:

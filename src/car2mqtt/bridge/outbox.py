@@ -75,6 +75,11 @@ class Outbox:
             await asyncio.sleep(0)
         return done
 
+    @property
+    def in_flight(self) -> int:
+        """Messages sent and awaiting their answer: the part of the window in use."""
+        return len(self._in_flight)
+
     async def drain(self) -> None:
         """Wait until every message sent so far has its answer."""
         while self._in_flight:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import Counter
 from collections.abc import AsyncGenerator
 
 from car2mqtt.backoff import backoff_delay
@@ -20,8 +21,11 @@ from car2mqtt.bridge.timing import Timing
 from car2mqtt.clock import Clock
 from car2mqtt.errors import (
     AuthError,
+    BadCloudResponse,
     ProviderError,
+    ProviderRejected,
     ProviderUnavailable,
+    RateLimited,
     ReauthRequired,
     StoreError,
 )
@@ -54,6 +58,8 @@ class Poller:
         self._timing = timing
         self._interval_s = interval_s  # the account's configured interval
         self.polls = 0
+        self.errors: Counter[str] = Counter()  # failed polls by kind (`error_kind`)
+        self.last_ok_at: float | None = None  # clock time of the last poll that read it all
 
     @property
     def name(self) -> str:
@@ -97,9 +103,11 @@ class Poller:
                     await self._note_link(announce=False)
                 seen |= await self._hub.apply(name, page, force=was_stale)
         except ReauthRequired as exc:
+            self.errors["auth"] += 1
             await self._hub.set_link(name, LinkState.RELINK_REQUIRED, str(exc))
             return timing.relink_retry_s
         except AuthError as exc:
+            self.errors["auth"] += 1
             # Not the user's link but our own client credentials: the fix is in the config.
             problem = f"client credentials refused: {exc}"
             await self._hub.set_link(name, LinkState.RELINK_REQUIRED, problem, config_fix=True)
@@ -107,6 +115,7 @@ class Poller:
         except ProviderError as exc:
             # A listing that broke after its first page is a failed read like any other: the
             # count goes on from where it was, not from the reset of that first page.
+            self.errors[error_kind(exc)] += 1
             return await self._failed(exc, before if answered else None)
         except StoreError as exc:
             # The provider could not use the state file (a token lock or read): not a bug.
@@ -121,6 +130,7 @@ class Poller:
             _LOGGER.info("account %s: %s answers again", name, provider.spec.title)
         await self._note_link(announce=True)  # what the whole listing says
         await self._hub.finish_listing(name, seen, provider.unreadable)
+        self.last_ok_at = self._clock.time()
         return self._interval()
 
     async def _note_link(self, *, announce: bool) -> None:
@@ -195,3 +205,18 @@ class Poller:
         if found:
             _LOGGER.info("account %s: found new credentials from a re-link; polling now", self.name)
         return found
+
+
+ERROR_KINDS = ("unavailable", "rate_limited", "rejected", "bad_response", "auth")
+
+
+def error_kind(exc: Exception) -> str:
+    """Return the kind a failed read counts under (one of `ERROR_KINDS`, else `other`)."""
+    kinds: tuple[tuple[type[Exception], str], ...] = (
+        (RateLimited, "rate_limited"),
+        (ProviderUnavailable, "unavailable"),
+        (ProviderRejected, "rejected"),
+        (BadCloudResponse, "bad_response"),
+        (AuthError, "auth"),
+    )
+    return next((kind for cls, kind in kinds if isinstance(exc, cls)), "other")

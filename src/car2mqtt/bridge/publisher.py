@@ -34,7 +34,7 @@ from car2mqtt.clock import Clock
 from car2mqtt.ha import discovery
 from car2mqtt.ha.discovery import DiscoveryMode
 from car2mqtt.ha.entities import HaVersion
-from car2mqtt.models import VehicleState
+from car2mqtt.models import LocationMode, VehicleState
 from car2mqtt.mqtt.topics import Topics
 
 _LOGGER = logging.getLogger(__name__)
@@ -285,7 +285,9 @@ class HaPublisher:
         # Assistant lacks go (a changed mqtt.ha_version swaps the text deadline for a time).
         found = discovery.applicable_keys(state, ha, history=self._pub.history)
         keys = discovery.keys_on_ha(shown.keys, ha) | found
-        inputs = (keys, state.info, self._pub, vehicle.name)
+        if state.location_mode is LocationMode.OFF:
+            keys -= {"location"}  # `privacy.location: off`: the tracker goes, if it was there
+        inputs = (keys, state.info, self._pub, vehicle.name, state.location_mode)
         if force or shown.discovery_inputs != inputs:
             futures += await self._publish_discovery(vehicle, shown, keys, inputs, force=force)
         shown.keys = keys
@@ -305,11 +307,17 @@ class HaPublisher:
             _note(shown, state_topic, compare, sent)
             futures.append(sent)
             self._pending_states[vehicle.key] = (state_topic, payload)
-        location = discovery.location_payload(state)
-        if location is not None:
+        location = discovery.location_topic_payload(state)
+        if location is not None or state.location_mode is not LocationMode.EXACT:
+            # Outside `exact` what a run before retained never stays: the zone's name or the
+            # coarse fix replaces it, or the topic is cleared (with no fix, and in `off`,
+            # where an entity-mode tracker's config goes too).
             futures.append(
                 await self._submit_if_changed(shown, t.location(ref), location, force=force)
             )
+            if state.location_mode is LocationMode.OFF and self._pub.mode == "entity":
+                tracker = t.entity_config("device_tracker", ref, "location")
+                futures.append(await self._submit_if_changed(shown, tracker, None, force=force))
         if vehicle.last_command is not None:
             command = discovery.command_payload(vehicle.last_command)
             futures.append(

@@ -14,11 +14,13 @@ from collections.abc import Awaitable, Callable, Mapping
 
 from car2mqtt.bridge.commands import CommandService
 from car2mqtt.bridge.events import Sink
+from car2mqtt.bridge.health import Health
 from car2mqtt.bridge.hub import VehicleHub
 from car2mqtt.bridge.intake import MqttCommands
 from car2mqtt.bridge.outbox import Outbox, PublishFn
 from car2mqtt.bridge.pace import Pace
 from car2mqtt.bridge.poller import Poller
+from car2mqtt.bridge.privacy import Privacy
 from car2mqtt.bridge.publisher import HaPublisher, Publishing
 from car2mqtt.bridge.push import PushSource
 from car2mqtt.bridge.saving import Saver
@@ -46,6 +48,7 @@ class Bridge:
         timing: Timing | None = None,
         poll_intervals: Mapping[str, float] | None = None,
         receiver_base_path: str = "",
+        privacy: Mapping[str, Privacy] | None = None,
     ) -> None:
         timing = timing or Timing()
         intervals = dict(poll_intervals or {})
@@ -59,6 +62,7 @@ class Bridge:
             [(p.account, p.spec, _calls_of(p)) for p in providers],
             saver=saver,
             stale_after_failures=timing.stale_after_failures,
+            privacy=privacy,
         )
         self._providers = {p.account: p for p in providers}
         self._paces = paces = {p.account: Pace() for p in providers}
@@ -104,6 +108,14 @@ class Bridge:
             clock=clock,
             timing=timing,
             base_path=receiver_base_path,
+        )
+        # Not a sink: it reads the counters of the parts above on its own cadence.
+        self.health = Health(
+            self.hub,
+            self._pollers,
+            outbox=self._outbox,
+            topics=topics,
+            interval_s=timing.health_s,
         )
         self._intake = MqttCommands(
             self.hub,
@@ -157,12 +169,14 @@ class Bridge:
                     tg.create_task(poller.run(), name=f"poll-{poller.name}")
                 tg.create_task(self.publisher.run(), name="heartbeat")
                 tg.create_task(self.push.run(), name="push")
+                tg.create_task(self.health.run(), name="health")
         finally:
             self._spawner.attach(None)
 
     async def on_connect(self) -> None:
         """Republish everything retained after each (re)connect to the broker."""
         await self.publisher.on_connect()
+        self.health.request()
         for hook in self._connect_hooks:
             try:
                 await hook()
@@ -174,6 +188,10 @@ class Bridge:
         """Route a message: Home Assistant's birth to the publisher, the rest to the intake."""
         if topic == self._topics.ha_status:
             self.publisher.on_ha_status(payload)
+            return
+        if topic == self._topics.bridge_health_request:
+            if not retained:  # a retained request would be acted on at every reconnect
+                self.health.request()
             return
         self._intake.on_message(topic, payload, retained)
 

@@ -21,6 +21,7 @@ class Timing:
     command_timeout_s: float = 40 * 60.0
     after_command_poll_s: float = 45.0
     heartbeat_s: float = 300.0
+    health_s: float = 60.0  # how often `<base>/bridge/health` is published
     birth_jitter_s: float = 2.0
     stale_after_failures: int = 2
     # A refresh makes the cloud wake the car: one a minute per car, whatever HA sends.

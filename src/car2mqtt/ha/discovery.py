@@ -31,7 +31,15 @@ from car2mqtt.ha.entities import (
     Source,
     ValueContext,
 )
-from car2mqtt.models import Capability, CommandResult, CommandStatus, VehicleRef, VehicleState
+from car2mqtt.models import (
+    NOT_HOME,
+    Capability,
+    CommandResult,
+    CommandStatus,
+    LocationMode,
+    VehicleRef,
+    VehicleState,
+)
 from car2mqtt.mqtt.topics import Topics
 from car2mqtt.providers.base import Command, CommandValue
 
@@ -160,7 +168,11 @@ def _bridge_device(topics: Topics, version: str, support_url: str | None) -> _De
     return _Device(
         identifier=topics.bridge_id,
         slug=slugify(name),
-        sources={"bridge_state": topics.bridge_state, "bridge_history": topics.bridge_history},
+        sources={
+            "bridge_state": topics.bridge_state,
+            "bridge_history": topics.bridge_history,
+            "bridge_health": topics.bridge_health,
+        },
         command_topic=no_commands,
         bridge_only=None,
         root={
@@ -240,6 +252,20 @@ def _components(
     return {row.key: _component(row, device) for row in rows if row.key in keys}
 
 
+def _vehicle_components(
+    state: VehicleState, device: _Device, keys: Collection[str]
+) -> dict[str, JsonObject]:
+    components = _components(VEHICLE_ENTITIES, device, keys)
+    tracker = components.get("location")
+    if tracker is not None and state.location_mode is LocationMode.ZONE:
+        # No coordinates: the tracker's state is the zone's name on the location topic
+        # (Home Assistant shows any other payload than these two as the location's name).
+        topic = tracker.pop("json_attributes_topic")
+        tracker.update(state_topic=topic, payload_home="home", payload_not_home=NOT_HOME)
+        tracker.pop("source_type", None)
+    return components
+
+
 def _per_entity(components: Mapping[str, JsonObject], device: _Device) -> dict[str, JsonObject]:
     payloads: dict[str, JsonObject] = {}
     for key, component in components.items():
@@ -264,7 +290,11 @@ def device_discovery(
     `name` overrides the cloud's name for the car (the bridge makes names of equal cars unique).
     """
     device = _vehicle_device(state, topics, origin_version, expose_vin, support_url, name)
-    payload = {**device.root, "components": _components(VEHICLE_ENTITIES, device, keys)}
+    components = _vehicle_components(state, device, keys)
+    if state.location_mode is LocationMode.OFF:
+        # A component of only its platform removes an entity announced before.
+        components["location"] = {"platform": "device_tracker"}
+    payload = {**device.root, "components": components}
     return topics.device_config(state.ref), payload
 
 
@@ -280,7 +310,7 @@ def entity_discoveries(
 ) -> list[tuple[str, JsonObject]]:
     """Return one discovery topic and payload per entity of a vehicle (pre-2024.11 HA)."""
     device = _vehicle_device(state, topics, origin_version, expose_vin, support_url, name)
-    components = _components(VEHICLE_ENTITIES, device, keys)
+    components = _vehicle_components(state, device, keys)
     return [
         (topics.entity_config(_VEHICLE_ROWS[key].platform, state.ref, key), payload)
         for key, payload in _per_entity(components, device).items()
@@ -403,7 +433,8 @@ def location_payload(state: VehicleState) -> JsonObject | None:
     payload: JsonObject = {
         "latitude": fix.latitude,
         "longitude": fix.longitude,
-        "gps_accuracy": GPS_ACCURACY_M,
+        # A coarse fix says how coarse (half its grid cell's diagonal).
+        "gps_accuracy": fix.accuracy_m if fix.accuracy_m is not None else GPS_ACCURACY_M,
     }
     optional: dict[str, object] = {
         "heading": fix.heading_deg,
@@ -413,6 +444,19 @@ def location_payload(state: VehicleState) -> JsonObject | None:
     }
     payload.update({name: value for name, value in optional.items() if value is not None})
     return payload
+
+
+def location_topic_payload(state: VehicleState) -> JsonObject | str | None:
+    """Return what the location topic carries: attributes JSON, a zone's name, or None.
+
+    `exact`/`coarse`: the tracker's attributes; `zone`: the zone's name (or `not_home`) as
+    the tracker's state; `off`, or no usable fix: None (the publisher clears the topic in `off`).
+    """
+    if state.location_mode is LocationMode.OFF:
+        return None
+    if state.location_mode is LocationMode.ZONE:
+        return state.zone
+    return location_payload(state)
 
 
 def command_payload(result: CommandResult) -> JsonObject:

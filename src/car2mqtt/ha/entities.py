@@ -17,6 +17,7 @@ from car2mqtt.models import (
     Capability,
     ChargeState,
     CommandStatus,
+    LocationMode,
     SmartChargingState,
     VehicleState,
 )
@@ -27,7 +28,15 @@ Platform = Literal[
 ]
 StateClass = Literal["measurement", "total", "total_increasing"]
 # Which topic feeds an entity: resolved to a real topic per device by discovery.py.
-Source = Literal["state", "location", "command_result", "history", "bridge_state", "bridge_history"]
+Source = Literal[
+    "state",
+    "location",
+    "command_result",
+    "history",
+    "bridge_state",
+    "bridge_history",
+    "bridge_health",
+]
 # Rows fed by the history recorder exist only where history is recorded.
 HISTORY_SOURCES: frozenset[Source] = frozenset({"history", "bridge_history"})
 # "bridge": the entity stays available while the vehicle is marked offline, because it is
@@ -390,7 +399,12 @@ VEHICLE_ENTITIES: tuple[EntityDescription, ...] = (
         platform="device_tracker",
         name="Location",
         icon="mdi:car",
-        applies=lambda s: Capability.LOCATION in s.capabilities or s.location is not None,
+        # `privacy.location: off`: no tracker at all. In `zone` mode discovery reads the zone's
+        # name from the location topic instead (discovery.py).
+        applies=lambda s: (
+            s.location_mode is not LocationMode.OFF
+            and (Capability.LOCATION in s.capabilities or s.location is not None or bool(s.zone))
+        ),
         state_topic=None,
         attributes_topic="location",
         source_type="gps",
@@ -648,6 +662,59 @@ BRIDGE_ENTITIES: tuple[EntityDescription, ...] = (
         entity_category="diagnostic",
         icon="mdi:webhook",
         state_topic="bridge_state",
+        availability="bridge",
+    ),
+    # From the health topic (bridge/health.py), refreshed every minute.
+    EntityDescription(
+        key="uptime",
+        platform="sensor",
+        name="Uptime",
+        device_class="duration",
+        state_class="measurement",
+        unit="s",
+        entity_category="diagnostic",
+        precision=0,
+        state_topic="bridge_health",
+        state_field="uptime_s",
+        availability="bridge",
+    ),
+    EntityDescription(
+        key="memory",
+        platform="sensor",
+        name="Memory",
+        device_class="data_size",
+        state_class="measurement",
+        unit="MB",
+        entity_category="diagnostic",
+        icon="mdi:memory",
+        precision=1,
+        state_topic="bridge_health",
+        state_field="rss_mb",
+        availability="bridge",
+    ),
+    EntityDescription(
+        key="mqtt_reconnects",
+        platform="sensor",
+        name="MQTT reconnects",
+        # Counted since the bridge started, as API calls are.
+        state_class="total_increasing",
+        entity_category="diagnostic",
+        icon="mdi:lan-disconnect",
+        precision=0,
+        state_topic="bridge_health",
+        state_field="mqtt.reconnects",
+        availability="bridge",
+    ),
+    EntityDescription(
+        key="mqtt_sent",
+        platform="sensor",
+        name="MQTT messages sent",
+        state_class="total_increasing",
+        entity_category="diagnostic",
+        icon="mdi:upload-network-outline",
+        precision=0,
+        state_topic="bridge_health",
+        state_field="mqtt.sent",
         availability="bridge",
     ),
 )

@@ -22,7 +22,7 @@ from datetime import datetime
 
 from car2mqtt.history.model import EnergySource, ZoneArea, zone_of
 from car2mqtt.history.records import Sample, Session, Totals, Trip, Write
-from car2mqtt.models import ChargeState, VehicleState
+from car2mqtt.models import NOT_HOME, ChargeState, LocationMode, VehicleState
 
 TRIP_END_S = 15 * 60.0  # a car whose odometer stood still this long has arrived
 TRIP_MIN_KM = 0.05  # below this an odometer change is noise (rounding, a cache)
@@ -114,7 +114,7 @@ class CarTracker:
                 soc_to=state.battery_pct,
                 latitude=fix.latitude if fix else None,
                 longitude=fix.longitude if fix else None,
-                zone=zone_of(fix.latitude, fix.longitude, self.zones) if fix else None,
+                zone=self._zone(state),
             )
             self.session_base_kwh = self.total_kwh
             self.rate_kwh = 0.0
@@ -209,7 +209,7 @@ class CarTracker:
             # Seen still since its last move, and now moving again long after: the car
             # stopped in between (a cloud that refreshes every few minutes can show the stop
             # once only). The trip ended at its last move; a new one begins.
-            zone = zone_of(trip.end_latitude, trip.end_longitude, self.zones)
+            zone = self._end_zone(trip)
             rows.append(replace(trip, ended_at=self.trip_moved_at, end_zone=zone))
             self.trip = trip = None
         if trip is None:
@@ -224,7 +224,7 @@ class CarTracker:
                 start_odometer_km=before_km,
                 start_latitude=fix.latitude if fix else None,
                 start_longitude=fix.longitude if fix else None,
-                start_zone=zone_of(fix.latitude, fix.longitude, self.zones) if fix else None,
+                start_zone=self._zone(previous),
             )
             self.trip_moved_at = None
             self.still_since = None
@@ -238,6 +238,8 @@ class CarTracker:
                 distance_km=km - (trip.start_odometer_km or km),
                 end_latitude=fix.latitude if fix else trip.end_latitude,
                 end_longitude=fix.longitude if fix else trip.end_longitude,
+                # `privacy.location: zone`: no coordinates, only the zone's name.
+                end_zone=self._zone(state) if fix is None else trip.end_zone,
             )
         assert self.trip_moved_at is not None
         if moved:
@@ -255,13 +257,23 @@ class CarTracker:
                 end_latitude=fix.latitude if fix else trip.end_latitude,
                 end_longitude=fix.longitude if fix else trip.end_longitude,
             )
-            trip = replace(
-                trip, end_zone=zone_of(trip.end_latitude, trip.end_longitude, self.zones)
-            )
+            trip = replace(trip, end_zone=self._end_zone(trip))
             self.trip = None
         else:
             self.trip = trip
         return [*rows, trip]
+
+    def _zone(self, state: VehicleState) -> str | None:
+        """Return the zone `state`'s car is in: from its fix, or what privacy left of it."""
+        if state.location_mode is LocationMode.ZONE:
+            return state.zone if state.zone != NOT_HOME else None
+        fix = state.location
+        return zone_of(fix.latitude, fix.longitude, self.zones) if fix else None
+
+    def _end_zone(self, trip: Trip) -> str | None:
+        if trip.end_latitude is None:
+            return trip.end_zone
+        return zone_of(trip.end_latitude, trip.end_longitude, self.zones)
 
     # ---- samples ---------------------------------------------------------------------------
 

@@ -171,12 +171,18 @@ class MqttLink:
         self.connected = asyncio.Event()
         self.connections = 0
         self.published = 0
+        self.received = 0  # messages the broker handed us, our own availability included
         # The version the broker accepted ("5" or "3.1.1"); with "auto", None until it answers.
         self.protocol: str | None = None if settings.protocol == "auto" else settings.protocol
         self._publish_failing = False
         self._trying_311 = False  # "auto" fell back and 3.1.1 has not connected yet
         self._short_lived = 0  # connections in a row the broker ended right after they began
         self._said_offline_fix = False
+
+    @property
+    def reconnects(self) -> int:
+        """Connections made after the first one."""
+        return max(0, self.connections - 1)
 
     def _make_client(self, version: str, *, checker: bool = False) -> aiomqtt.Client:
         s = self._settings
@@ -259,6 +265,7 @@ class MqttLink:
                         async for message in client.messages:
                             payload = message.payload
                             data = payload if isinstance(payload, bytes) else str(payload).encode()
+                            self.received += 1
                             if str(message.topic) == self._availability:
                                 await self._keep_online(client, data)
                                 continue

@@ -3,6 +3,8 @@
 ```
 <base>/bridge/availability                        retained online|offline (the will)
 <base>/bridge/state                               retained JSON for the bridge device
+<base>/bridge/health                              retained JSON: uptime, memory, counters
+<base>/bridge/request/health                      any payload: publish the health now
 <base>/<provider>/<vehicle>/availability          retained online|offline
 <base>/<provider>/<vehicle>/state                 retained JSON, one field per entity
 <base>/<provider>/<vehicle>/location              retained JSON for the device tracker
@@ -71,6 +73,16 @@ class Topics:
     def bridge_state(self) -> str:
         """The bridge device's JSON state."""
         return f"{self.base}/bridge/state"
+
+    @property
+    def bridge_health(self) -> str:
+        """The bridge's JSON health: uptime, memory, CPU, MQTT and per-account counters."""
+        return f"{self.base}/bridge/health"
+
+    @property
+    def bridge_health_request(self) -> str:
+        """Where a message (never a retained one) asks for the health at once."""
+        return f"{self.base}/bridge/request/health"
 
     def vehicle_root(self, ref: VehicleRef) -> str:
         """Return the topic every topic of `ref` lives under."""

@@ -46,6 +46,14 @@ class ValueRow:
     stamp: Stamp = _charge
 
 
+def where(s: VehicleState) -> str | None:
+    """Return the car's position as privacy left it: coordinates, a zone's name, or None."""
+    if s.zone is not None:
+        return s.zone  # `privacy.location: zone`
+    fix = s.location
+    return f"{fix.latitude:.5f}, {fix.longitude:.5f}" if fix is not None else None
+
+
 # Every value the bridge may know of a car, in the order the car page shows them.
 VALUE_ROWS: tuple[ValueRow, ...] = (
     ValueRow("Battery", lambda s: s.battery_pct, "%"),
@@ -92,7 +100,7 @@ VALUE_ROWS: tuple[ValueRow, ...] = (
     ),
     ValueRow(
         "Location",
-        lambda s: s.location and f"{s.location.latitude:.5f}, {s.location.longitude:.5f}",
+        where,
         stamp=lambda s: (s.location and s.location.updated_at) or s.last_seen,
     ),
     ValueRow("Speed", lambda s: s.speed_kmh, "km/h", _signals),
@@ -266,7 +274,7 @@ def car_line(vehicle: KnownVehicle, account: KnownAccount, now: float) -> CarLin
         range=show(s.range_km, "km"),
         charging=show(s.charging),
         plugged_in=show(s.plugged_in),
-        location=f"{fix.latitude:.5f}, {fix.longitude:.5f}" if fix is not None else None,
+        location=where(s),
         map_url=map_url,
         last_seen=ago(age_of(s.last_seen, now)),
         stale=account.stale or account.link is LinkState.RELINK_REQUIRED,
