@@ -619,6 +619,15 @@ class PrivacySettings(_Model):
         return value
 
 
+class BudgetSettings(_Model):
+    """An account's monthly API budget (docs/bridge.md, "API budget"); no cap by default."""
+
+    calls_per_month: int | None = Field(None, ge=10, le=100_000_000)
+    calls_per_vehicle_month: int | None = Field(None, ge=10, le=10_000_000)
+    # The share kept for commands and the polls that follow them.
+    reserve_pct: int = Field(10, ge=0, le=50)
+
+
 class AccountBase(_Model):
     """What every account has, whatever its provider.
 
@@ -634,6 +643,7 @@ class AccountBase(_Model):
     # declaring the field again, and say why in `bound_reasons`.
     poll_interval_s: int = Field(300, ge=60, le=86400)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
+    budget: BudgetSettings = Field(default_factory=BudgetSettings)
     if TYPE_CHECKING:
         # Each subclass declares it as a Literal; not a field here, so that it keeps its place
         # among the subclass's own keys in "expected one of" lists.

@@ -38,6 +38,7 @@ from car2mqtt.runtime import (
     HistoryOptions,
     WebOptions,
     broker_settings,
+    budgets_of,
     history_options,
     secrets_of,
     serve,
@@ -238,12 +239,18 @@ async def run_demo(
         store = stack.enter_context(Store.open(config.store))
         server = server_for(sim, sock, embedded=True)
         # The bridge lives on the simulator's clock, so token lifetimes and polling agree.
-        providers = [
-            create_provider(account, clock=sim.world.clock, persistence=store)
-            for account in config.accounts
-        ]
         # Enode's cadence in simulated minutes becomes seconds here: poll to match.
         scale = max(time_factor, 1.0)
+        budgets = budgets_of(config, sim.world.clock, rate=scale)
+        providers = [
+            create_provider(
+                account,
+                clock=sim.world.clock,
+                persistence=store,
+                meter=budgets[account.name].meter(),
+            )
+            for account in config.accounts
+        ]
         timing = Timing(
             poll_interval_s=max(2.0, 300.0 / scale),
             active_poll_interval_s=max(1.0, 120.0 / scale),
@@ -274,6 +281,7 @@ async def run_demo(
                     timing=timing,
                     web=WebOptions(config, sock=web_sock),
                     history=demo_history(config, scale),
+                    budgets=budgets,
                 )
             )
             announce(

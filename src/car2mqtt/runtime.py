@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
+from car2mqtt.bridge.budget import Budget, BudgetLimits, CallLedger
 from car2mqtt.bridge.privacy import Privacy
 from car2mqtt.bridge.publisher import Publishing
 from car2mqtt.bridge.root import Bridge
@@ -27,7 +28,7 @@ from car2mqtt.mqtt.link import BrokerSettings, MqttLink
 from car2mqtt.mqtt.topics import Topics
 from car2mqtt.net import base_url, bind
 from car2mqtt.providers.base import Provider
-from car2mqtt.providers.registry import create_provider
+from car2mqtt.providers.registry import create_provider, plugin_of
 from car2mqtt.serving import embedded_server, serve_http
 from car2mqtt.store import Store
 from car2mqtt.web.app import BridgeFacts, WebParts, WebUI
@@ -93,6 +94,7 @@ def build(
     web: WebOptions | None = None,
     history: HistoryOptions | None = None,
     privacy: Mapping[str, Privacy] | None = None,
+    budgets: Mapping[str, Budget] | None = None,
 ) -> _Wired:
     """Wire a bridge to its MQTT link, its web UI if `web` is given, and history."""
     clock = clock or SystemClock()
@@ -109,6 +111,7 @@ def build(
         poll_intervals=poll_intervals,
         receiver_base_path=base_path,
         privacy=privacy,
+        budgets=budgets,
     )
     link = MqttLink(
         broker,
@@ -304,13 +307,40 @@ def broker_settings(config: Config) -> BrokerSettings:
     )
 
 
-def _providers_of(config: Config, clock: Clock, store: Store) -> list[Provider]:
-    return [create_provider(a, clock=clock, persistence=store) for a in config.accounts]
+def _providers_of(
+    config: Config, clock: Clock, store: Store, budgets: Mapping[str, Budget]
+) -> list[Provider]:
+    return [
+        create_provider(a, clock=clock, persistence=store, meter=budgets[a.name].meter())
+        for a in config.accounts
+    ]
 
 
-def _config_options(config: Config, clock: Clock, store: Store) -> dict[str, Any]:
+def budgets_of(config: Config, clock: Clock, *, rate: float = 1.0) -> dict[str, Budget]:
+    """Return each account's call ledger and budget, as `config` sets them.
+
+    Days and months are the system's local ones (`TZ`). `rate` is clock seconds per
+    event-loop second: 1, but a SimClock's factor in tests.
+    """
+    budgets: dict[str, Budget] = {}
+    for account in config.accounts:
+        ledger = CallLedger(account.name, clock, None, plugin_of(account).spec.vehicle_path)
+        settings = account.budget
+        limits = BudgetLimits(
+            settings.calls_per_month,
+            settings.calls_per_vehicle_month,
+            settings.reserve_pct / 100,
+        )
+        budgets[account.name] = Budget(ledger, limits, clock, None, rate=rate)
+    return budgets
+
+
+def _config_options(
+    config: Config, clock: Clock, store: Store, budgets: Mapping[str, Budget]
+) -> dict[str, Any]:
     """Return `build`'s options for the bridge `config` describes."""
     return {
+        "budgets": budgets,
         "store": store,
         "broker": broker_settings(config),
         "topics": Topics(
@@ -387,8 +417,9 @@ async def running_config(
     clock = clock or SystemClock()
     store = Store.open(config.store)
     try:
-        providers = _providers_of(config, clock, store)
-        options = {**_config_options(config, clock, store), **overrides}
+        budgets = overrides.pop("budgets", None) or budgets_of(config, clock)
+        providers = _providers_of(config, clock, store, budgets)
+        options = {**_config_options(config, clock, store, budgets), **overrides}
         async with running(providers, **options) as run:
             yield run
     finally:
@@ -400,7 +431,8 @@ async def run_config(config: Config, *, clock: Clock | None = None) -> None:
     clock = clock or SystemClock()
     store = Store.open(config.store)
     try:
-        providers = _providers_of(config, clock, store)
-        await serve(providers, **_config_options(config, clock, store))
+        budgets = budgets_of(config, clock)
+        providers = _providers_of(config, clock, store, budgets)
+        await serve(providers, **_config_options(config, clock, store, budgets))
     finally:
         store.close()

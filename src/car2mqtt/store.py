@@ -119,6 +119,16 @@ MIGRATIONS: list[str] = [
     """
     DROP TABLE samples;
     """,
+    # The API budget's counts (bridge/budget.py): this month's, per quarter hour and per car.
+    """
+    CREATE TABLE api_calls (
+        account TEXT NOT NULL,
+        vehicle TEXT NOT NULL,           -- '' for the account's quarter-hour counts
+        period REAL NOT NULL,            -- the quarter hour's start, or the month's for a car
+        calls INTEGER NOT NULL,
+        PRIMARY KEY (account, vehicle, period)
+    ) WITHOUT ROWID;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -715,6 +725,41 @@ class Store:
             cast(str, account): (cast(str, link), cast(str | None, problem))
             for account, link, problem in rows
         }
+
+    # -- API calls -----------------------------------------------------------------------
+
+    def load_calls(self, account: str) -> tuple[dict[int, int], dict[str, int], float | None]:
+        """Return `account`'s kept counts: by quarter hour, by car, and the cars' month."""
+        rows = self._rows(
+            "read",
+            "SELECT vehicle, period, calls FROM api_calls WHERE account = ?",
+            (account,),
+        )
+        buckets: dict[int, int] = {}
+        own: dict[str, int] = {}
+        month: float | None = None
+        for vehicle, period, calls in rows:
+            if vehicle == "":
+                buckets[int(cast(float, period))] = cast(int, calls)
+            else:
+                own[cast(str, vehicle)] = cast(int, calls)
+                month = cast(float, period)
+        return buckets, own, month
+
+    def save_calls(
+        self, account: str, month: float, buckets: Mapping[int, int], own: Mapping[str, int]
+    ) -> None:
+        """Replace `account`'s kept counts with this month's."""
+        with self._write("write") as conn:
+            conn.execute("DELETE FROM api_calls WHERE account = ?", (account,))
+            conn.executemany(
+                "INSERT INTO api_calls (account, vehicle, period, calls) VALUES (?, '', ?, ?)",
+                [(account, float(b), n) for b, n in buckets.items()],
+            )
+            conn.executemany(
+                "INSERT INTO api_calls (account, vehicle, period, calls) VALUES (?, ?, ?, ?)",
+                [(account, v, month, n) for v, n in own.items()],
+            )
 
     # -- meta ----------------------------------------------------------------------------
 

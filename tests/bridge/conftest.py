@@ -6,12 +6,14 @@ import contextlib
 import json
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from car2mqtt.bridge.budget import Budget, BudgetLimits, CallLedger
 from car2mqtt.bridge.privacy import Privacy
 from car2mqtt.bridge.publisher import Publishing
 from car2mqtt.bridge.timing import Timing
@@ -21,6 +23,8 @@ from car2mqtt.mqtt.link import BrokerSettings
 from car2mqtt.mqtt.topics import Topics
 from car2mqtt.providers.base import Provider
 from car2mqtt.providers.enode import EnodeProvider
+from car2mqtt.providers.enode.spec import SPEC as ENODE_SPEC
+from car2mqtt.providers.plugin import RequestHook
 from car2mqtt.providers.xee import XeeProvider
 from car2mqtt.runtime import Running, running
 from car2mqtt.store import Store
@@ -57,6 +61,7 @@ def enode_provider(
     secret: str | None = None,
     clock: Clock | None = None,
     public_url: str | None = None,
+    meter: RequestHook | None = None,
 ) -> EnodeProvider:
     """An Enode provider pointed at the simulator (taking its webhooks with `public_url`)."""
     creds = sim.info["enode"]
@@ -70,7 +75,16 @@ def enode_provider(
         clock=clock or SystemClock(),
         persistence=store,
         public_url=public_url,
+        meter=meter,
     )
+
+
+def budget_of(
+    account: str, clock: Clock, limits: BudgetLimits | None = None, *, rate: float = 1.0
+) -> Budget:
+    """An Enode account's ledger and budget (no cap unless `limits`), days in UTC."""
+    ledger = CallLedger(account, clock, UTC, ENODE_SPEC.vehicle_path)
+    return Budget(ledger, limits or BudgetLimits(), clock, UTC, rate=rate)
 
 
 def xee_provider(
@@ -167,14 +181,23 @@ async def bridge_for(
     protocol: str = "5",
     providers: Callable[[Store], Sequence[Provider]] | None = None,
     privacy: Mapping[str, Privacy] | None = None,
+    budgets: Mapping[str, Budget] | None = None,
 ) -> AsyncIterator[Harness]:
-    """Run a bridge against `sim` and `broker`: Enode `accounts`, or the given `providers`."""
+    """Run a bridge against `sim` and `broker`: Enode `accounts`, or the given `providers`.
+
+    Enode accounts get their API calls counted (`budgets`, by default with no cap).
+    """
     store = Store.open(tmp_path / "state" / "car2mqtt.db")
-    chosen = (
-        providers(store)
-        if providers is not None
-        else [enode_provider(sim, store, clock=clock, **spec) for spec in (accounts or [{}])]
-    )
+    if providers is None:
+        specs = accounts or [{}]
+        names = [str(spec.get("account", "home")) for spec in specs]
+        budgets = budgets or {n: budget_of(n, clock or SystemClock()) for n in names}
+        chosen: Sequence[Provider] = [
+            enode_provider(sim, store, clock=clock, meter=budgets[n].meter(), **spec)
+            for n, spec in zip(names, specs, strict=True)
+        ]
+    else:
+        chosen = providers(store)
     settings = BrokerSettings.from_url(broker.url, protocol=protocol, client_id="car2mqtt-test")
     try:
         async with running(
@@ -186,6 +209,7 @@ async def bridge_for(
             publishing=publishing,
             timing=timing,
             privacy=privacy,
+            budgets=budgets,
         ) as run:
             yield Harness(sim, broker, store, run)
     finally:

@@ -31,7 +31,7 @@ async def test_the_health_is_retained_with_every_field(
         await seen.wait_json(HEALTH, lambda h: h["accounts"]["home"]["last_poll"] is not None)
         kept = await retained(mosquitto.port, HEALTH)
     health = json.loads(kept[HEALTH])
-    assert set(health) == {"uptime_s", "rss_mb", "cpu_pct", "mqtt", "accounts", "history"}
+    assert set(health) == {"uptime_s", "rss_mb", "cpu_pct", "mqtt", "accounts", "history", "budget"}
     assert health["uptime_s"] >= 0
     assert 5 < health["rss_mb"] < 10_000
     assert health["cpu_pct"] >= 0
@@ -41,7 +41,7 @@ async def test_the_health_is_retained_with_every_field(
     assert health["mqtt"]["reconnects"] == 0
     assert 0 <= health["mqtt"]["in_flight"] <= 32
     home = health["accounts"]["home"]
-    assert set(home) == {"link", "last_poll", "last_webhook", "errors", "api_calls"}
+    assert set(home) == {"link", "last_poll", "last_webhook", "errors", "api_calls", "budget"}
     assert home["link"] == "ok"
     assert home["last_poll"].endswith("+00:00")
     assert home["last_webhook"] is None
@@ -49,6 +49,14 @@ async def test_the_health_is_retained_with_every_field(
         ("unavailable", "rate_limited", "rejected", "bad_response", "auth"), 0
     )
     assert home["api_calls"] > 0
+    # Counted by the meter under the API client; no cap is set, so nothing is "left".
+    budget = home["budget"]
+    assert budget["calls_month"] == budget["calls_today"] == home["api_calls"]
+    assert 0 < budget["calls_hour"] <= budget["calls_today"]
+    assert budget["left"] is None
+    assert budget["calls_per_vehicle_month"] is None
+    assert budget["poll_interval_s"] in (FAST.poll_interval_s, FAST.active_poll_interval_s)
+    assert health["budget"]["calls_month"] == budget["calls_month"]
     assert health["history"] is None  # history is off
 
 

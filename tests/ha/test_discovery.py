@@ -384,9 +384,18 @@ def test_bridge_device_depends_on_the_bridge_alone() -> None:
         "memory",
         "mqtt_reconnects",
         "mqtt_sent",
+        "api_calls_hour",
+        "api_calls_today",
+        "api_calls_month",
+        "api_budget_left",
+        "poll_interval",
     }
     health = {"uptime": "uptime_s", "memory": "rss_mb"}
     health |= {"mqtt_reconnects": "mqtt.reconnects", "mqtt_sent": "mqtt.sent"}
+    health |= {f"api_calls_{n}": f"budget.calls_{n}" for n in ("hour", "today", "month")}
+    health |= {"api_budget_left": "budget.left", "poll_interval": "budget.poll_interval_s"}
+    assert components["poll_interval"]["device_class"] == "duration"
+    assert components["poll_interval"]["unit_of_measurement"] == "s"
     assert components["api_calls"]["state_class"] == "total_increasing"
     assert components["problem"]["device_class"] == "problem"
     assert components["push"]["device_class"] == "enum"
@@ -431,6 +440,11 @@ def test_bridge_entity_mode() -> None:
         T.bridge_entity_config("sensor", "memory"),
         T.bridge_entity_config("sensor", "mqtt_reconnects"),
         T.bridge_entity_config("sensor", "mqtt_sent"),
+        T.bridge_entity_config("sensor", "api_calls_hour"),
+        T.bridge_entity_config("sensor", "api_calls_today"),
+        T.bridge_entity_config("sensor", "api_calls_month"),
+        T.bridge_entity_config("sensor", "api_budget_left"),
+        T.bridge_entity_config("sensor", "poll_interval"),
     ]
     assert all(payload["device"]["identifiers"] == [BRIDGE_IDENTIFIER] for _, payload in pairs)
 

@@ -196,6 +196,11 @@ def test_bridge_rows_read_the_bridge_state() -> None:
         "memory",
         "mqtt_reconnects",
         "mqtt_sent",
+        "api_calls_hour",
+        "api_calls_today",
+        "api_calls_month",
+        "api_budget_left",
+        "poll_interval",
     ]
     for row in BRIDGE_ENTITIES:
         assert row.state_topic in ("bridge_state", "bridge_history", "bridge_health")

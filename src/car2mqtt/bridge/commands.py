@@ -13,10 +13,11 @@ import asyncio
 import contextlib
 import logging
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Awaitable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
+from car2mqtt.bridge.budget import priority
 from car2mqtt.bridge.hub import VehicleHub, control_of
 from car2mqtt.bridge.known import KnownVehicle
 from car2mqtt.bridge.pace import Pace
@@ -95,7 +96,7 @@ class CommandService:
                 )
                 self._spawner.spawn(self._hub.record_command(vehicle, failed))
             else:
-                self._spawner.spawn(self._resume(vehicle, result))
+                self._spawner.spawn(_first(self._resume(vehicle, result)))
 
     def submit(self, vehicle: KnownVehicle, command: Command, value: CommandValue = None) -> None:
         """Check `command` and start it in the background; raise CommandRejected if it can't be."""
@@ -107,7 +108,8 @@ class CommandService:
         discovery.check_capable(command, vehicle.state.capabilities)
         if command is Command.REFRESH:
             self._check_refresh_allowed(self._car(vehicle))
-        self._spawner.spawn(self._run(vehicle, command, value), name=f"command-{vehicle.key}")
+        work = _first(self._run(vehicle, command, value))
+        self._spawner.spawn(work, name=f"command-{vehicle.key}")
 
     async def rejected(
         self, vehicle: KnownVehicle, asked: str, reason: str, value: str | None = None
@@ -317,3 +319,9 @@ def _in_flight(pace: Pace, car: _Car, control: str, followed: _Followed) -> Iter
         pace.commands_in_flight -= 1
         if car.following.get(control) is followed:
             del car.following[control]
+
+
+async def _first(work: Awaitable[None]) -> None:
+    """Run a command's work ahead of routine reads: its calls may use the budget's reserve."""
+    with priority():
+        await work

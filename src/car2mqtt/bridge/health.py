@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from car2mqtt.bridge.budget import Budget
 from car2mqtt.bridge.hub import VehicleHub
 from car2mqtt.bridge.outbox import Outbox, encode
 from car2mqtt.bridge.poller import ERROR_KINDS, Poller
@@ -77,12 +78,14 @@ class Health:
         outbox: Outbox,
         topics: Topics,
         interval_s: float,
+        budgets: Mapping[str, Budget] | None = None,
     ) -> None:
         self._hub = hub
         self._pollers = {poller.name: poller for poller in pollers}
         self._outbox = outbox
         self._topics = topics
         self._interval_s = interval_s
+        self._budgets = dict(budgets or {})
         self._wake = asyncio.Event()
         self._started = time.monotonic()
         self._cpu_mark = (self._started, _cpu_s())
@@ -117,6 +120,7 @@ class Health:
         self._cpu_mark = (now, cpu)
         wall = now - then
         mqtt, history = self.mqtt, self.history
+        accounts = {account.name: self._account(account.name) for account in self._hub.accounts()}
         return {
             "uptime_s": round(now - self._started),
             "rss_mb": round(_rss_bytes() / 1e6, 1),
@@ -127,9 +131,8 @@ class Health:
                 "in_flight": self._outbox.in_flight,
                 "reconnects": mqtt.reconnects if mqtt is not None else 0,
             },
-            "accounts": {
-                account.name: self._account(account.name) for account in self._hub.accounts()
-            },
+            "accounts": accounts,
+            "budget": self._budget(accounts),
             "history": None
             if history is None
             else {"queued": history.queued, "dropped": history.dropped, "lost": history.lost},
@@ -144,6 +147,38 @@ class Health:
             "last_webhook": _iso(account.last_push_at),
             "errors": {**dict.fromkeys(ERROR_KINDS, 0), **errors},
             "api_calls": account.api_calls(),
+            "budget": self._account_budget(name),
+        }
+
+    def _account_budget(self, name: str) -> dict[str, Any] | None:
+        budget, poller = self._budgets.get(name), self._pollers.get(name)
+        if budget is None:
+            return None
+        ledger, limits = budget.ledger, budget.limits
+        interval = poller.interval_now if poller is not None else None
+        return {
+            "calls_hour": ledger.last_hour(),
+            "calls_today": ledger.today(),
+            "calls_month": ledger.this_month(),
+            "busiest_car_month": budget.usage().car,
+            "calls_per_month": limits.per_month,
+            "calls_per_vehicle_month": limits.per_vehicle_month,
+            "left": budget.left(),
+            "poll_interval_s": None if interval is None else round(interval, 1),
+        }
+
+    @staticmethod
+    def _budget(accounts: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+        """Every account's figures in one: sums, the least left, the longest interval."""
+        figures = [a["budget"] for a in accounts.values() if a["budget"] is not None]
+        lefts = [f["left"] for f in figures if f["left"] is not None]
+        intervals = [f["poll_interval_s"] for f in figures if f["poll_interval_s"] is not None]
+        return {
+            "calls_hour": sum(f["calls_hour"] for f in figures),
+            "calls_today": sum(f["calls_today"] for f in figures),
+            "calls_month": sum(f["calls_month"] for f in figures),
+            "left": min(lefts) if lefts else None,
+            "poll_interval_s": max(intervals) if intervals else None,
         }
 
 

@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import AsyncGenerator
 
 from car2mqtt.backoff import backoff_delay
+from car2mqtt.bridge.budget import Budget, BudgetSpent, priority
 from car2mqtt.bridge.hub import VehicleHub
 from car2mqtt.bridge.pace import Pace
 from car2mqtt.bridge.saving import Saver
@@ -49,6 +50,7 @@ class Poller:
         timing: Timing,
         clock: Clock,
         interval_s: float | None = None,
+        budget: Budget | None = None,
     ) -> None:
         self.provider = provider
         self._clock = clock
@@ -60,6 +62,9 @@ class Poller:
         self.polls = 0
         self.errors: Counter[str] = Counter()  # failed polls by kind (`error_kind`)
         self.last_ok_at: float | None = None  # clock time of the last poll that read it all
+        self.budget = budget
+        self.interval_now: float | None = None  # the wait after the last poll, in seconds
+        self._budget_said = False  # "the budget is spent" is logged once per month
 
     @property
     def name(self) -> str:
@@ -87,6 +92,36 @@ class Poller:
 
     async def poll_once(self) -> float:
         """Poll the account once, hand the result to the hub, and return how long to wait."""
+        budget = self.budget
+        # A command in flight: its follow-up reads come first and may use the reserve.
+        urgent = self._pace.commands_in_flight > 0
+        if budget is None:
+            delay = await self._poll()
+        else:
+            with priority() if urgent else contextlib.nullcontext():
+                if not budget.admits(None):
+                    delay = self._spent(budget)
+                else:
+                    self._budget_said = False
+                    before = budget.usage()
+                    delay = await self._poll()
+                    delay = max(delay, budget.min_interval(before, urgent=urgent))
+        self.interval_now = delay
+        return delay
+
+    def _spent(self, budget: Budget) -> float:
+        """Say (once a month) that routine polls wait for the next month; return the wait."""
+        if not self._budget_said:
+            _LOGGER.warning(
+                "account %s: the month's API budget is spent (%s); polling resumes when the "
+                "month does, commands still go out while the reserve lasts",
+                self.name,
+                budget.describe(),
+            )
+            self._budget_said = True
+        return budget.until_month_end()
+
+    async def _poll(self) -> float:
         provider, timing, name = self.provider, self._timing, self.name
         self.polls += 1
         seen: set[str] = set()
@@ -112,6 +147,10 @@ class Poller:
             problem = f"client credentials refused: {exc}"
             await self._hub.set_link(name, LinkState.RELINK_REQUIRED, problem, config_fix=True)
             return timing.relink_retry_s
+        except BudgetSpent:
+            # The budget ran out halfway (a meter refused a page): not the cloud's failure.
+            assert self.budget is not None
+            return self._spent(self.budget)
         except ProviderError as exc:
             # A listing that broke after its first page is a failed read like any other: the
             # count goes on from where it was, not from the reset of that first page.

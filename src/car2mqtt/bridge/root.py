@@ -12,6 +12,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 
+from car2mqtt.bridge.budget import Budget, CallKeeper
 from car2mqtt.bridge.commands import CommandService
 from car2mqtt.bridge.events import Sink
 from car2mqtt.bridge.health import Health
@@ -49,9 +50,12 @@ class Bridge:
         poll_intervals: Mapping[str, float] | None = None,
         receiver_base_path: str = "",
         privacy: Mapping[str, Privacy] | None = None,
+        budgets: Mapping[str, Budget] | None = None,
     ) -> None:
         timing = timing or Timing()
         intervals = dict(poll_intervals or {})
+        # Built with the providers (their meters feed them), so handed in rather than made here.
+        budgets = dict(budgets or {})
         self._topics = topics
         self._connect_hooks: list[Callable[[], Awaitable[None]]] = []
         self._spawner = Spawner()
@@ -59,7 +63,7 @@ class Bridge:
         # Every write of the bridge, its further sinks' included: one throttled error report.
         self.saver = saver = Saver(store, error_every_s=timing.store_error_every_s)
         self.hub = VehicleHub(
-            [(p.account, p.spec, _calls_of(p)) for p in providers],
+            [(p.account, p.spec, _calls_of(p, budgets.get(p.account))) for p in providers],
             saver=saver,
             stale_after_failures=timing.stale_after_failures,
             privacy=privacy,
@@ -75,6 +79,7 @@ class Bridge:
                 timing=timing,
                 clock=clock,
                 interval_s=intervals.get(p.account),
+                budget=budgets.get(p.account),
             )
             for p in providers
         ]
@@ -109,6 +114,8 @@ class Bridge:
             timing=timing,
             base_path=receiver_base_path,
         )
+        self._calls = CallKeeper(budgets, saver, every_s=timing.health_s)
+        self._calls.load()
         # Not a sink: it reads the counters of the parts above on its own cadence.
         self.health = Health(
             self.hub,
@@ -116,6 +123,7 @@ class Bridge:
             outbox=self._outbox,
             topics=topics,
             interval_s=timing.health_s,
+            budgets=budgets,
         )
         self._intake = MqttCommands(
             self.hub,
@@ -170,6 +178,7 @@ class Bridge:
                 tg.create_task(self.publisher.run(), name="heartbeat")
                 tg.create_task(self.push.run(), name="push")
                 tg.create_task(self.health.run(), name="health")
+                tg.create_task(self._calls.run(), name="api-calls")
         finally:
             self._spawner.attach(None)
 
@@ -214,6 +223,10 @@ class Bridge:
         """Return the provider behind `account`."""
         return self._providers[account]
 
+    def poller(self, account: str) -> Poller:
+        """Return the poller reading `account`."""
+        return next(poller for poller in self._pollers if poller.name == account)
+
     def failures(self, account: str) -> int:
         """Return how many polls of `account` have failed in a row."""
         return self.hub.account(account).failures
@@ -229,8 +242,11 @@ class Bridge:
         return self.hub.api_calls
 
 
-def _calls_of(provider: Provider) -> Callable[[], int]:
+def _calls_of(provider: Provider, budget: Budget | None) -> Callable[[], int]:
     """Return a counter of `provider`'s API calls (0 for one that does not count them)."""
+    if budget is not None:
+        ledger = budget.ledger
+        return lambda: ledger.total
 
     def calls() -> int:
         client = getattr(provider, "client", None)

@@ -62,6 +62,9 @@ class ProviderSpec:
     refresh_after_command: bool = True
     # Why polling more often than `min_poll_interval_s` is refused, said to a user who asks to.
     min_poll_reason: str = ""
+    # A regular expression whose first group is the car an API request's path is about; the
+    # API budget counts such a call against that car, any other against every car.
+    vehicle_path: str | None = None
 
 
 class Provider(Protocol):

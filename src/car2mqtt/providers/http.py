@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import httpx
@@ -27,15 +27,20 @@ def api_client(
     tokens: TokenManager,
     transport: httpx.AsyncBaseTransport | None,
     timeout_s: float,
+    meter: Callable[[httpx.Request], Awaitable[None]] | None = None,
     **headers: str,
 ) -> httpx.AsyncClient:
-    """Return the client an account calls its cloud's API with, authorised by `tokens`."""
+    """Return the client an account calls its cloud's API with, authorised by `tokens`.
+
+    `meter` sees every request the client sends (a retry after a 401 included).
+    """
     return httpx.AsyncClient(
         base_url=api_url.rstrip("/"),
         auth=BearerAuth(tokens),
         transport=transport,
         timeout=timeout_s,
         headers={**_USER_AGENT, "Accept": "application/json", **headers},
+        event_hooks={"request": [meter]} if meter is not None else None,
     )
 
 

@@ -35,12 +35,14 @@ __all__ = [
     "LinkRunner",
     "LinkStart",
     "ProviderPlugin",
+    "RequestHook",
     "WebLink",
     "Wiring",
     "provider_plugin",
 ]
 
 A = TypeVar("A", bound=AccountBase)
+RequestHook = Callable[[httpx.Request], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +54,9 @@ class Wiring:
     persistence: TokenPersistence | None = None
     # The HTTP transport (tests put a mock or the simulator here); None is the network.
     transport: httpx.AsyncBaseTransport | None = None
+    # Called with every request of the account's API client (not its token requests): the
+    # bridge counts API calls there, and refuses one over the budget by raising.
+    meter: RequestHook | None = None
 
 
 # A link flow: given the account and the wiring, build the provider, let the user grant

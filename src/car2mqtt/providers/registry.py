@@ -25,7 +25,7 @@ from car2mqtt.config import AccountBase, Config
 from car2mqtt.errors import ConfigError
 from car2mqtt.providers.base import Provider
 from car2mqtt.providers.enode.plugin import PLUGIN as ENODE
-from car2mqtt.providers.plugin import ProviderPlugin, Wiring
+from car2mqtt.providers.plugin import ProviderPlugin, RequestHook, Wiring
 from car2mqtt.providers.xee.plugin import PLUGIN as XEE
 
 __all__ = [
@@ -100,9 +100,10 @@ def create_provider(
     clock: Clock,
     persistence: TokenPersistence | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
+    meter: RequestHook | None = None,
 ) -> Provider:
-    """Build the provider for a configured account."""
-    return plugin_of(account).create(account, Wiring(clock, persistence, transport))
+    """Build the provider for a configured account (`meter` sees its API requests)."""
+    return plugin_of(account).create(account, Wiring(clock, persistence, transport, meter))
 
 
 def linkable(order: Sequence[str] = ()) -> list[ProviderPlugin]:

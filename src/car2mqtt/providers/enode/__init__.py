@@ -57,7 +57,7 @@ from car2mqtt.providers.http import (
     send,
     token_client,
 )
-from car2mqtt.providers.plugin import Wiring
+from car2mqtt.providers.plugin import RequestHook, Wiring
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -293,6 +293,7 @@ class EnodeProvider(TokenAccount):
         transport: httpx.AsyncBaseTransport | None = None,
         timeout_s: float = 30.0,
         public_url: str | None = None,
+        meter: RequestHook | None = None,
     ) -> EnodeProvider:
         """Wire an account: a token client, a token owner and an authorised API client."""
         token_http = token_client(transport, timeout_s)
@@ -304,7 +305,7 @@ class EnodeProvider(TokenAccount):
 
         tokens = TokenManager(account, fetch, clock, persistence)
         api_http = api_client(
-            api_url, tokens, transport, timeout_s, **{"Enode-Version": API_VERSION}
+            api_url, tokens, transport, timeout_s, meter, **{"Enode-Version": API_VERSION}
         )
         client = EnodeClient(api_http, clock)
         provider = cls(account, user_id, client, tokens, clock, (token_http, api_http))
@@ -328,6 +329,7 @@ class EnodeProvider(TokenAccount):
             persistence=wiring.persistence,
             transport=wiring.transport,
             public_url=account.webhook.public_url if account.webhook else None,
+            meter=wiring.meter,
         )
 
     async def poll(self) -> list[VehicleState]:

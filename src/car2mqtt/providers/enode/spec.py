@@ -21,4 +21,5 @@ SPEC = ProviderSpec(
         "Enode refreshes its own cache about every 7 minutes, so polling faster only burns "
         "API quota"
     ),
+    vehicle_path=r"/vehicles/(?!actions/)([^/]+)/",
 )

@@ -34,7 +34,7 @@ from car2mqtt.providers.http import (
     send,
     token_client,
 )
-from car2mqtt.providers.plugin import Wiring
+from car2mqtt.providers.plugin import RequestHook, Wiring
 from car2mqtt.providers.xee.config import XeeAccount
 from car2mqtt.providers.xee.wire import (
     ErrorBody,
@@ -61,6 +61,7 @@ SPEC = ProviderSpec(
     min_poll_interval_s=60.0,
     commands=frozenset(),
     refresh_after_command=False,
+    vehicle_path=r"/vehicles/([^/]+)/",
 )
 # Users saw a used or dying refresh token answered with invalid_request (xee.md §6.1).
 XEE_RELINK_ERRORS = RELINK_ERRORS | {"invalid_request"}
@@ -224,6 +225,7 @@ class XeeProvider(TokenAccount):
         persistence: TokenPersistence | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         timeout_s: float = 30.0,
+        meter: RequestHook | None = None,
     ) -> XeeProvider:
         """Wire an account: a token client, a token owner and an authorised API client."""
         token_http = token_client(transport, timeout_s)
@@ -266,7 +268,7 @@ class XeeProvider(TokenAccount):
             raise ReauthRequired(msg)
 
         tokens = TokenManager(account, fetch, clock, persistence)
-        api_http = api_client(api_url, tokens, transport, timeout_s)
+        api_http = api_client(api_url, tokens, transport, timeout_s, meter)
         closers = (token_http, api_http)
         return cls(
             account, XeeClient(api_http, clock), tokens, endpoint, token_http, clock, closers
@@ -287,6 +289,7 @@ class XeeProvider(TokenAccount):
             clock=wiring.clock,
             persistence=wiring.persistence,
             transport=wiring.transport,
+            meter=wiring.meter,
         )
 
     def authorization_url(
