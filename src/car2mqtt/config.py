@@ -745,7 +745,7 @@ class Config(_Model):
                 )
             else:
                 first[name] = index
-        return problems
+        return problems + _zones_needed(accounts, data.get("zones"))
 
     def account(self, name: str) -> AccountBase:
         """Return the account called `name`; raise KeyError if there is none."""
@@ -753,6 +753,31 @@ class Config(_Model):
             if account.name == name:
                 return account
         raise KeyError(name)
+
+
+def _zones_needed(accounts: Sequence[Any], zones: Any) -> list[InitErrorDetails]:
+    """Return a problem for each `zone` mode when no zone is set (every car: `not_home`)."""
+    if zones:
+        return []
+    problems = []
+    for index, account in enumerate(accounts):
+        privacy = account.get("privacy") if isinstance(account, Mapping) else None
+        if not isinstance(privacy, Mapping):
+            continue
+        cars = privacy.get("cars")
+        modes = {"location": privacy.get("location")}
+        if isinstance(cars, Mapping):
+            modes |= {f"cars.{car}": mode for car, mode in cars.items()}
+        for where, mode in modes.items():
+            if isinstance(mode, str) and mode.strip().lower() == "zone":
+                problems.append(
+                    problem(
+                        ("accounts", index, "privacy", *where.split(".", 1)),
+                        "'zone' needs at least one zone in the top-level zones: list "
+                        "(without one every car reads not_home; 'off' publishes no location)",
+                    )
+                )
+    return problems
 
 
 @cache
@@ -1194,7 +1219,26 @@ def describe(config: Config) -> list[str]:
         f"{config.webhook.safety_poll_s} s (for accounts with webhook.public_url)",
         _history_text(config),
         *(account.summary() for account in config.accounts),
+        *(line for account in config.accounts if (line := _guard_text(account))),
     ]
+
+
+def _guard_text(account: AccountBase) -> str | None:
+    """Say an account's location privacy and API budget, when either is not the default."""
+    privacy, budget = account.privacy, account.budget
+    said = []
+    if privacy.location != "exact" or privacy.cars:
+        grid = f" ({privacy.grid_m} m grid)" if privacy.location == "coarse" else ""
+        cars = f", {len(privacy.cars)} car(s) their own" if privacy.cars else ""
+        said.append(f"location {privacy.location}{grid}{cars}")
+    caps = []
+    if budget.calls_per_month is not None:
+        caps.append(f"{budget.calls_per_month} calls a month")
+    if budget.calls_per_vehicle_month is not None:
+        caps.append(f"{budget.calls_per_vehicle_month} calls a month per car")
+    if caps:
+        said.append(f"API budget {' and '.join(caps)}, {budget.reserve_pct} % kept for commands")
+    return f"account {account.name}: {'; '.join(said)}" if said else None
 
 
 def shown_database_url(url: str) -> str:
