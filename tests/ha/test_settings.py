@@ -139,6 +139,7 @@ def test_the_deadline_is_a_time_entity_only_where_home_assistant_has_one() -> No
     assert {c["platform"] for c in old.values()}.isdisjoint({"time"})
     assert re.fullmatch(DEADLINE_PATTERN, "07:30")
     assert not re.fullmatch(DEADLINE_PATTERN, "24:30")
+    assert re.fullmatch(DEADLINE_PATTERN, "")  # no deadline yet: HA checks its state too
 
 
 def test_a_car_without_smart_charging_gets_none_of_its_entities() -> None:

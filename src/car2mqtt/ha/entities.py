@@ -125,8 +125,9 @@ TIME_PLATFORM_SINCE: HaVersion = (2026, 4)
 MAX_CURRENT = Setting(Command.SET_MAX_CURRENT, "number", minimum=6, maximum=48, step=1)
 MIN_CHARGE_LIMIT = Setting(Command.SET_MIN_CHARGE_LIMIT, "number", minimum=0, maximum=100, step=1)
 CHARGE_DEADLINE = Setting(Command.SET_CHARGE_DEADLINE, "time")
-# "HH:MM", as the text entity's pattern (HA's time entity sends "HH:MM:SS").
-DEADLINE_PATTERN = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+# "HH:MM", as the text entity's pattern (HA's time entity sends "HH:MM:SS"), or empty: HA checks
+# its own state against the pattern too, and a car with no deadline shows "" (an error else).
+DEADLINE_PATTERN = r"^(([01][0-9]|2[0-3]):[0-5][0-9])?$"
 
 
 def _smart(state: VehicleState) -> bool:
