@@ -15,13 +15,15 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from car2mqtt.bridge.budget import Budget
+from car2mqtt.bridge.privacy import Privacy
 from car2mqtt.bridge.publisher import Publishing
 from car2mqtt.bridge.timing import Timing
 from car2mqtt.config import Config
@@ -73,6 +75,9 @@ class BridgeThread:
     # Take the Enode cars' webhooks on a web server of its own (this configuration's `web`).
     push: Config | None = None
     timing: Timing = E2E_TIMING
+    privacy: Mapping[str, Privacy] | None = None
+    # The Enode account's ("home") call ledger and budget: its meter counts the calls.
+    budget: Budget | None = None
     _thread: threading.Thread | None = None
     _loop: asyncio.AbstractEventLoop | None = None
     _task: asyncio.Task[None] | None = None
@@ -91,8 +96,9 @@ class BridgeThread:
                     public_url = None
                     if self.push is not None:
                         public_url = f"http://127.0.0.1:{self.push.web.port}"
+                    meter = self.budget.meter() if self.budget is not None else None
                     providers: list[Provider] = [
-                        enode_provider(self.sim, store, public_url=public_url)
+                        enode_provider(self.sim, store, public_url=public_url, meter=meter)
                     ]
                     if self.xee:
                         providers.append(xee_provider(self.sim, store))
@@ -109,6 +115,8 @@ class BridgeThread:
                         timing=self.timing,
                         web=WebOptions(self.push) if self.push is not None else None,
                         history=HistoryOptions(history, cloud_delay_s=0.0),
+                        privacy=self.privacy,
+                        budgets={"home": self.budget} if self.budget is not None else None,
                     )
                 finally:
                     store.close()

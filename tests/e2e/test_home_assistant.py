@@ -13,10 +13,16 @@ from typing import Any
 
 import pytest
 
+from car2mqtt.bridge.budget import BudgetLimits
+from car2mqtt.bridge.privacy import Privacy
 from car2mqtt.bridge.publisher import Publishing
+from car2mqtt.clock import SystemClock
 from car2mqtt.ha.discovery import slugify
+from car2mqtt.history.model import ZoneArea
+from car2mqtt.models import LocationMode
 from car2mqtt.mqtt.topics import Topics
 from car2mqtt.providers.registry import load_config
+from tests.bridge.conftest import budget_of
 from tests.e2e.conftest import E2E_TIMING, BridgeThread, Stack, wait_until
 from tests.mqtt_support import free_port, publish, retained
 from tests.support import running_sim
@@ -527,6 +533,81 @@ def test_the_push_sensor_follows_the_webhooks(e2e: Stack, tmp_path: Any) -> None
             pushed.stop()
     # The main bridge pushes nothing: its sensor says so.
     assert ha.state("sensor.car2mqtt_push")["state"] == "off"  # type: ignore[index]
+
+
+def test_zone_privacy_shows_the_zone_and_the_budget_sensors_count(
+    e2e: Stack, tmp_path: Any
+) -> None:
+    """A bridge in `zone` mode with a budget: HA's tracker is the zone's name, no coordinates."""
+    ha = e2e.ha
+    office = ZoneArea("Office", 59.91, 10.75, 500.0)
+    privacy = {"home": Privacy(LocationMode.ZONE, zones=(office,))}
+    # Big enough for the test's 1 s polls to fit a real month: a smaller cap stretches them.
+    budget = budget_of("home", SystemClock(), BudgetLimits(per_vehicle_month=10_000_000))
+    with running_sim(vehicles=0, seed=15) as sim:
+        r = sim.admin_call(
+            "POST", "/enode/vehicles", {"userId": "demo", "vendor": "TESLA", "displayName": "Zoned"}
+        )
+        assert r.status_code == 201
+        car = r.json()["id"]
+        sim.admin_call(
+            "PUT", f"/enode/vehicles/{car}/location", {"latitude": 59.912, "longitude": 10.751}
+        )
+        sim.refresh(car)
+        zoned = BridgeThread(
+            sim,
+            e2e.broker,
+            tmp_path / "zone.db",
+            topics=Topics(base="car2mqtt_zone"),
+            xee=False,
+            privacy=privacy,
+            budget=budget,
+            timing=replace(E2E_TIMING, health_s=0.5),
+        )
+        zoned.start()
+        try:
+            tracker = ha.wait_state(
+                "device_tracker.zoned_location", lambda s: s["state"] == "Office", timeout=60
+            )
+            assert "latitude" not in tracker["attributes"]
+            assert "longitude" not in tracker["attributes"]
+            moved = sim.admin_call(
+                "PUT", f"/enode/vehicles/{car}/location", {"latitude": 60.5, "longitude": 11.5}
+            )
+            assert moved.status_code == 200, moved.text
+            sim.refresh(car)
+            topic = f"car2mqtt_zone/enode/{car}/location"
+
+            def published() -> bytes | None:
+                found = asyncio.run(retained(e2e.broker.port, topic, settle=0.3)).get(topic)
+                return found if found == b"not_home" else None
+
+            wait_until(published, 30, f"not_home on {topic}")
+            away = ha.wait_state(
+                "device_tracker.zoned_location", lambda s: s["state"] == "not_home"
+            )
+            assert "latitude" not in away["attributes"]
+            kept = asyncio.run(retained(e2e.broker.port, "car2mqtt_zone/#", settle=0.5))
+            assert not any(b"59.91" in p or b"60.5" in p for p in kept.values())
+            # The budget's sensors on this bridge's device.
+            prefix = "sensor.car2mqtt_car2mqtt_zone"
+            month = ha.wait_state(
+                f"{prefix}_api_calls_month",
+                lambda s: s["state"] not in ("unknown", "unavailable") and int(s["state"]) > 0,
+            )
+            assert month["attributes"]["state_class"] == "total_increasing"
+            left = ha.wait_state(
+                f"{prefix}_api_budget_left", lambda s: s["state"] not in ("unknown", "unavailable")
+            )
+            assert 9_000_000 < int(left["state"]) < 10_000_000
+            interval = ha.state(f"{prefix}_poll_interval")
+            assert interval is not None
+            assert interval["attributes"]["device_class"] == "duration"
+            assert float(interval["state"]) >= 0.5  # E2E_TIMING's active interval, at least
+            for name in ("api_calls_hour", "api_calls_today"):
+                assert int(ha.state(f"{prefix}_{name}")["state"]) > 0  # type: ignore[index]
+        finally:
+            zoned.stop()
 
 
 def test_history_sensors_feed_the_energy_dashboard(e2e: Stack) -> None:
