@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from car2mqtt.cli import _budget_lines
 from tests.support import CLI, Sim, run_cli, running_sim, started_cli
 
 
@@ -223,3 +224,21 @@ def test_vehicles_never_cuts_ids_and_shows_only_what_a_car_can_have(tmp_path: Pa
     assert golf["fuel"].endswith(" l")
     assert "charging" not in narrow.split("Volkswagen Golf")[1].splitlines()[1]
     assert rows[enode_ids[0]]["charging"] in ("unplugged", "charging", "initializing")
+
+
+def test_status_says_each_accounts_budget_from_the_health() -> None:
+    budget = {
+        "calls_hour": 3,
+        "calls_today": 14,
+        "calls_month": 420,
+        "calls_per_vehicle_month": 500,
+        "calls_per_month": None,
+        "left": 80,
+        "poll_interval_s": 5772.8,
+    }
+    health = {"accounts": {"home": {"budget": budget}, "car": {"budget": None}}}
+    assert _budget_lines(health) == [
+        "home: API calls 3 in the last hour, 14 today, 420 this month; 80 of 500 left; "
+        "polling every 96 min"
+    ]
+    assert _budget_lines({}) == []

@@ -496,6 +496,8 @@ def status(config: ConfigOption = None) -> None:
             out.print(table)
             if live is not None:
                 out.print(_health_line(live[1]), markup=False, highlight=False)
+                for line in _budget_lines(live[1]):
+                    out.print(line, markup=False, highlight=False)
             else:
                 out.print(note, markup=False, highlight=False)
             for account in cfg.accounts:
@@ -557,6 +559,36 @@ def _health_line(health: dict[str, Any]) -> str:
         f"{health.get('rss_mb')} MB, CPU {health.get('cpu_pct')} %, MQTT {mqtt.get('sent')} "
         f"sent, {mqtt.get('received')} received, {mqtt.get('reconnects')} reconnects."
     )
+
+
+def _budget_lines(health: dict[str, Any]) -> list[str]:
+    """One line per account: its API calls, the budget left and the poll interval now."""
+    lines = []
+    accounts = health.get("accounts")
+    for name, account in (accounts if isinstance(accounts, dict) else {}).items():
+        budget = account.get("budget") if isinstance(account, dict) else None
+        if not isinstance(budget, dict):
+            continue
+        cap = budget.get("calls_per_vehicle_month") or budget.get("calls_per_month")
+        left = f"; {budget.get('left')} of {cap} left" if cap is not None else ", no cap"
+        interval = budget.get("poll_interval_s")
+        every = (
+            f"; polling every {_duration(interval)}" if isinstance(interval, int | float) else ""
+        )
+        lines.append(
+            f"{name}: API calls {budget.get('calls_hour')} in the last hour, "
+            f"{budget.get('calls_today')} today, {budget.get('calls_month')} this month"
+            f"{left}{every}"
+        )
+    return lines
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def _token_age(token: dict[str, object] | None) -> str:

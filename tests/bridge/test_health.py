@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -160,6 +161,9 @@ async def test_status_shows_the_link_as_the_running_bridge_sees_it(
     assert table_row(shown.stdout, "home")["link"] == "ok"
     assert "car2mqtt status (the running bridge)" in shown.stdout
     assert "The bridge is running: up 0 h 0 min" in shown.stdout
+    assert re.search(
+        r"home: API calls \d+ in the last hour, \d+ today, \d+ this month, no cap", shown.stdout
+    )
     # Stopped, it says offline: status reads the state file again, and says so.
     stopped = await asyncio.to_thread(run_cli, "status", "--config", str(path))
     assert stopped.returncode == 0, stopped.stderr
