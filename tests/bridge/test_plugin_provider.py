@@ -139,7 +139,7 @@ def test_the_errors_name_it_and_hide_its_secret(acme: ProviderPlugin, tmp_path: 
     assert "  accounts[a].provider: got 'nope'; expected one of: enode, xee, acme" in lines
     assert (
         "  accounts[b].flet: unknown key (did you mean fleet?); expected one of: name, "
-        "poll_interval_s, privacy, provider, token, token_file, fleet"
+        "poll_interval_s, privacy, budget, provider, token, token_file, fleet"
     ) in lines
     assert "  accounts[b].token: expected a string (quote it in YAML)" in lines
     assert "  accounts[c].token: required: set token or token_file" in lines
