@@ -136,6 +136,7 @@ def build(
             retention=history.retention,
             cloud_delay_s=history.cloud_delay_s,
             zones=history.zones,
+            privacy=privacy,
         )
         bridge.add_sink(recorder)
         bridge.health.history = recorder

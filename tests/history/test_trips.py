@@ -6,7 +6,13 @@ import asyncio
 from collections.abc import Awaitable
 from pathlib import Path
 
+import pytest
+
+from car2mqtt.bridge.privacy import Privacy, coarsen
+from car2mqtt.history.model import ZoneArea
 from car2mqtt.history.records import HistoryBackend, Trip
+from car2mqtt.history.sqlite import SqliteHistory
+from car2mqtt.models import Location, LocationMode
 from car2mqtt.runtime import HistoryOptions, running
 from car2mqtt.store import Store
 from tests.bridge.conftest import FAST, TOPICS, enode_provider, xee_provider
@@ -91,3 +97,59 @@ async def _two(found: Awaitable[list[Trip]]) -> list[Trip] | None:
 
 async def _keys(backend: HistoryBackend) -> list[str]:
     return sorted({t.key for t in await backend.trips()})
+
+
+@pytest.mark.parametrize("mode", [LocationMode.COARSE, LocationMode.ZONE])
+async def test_a_dongle_clouds_own_trips_keep_only_what_privacy_allows(
+    sim: Sim, mosquitto: Mosquitto, tmp_path: Path, mode: LocationMode
+) -> None:
+    """Xee's trip list carries exact points beside the states: they are reduced the same way."""
+    xee = Xee(sim)
+    petrol = xee.vehicle_ids()[0]
+    store = Store.open(tmp_path / "car2mqtt.db")
+    backend = SqliteHistory(tmp_path / "history.db")
+    far = ZoneArea("Far", -40.0, -70.0, 100.0)  # no car is near: every place reads as none
+    privacy = {"car": Privacy(mode, grid_m=1000.0, zones=(far,))}
+    try:
+        async with running(
+            [xee_provider(sim, store)],
+            store=store,
+            broker=broker_settings(mosquitto),
+            topics=TOPICS,
+            timing=FAST,
+            history=HistoryOptions(backend, cloud_delay_s=0.0, zones=(far,)),
+            privacy=privacy,
+        ) as run:
+            assert run.history is not None
+            await asyncio.wait_for(run.history.ready.wait(), 10)
+            await asyncio.sleep(1.0)
+            for km in (5, 3):
+                r = xee.admin(
+                    "POST", f"/vehicles/{petrol}/drive", {"speedKmh": 50, "distanceKm": km}
+                )
+                assert r.is_success, r.text
+                await settle(sim, 1800)
+                await settle(sim, 1200)
+            keys = await until(lambda: _xee_keys(backend), "a Xee trip", 20)
+            trips = await until(lambda: _two(ended_trips(backend, keys[0])), "both ends", 20)
+    finally:
+        store.close()
+        xee.close()
+    assert all(trip.source == "cloud" for trip in trips)
+    points = [(t.start_latitude, t.start_longitude) for t in trips]
+    points += [(t.end_latitude, t.end_longitude) for t in trips]
+    if mode is LocationMode.ZONE:
+        assert set(points) == {(None, None)}  # the zone's name only, and none is near
+    else:
+        for latitude, longitude in points:
+            assert latitude is not None
+            assert longitude is not None
+            grid = coarsen(Location(latitude=latitude, longitude=longitude), 1000.0)
+            assert grid is not None
+            assert (grid.latitude, grid.longitude) == (latitude, longitude)  # a grid point
+    assert {(t.start_zone, t.end_zone) for t in trips} == {(None, None)}
+
+
+async def _xee_keys(backend: HistoryBackend) -> list[str] | None:
+    keys = [k for k in await _keys(backend) if k.startswith("xee_")]
+    return keys or None

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from car2mqtt.history.model import ZoneArea, zone_of
+from car2mqtt.history.model import Place, ZoneArea, zone_of
 from car2mqtt.models import NOT_HOME, Location, LocationMode, VehicleState
 
 METRES_PER_DEGREE = 111_320.0  # along a meridian, and along the equator
@@ -52,6 +52,26 @@ class Privacy:
             return state.replace(location_mode=mode, location=None, zone=zone)
         coarse = None if fix is None else coarsen(fix, self.grid_m)
         return state.replace(location_mode=mode, location=coarse, zone=None)
+
+    def place(
+        self, mode: LocationMode, latitude: float | None, longitude: float | None
+    ) -> Place | None:
+        """Return what `mode` leaves of a point a cloud reported beside the states (a trip's end).
+
+        The states' own positions are reduced by `apply`; this is for the few that reach a
+        sink another way (a dongle cloud's trip list), so they are reduced the same way.
+        """
+        if mode is LocationMode.OFF or latitude is None or longitude is None:
+            return None
+        if mode is LocationMode.EXACT:
+            return Place(latitude, longitude, zone_of(latitude, longitude, self.zones))
+        if mode is LocationMode.ZONE:
+            return Place(zone=zone_of(latitude, longitude, self.zones))
+        coarse = coarsen(Location(latitude=latitude, longitude=longitude), self.grid_m)
+        if coarse is None:
+            return None
+        zone = zone_of(coarse.latitude, coarse.longitude, self.zones)
+        return Place(coarse.latitude, coarse.longitude, zone)
 
 
 EXACT = Privacy()

@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 
 from car2mqtt.bridge.events import CommandProgress, Event, VehicleChanged
 from car2mqtt.bridge.outbox import Outbox
+from car2mqtt.bridge.privacy import EXACT, Privacy
 from car2mqtt.clock import Clock
 from car2mqtt.errors import AuthError, ProviderError, StoreError
 from car2mqtt.history.model import (
@@ -31,11 +32,10 @@ from car2mqtt.history.model import (
     HasTrips,
     Place,
     ZoneArea,
-    zone_of,
 )
 from car2mqtt.history.records import HistoryBackend, Session, Totals, Trip, Write
 from car2mqtt.history.tracker import CarTracker
-from car2mqtt.models import CommandStatus, VehicleRef, VehicleState
+from car2mqtt.models import CommandStatus, LocationMode, VehicleRef, VehicleState
 from car2mqtt.mqtt.topics import Topics
 
 _LOGGER = logging.getLogger(__name__)
@@ -86,6 +86,7 @@ class HistoryRecorder:
         retention: Retention | None = None,
         cloud_delay_s: float = 600.0,
         zones: tuple[ZoneArea, ...] = (),
+        privacy: Mapping[str, Privacy] | None = None,
     ) -> None:
         self._backend = backend
         self._clock = clock
@@ -96,6 +97,9 @@ class HistoryRecorder:
         # The clouds' own figures settle a while after a session ends.
         self._cloud_delay_s = cloud_delay_s
         self._zones = zones
+        # Per account: what is left of a point a cloud reports outside the states (its trips).
+        self._privacy = dict(privacy or {})
+        self._modes: dict[str, LocationMode] = {}  # each car's mode, as its last state says
         self._queue: asyncio.Queue[_State | _Started] = asyncio.Queue(queue_size)
         self._trackers: dict[str, CarTracker] = {}
         self._refs: dict[str, VehicleRef] = {}
@@ -246,6 +250,7 @@ class HistoryRecorder:
                 tracker.command_started = True
                 continue
             self._refs[item.vehicle_key] = item.ref
+            self._modes[item.vehicle_key] = item.state.location_mode
             touched.add(item.vehicle_key)
             for row in tracker.observe(item.state, now):
                 rows += self._route(item.ref, row)
@@ -355,8 +360,12 @@ class HistoryRecorder:
             await self._write([derived])
             return
         rows: list[Write] = []
+        privacy = self._privacy.get(ref.account, EXACT)
+        mode = self._modes.get(ref.key, LocationMode.EXACT)
         for cloud in found:
-            start, end = cloud.start, cloud.end
+            # The cloud's trips carry exact points: reduced as the car's states were.
+            start = privacy.place(mode, *_at(cloud.start))
+            end = privacy.place(mode, *_at(cloud.end))
             trip = Trip(
                 id=f"cloud:{ref.key}:{cloud.trip_id}",
                 key=ref.key,
@@ -370,8 +379,8 @@ class HistoryRecorder:
                 end_latitude=end.latitude if end else None,
                 end_longitude=end.longitude if end else None,
                 source="cloud",
-                start_zone=zone_of(*_at(start), self._zones),
-                end_zone=zone_of(*_at(end), self._zones),
+                start_zone=start.zone if start else None,
+                end_zone=end.zone if end else None,
             )
             rows.append(trip)
             if trip.ended_at is not None:
