@@ -80,8 +80,13 @@ class CallLedger:
         self._tz = tz
         self._vehicle_re = re.compile(vehicle_path) if vehicle_path else None
         self.month = month_start(clock.time(), tz)
+        self._next_month = next_month_start(self.month, tz)
         self.buckets: dict[int, int] = {}  # bucket start -> calls in it (this month)
         self.own: Counter[str] = Counter()  # vehicle id -> calls naming it (this month)
+        # Running sums, so a request costs the same at 10,000 cars as at one.
+        self._month_calls = 0
+        self._own_calls = 0
+        self.own_max = 0  # the most own calls of any car this month
         self.total = 0  # since the bridge started: the `api_calls` entity
         self._recent: deque[float] = deque()  # times of the last hour's calls
         self.dirty = False  # counts the state file does not have yet
@@ -99,18 +104,28 @@ class CallLedger:
         self._roll(now)
         bucket = int(now // BUCKET_S) * BUCKET_S
         self.buckets[bucket] = self.buckets.get(bucket, 0) + 1
+        self._month_calls += 1
         if vehicle is not None:
-            self.own[vehicle] += 1
+            mine = self.own[vehicle] = self.own[vehicle] + 1
+            self._own_calls += 1
+            self.own_max = max(self.own_max, mine)
         self.total += 1
         self._recent.append(now)
         self.dirty = True
 
     def _roll(self, now: float) -> None:
+        if self.month <= now < self._next_month:
+            return
         start = month_start(now, self._tz)
-        if start != self.month:
-            self.month, self.dirty = start, True
-            self.buckets = {b: n for b, n in self.buckets.items() if b >= start}
-            self.own.clear()  # a car's own calls are kept for the month only
+        self.month, self._next_month, self.dirty = start, next_month_start(start, self._tz), True
+        self.buckets = {b: n for b, n in self.buckets.items() if b >= start}
+        self.own.clear()  # a car's own calls are kept for the month only
+        self._recount()
+
+    def _recount(self) -> None:
+        self._month_calls = sum(self.buckets.values())
+        self._own_calls = sum(self.own.values())
+        self.own_max = max(self.own.values(), default=0)
 
     def last_hour(self) -> int:
         """Return the calls of the last 60 minutes."""
@@ -127,11 +142,11 @@ class CallLedger:
     def this_month(self) -> int:
         """Return the calls since the month began."""
         self._roll(self._clock.time())
-        return sum(self.buckets.values())
+        return self._month_calls
 
     def shared(self) -> int:
         """Return the month's calls that named no car (a listing reads every car)."""
-        return self.this_month() - sum(self.own.values())
+        return self.this_month() - self._own_calls
 
     def by_day(self) -> dict[str, int]:
         """Return the month's calls per day (ISO date -> calls)."""
@@ -143,8 +158,10 @@ class CallLedger:
     def load(self, buckets: Mapping[int, int], own: Mapping[str, int], month: float | None) -> None:
         """Take the counts the state file kept (this month's only)."""
         self.month = month_start(self._clock.time(), self._tz)
+        self._next_month = next_month_start(self.month, self._tz)
         self.buckets = {b: n for b, n in buckets.items() if b >= self.month}
         self.own = Counter(own) if month == self.month else Counter()
+        self._recount()
 
     def snapshot(self) -> tuple[float, dict[int, int], dict[str, int]]:
         """Return what the state file keeps: the month, its buckets and the cars' counts."""
@@ -197,7 +214,7 @@ class Budget:
     def usage(self, vehicle: str | None = None) -> Usage:
         """Return the month's usage: the account's, and `vehicle`'s (else the busiest car's)."""
         ledger = self.ledger
-        own = ledger.own[vehicle] if vehicle is not None else max(ledger.own.values(), default=0)
+        own = ledger.own[vehicle] if vehicle is not None else ledger.own_max
         # A car's count is its own calls plus every account-wide one: a listing reads it too.
         return Usage(ledger.this_month(), ledger.shared() + own)
 
