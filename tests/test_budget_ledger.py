@@ -132,3 +132,18 @@ def test_too_little_left_waits_for_the_next_month_and_no_cap_never_waits() -> No
     assert free.min_interval(before, urgent=False) == 0.0
     assert free.left() is None
     assert free.admits(None)
+
+
+def test_a_listing_of_many_pages_counts_once_for_each_car() -> None:
+    clock = SimClock(NOV_1, 0)
+    calls = ledger(clock)
+    budget = Budget(calls, BudgetLimits(per_vehicle_month=500), clock, UTC, rate=1.0)
+    for _ in range(20):  # one listing of 1,000 cars: 20 pages of 50
+        calls.record(None)
+    calls.listed(20)
+    calls.record("car-7")  # and one car's own call
+    assert budget.usage() == Usage(account=21, car=2)
+    month, buckets, own = calls.snapshot()
+    again = ledger(clock)
+    again.load(buckets, own, month)  # the state file keeps the pages too
+    assert (again.extra_pages, dict(again.own), again.this_month()) == (19, {"car-7": 1}, 21)

@@ -32,6 +32,8 @@ from car2mqtt.clock import Clock
 from car2mqtt.errors import ProviderUnavailable, StoreError
 
 BUCKET_S = 900  # every timezone's midnight falls on a quarter hour
+# Where the state file keeps a month's extra listing pages, beside the cars' own counts.
+PAGES_KEY = "*"
 HOUR_S = 3600.0
 
 _PRIORITY: contextvars.ContextVar[bool] = contextvars.ContextVar("budget_priority", default=False)
@@ -87,6 +89,9 @@ class CallLedger:
         self._month_calls = 0
         self._own_calls = 0
         self.own_max = 0  # the most own calls of any car this month
+        # Listing pages after the first, this month: each page reads other cars, so a listing
+        # of 20 pages reads each car once, and counts once per car, not 20 times.
+        self.extra_pages = 0
         self.total = 0  # since the bridge started: the `api_calls` entity
         self._recent: deque[float] = deque()  # times of the last hour's calls
         self.dirty = False  # counts the state file does not have yet
@@ -120,6 +125,7 @@ class CallLedger:
         self.month, self._next_month, self.dirty = start, next_month_start(start, self._tz), True
         self.buckets = {b: n for b, n in self.buckets.items() if b >= start}
         self.own.clear()  # a car's own calls are kept for the month only
+        self.extra_pages = 0
         self._recount()
 
     def _recount(self) -> None:
@@ -148,6 +154,16 @@ class CallLedger:
         """Return the month's calls that named no car (a listing reads every car)."""
         return self.this_month() - self._own_calls
 
+    def per_car_shared(self) -> int:
+        """Return the account-wide calls that read any one car: a listing counts once."""
+        return self.shared() - self.extra_pages
+
+    def listed(self, pages: int) -> None:
+        """Note a listing of `pages` pages: each car was on one of them."""
+        if pages > 1:
+            self.extra_pages += pages - 1
+            self.dirty = True
+
     def by_day(self) -> dict[str, int]:
         """Return the month's calls per day (ISO date -> calls)."""
         days: Counter[str] = Counter()
@@ -160,14 +176,19 @@ class CallLedger:
         self.month = month_start(self._clock.time(), self._tz)
         self._next_month = next_month_start(self.month, self._tz)
         self.buckets = {b: n for b, n in buckets.items() if b >= self.month}
-        self.own = Counter(own) if month == self.month else Counter()
+        kept = dict(own) if month == self.month else {}
+        self.extra_pages = kept.pop(PAGES_KEY, 0)
+        self.own = Counter(kept)
         self._recount()
 
     def snapshot(self) -> tuple[float, dict[int, int], dict[str, int]]:
         """Return what the state file keeps: the month, its buckets and the cars' counts."""
         self._roll(self._clock.time())
         self.dirty = False
-        return self.month, dict(self.buckets), dict(self.own)
+        own = dict(self.own)
+        if self.extra_pages:
+            own[PAGES_KEY] = self.extra_pages
+        return self.month, dict(self.buckets), own
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,7 +210,7 @@ class Usage:
     """Calls made so far this month, as each cap counts them."""
 
     account: int  # every call
-    car: int  # the busiest car's: the account-wide calls plus its own
+    car: int  # the busiest car's: the account-wide calls that read it (a listing once), its own
 
 
 class Budget:
@@ -215,8 +236,8 @@ class Budget:
         """Return the month's usage: the account's, and `vehicle`'s (else the busiest car's)."""
         ledger = self.ledger
         own = ledger.own[vehicle] if vehicle is not None else ledger.own_max
-        # A car's count is its own calls plus every account-wide one: a listing reads it too.
-        return Usage(ledger.this_month(), ledger.shared() + own)
+        # A car's count is its own calls plus the account-wide ones that read it.
+        return Usage(ledger.this_month(), ledger.per_car_shared() + own)
 
     def _caps(self, usage: Usage, *, reserve: bool) -> list[float]:
         """Return the calls left under each cap, the reserve kept back when `reserve`."""
