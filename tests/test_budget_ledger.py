@@ -11,6 +11,7 @@ from car2mqtt.bridge.budget import (
     BudgetLimits,
     CallLedger,
     Usage,
+    listing,
     month_start,
     next_month_start,
     priority,
@@ -138,12 +139,27 @@ def test_a_listing_of_many_pages_counts_once_for_each_car() -> None:
     clock = SimClock(NOV_1, 0)
     calls = ledger(clock)
     budget = Budget(calls, BudgetLimits(per_vehicle_month=500), clock, UTC, rate=1.0)
-    for _ in range(20):  # one listing of 1,000 cars: 20 pages of 50
-        calls.record(None)
-    calls.listed(20)
+    with listing():  # one listing of 1,000 cars: 20 pages of 50
+        for page in range(20):
+            assert budget.admits(None), page
+            calls.record(None)
     calls.record("car-7")  # and one car's own call
-    assert budget.usage() == Usage(account=21, car=2)
+    calls.record(None)  # an account-wide call outside a listing reads every car
+    assert budget.usage() == Usage(account=22, car=3)
     month, buckets, own = calls.snapshot()
     again = ledger(clock)
     again.load(buckets, own, month)  # the state file keeps the pages too
-    assert (again.extra_pages, dict(again.own), again.this_month()) == (19, {"car-7": 1}, 21)
+    assert (again.extra_pages, dict(again.own), again.this_month()) == (19, {"car-7": 1}, 22)
+
+
+def test_the_last_page_of_a_listing_fits_when_the_first_did() -> None:
+    clock = SimClock(NOV_1, 0)
+    calls = ledger(clock)
+    budget = Budget(calls, BudgetLimits(per_vehicle_month=100, reserve=0.0), clock, UTC, rate=1.0)
+    calls.load({int(NOV_1): 99}, {}, NOV_1)
+    with listing():
+        for page in range(20):  # a car's 100th call, on whichever page it is
+            assert budget.admits(None), page
+            calls.record(None)
+    assert budget.usage().car == 100
+    assert not budget.admits(None)  # the next listing would be its 101st

@@ -37,6 +37,10 @@ PAGES_KEY = "*"
 HOUR_S = 3600.0
 
 _PRIORITY: contextvars.ContextVar[bool] = contextvars.ContextVar("budget_priority", default=False)
+# Inside a listing: how many account-wide calls it has made so far.
+_LISTING: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
+    "budget_listing", default=None
+)
 
 
 @contextlib.contextmanager
@@ -47,6 +51,21 @@ def priority() -> Iterator[None]:
         yield
     finally:
         _PRIORITY.reset(token)
+
+
+@contextlib.contextmanager
+def listing() -> Iterator[None]:
+    """Mark the calls made inside the block as one listing, which reads each car once.
+
+    Its account-wide calls after the first are further pages: each reads other cars, so they
+    count for the account but not again for every car. A context variable, so a command
+    running meanwhile in another task is not taken for a page.
+    """
+    token = _LISTING.set([0])
+    try:
+        yield
+    finally:
+        _LISTING.reset(token)
 
 
 class BudgetSpent(ProviderUnavailable):
@@ -110,6 +129,11 @@ class CallLedger:
         bucket = int(now // BUCKET_S) * BUCKET_S
         self.buckets[bucket] = self.buckets.get(bucket, 0) + 1
         self._month_calls += 1
+        run = _LISTING.get() if vehicle is None else None
+        if run is not None:
+            run[0] += 1
+            if run[0] > 1:
+                self.extra_pages += 1
         if vehicle is not None:
             mine = self.own[vehicle] = self.own[vehicle] + 1
             self._own_calls += 1
@@ -157,12 +181,6 @@ class CallLedger:
     def per_car_shared(self) -> int:
         """Return the account-wide calls that read any one car: a listing counts once."""
         return self.shared() - self.extra_pages
-
-    def listed(self, pages: int) -> None:
-        """Note a listing of `pages` pages: each car was on one of them."""
-        if pages > 1:
-            self.extra_pages += pages - 1
-            self.dirty = True
 
     def by_day(self) -> dict[str, int]:
         """Return the month's calls per day (ISO date -> calls)."""
@@ -257,7 +275,11 @@ class Budget:
 
     def admits(self, vehicle: str | None) -> bool:
         """Whether one more call (naming `vehicle`) fits; a command's may use the reserve."""
-        caps = self._caps(self.usage(vehicle), reserve=not _PRIORITY.get())
+        usage = self.usage(vehicle)
+        run = _LISTING.get() if vehicle is None else None
+        if run is not None and run[0] >= 1:
+            usage = Usage(usage.account, usage.car - 1)  # a further page: no car's count grows
+        caps = self._caps(usage, reserve=not _PRIORITY.get())
         return all(left >= 1 for left in caps)
 
     def meter(self) -> Meter:

@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import AsyncGenerator
 
 from car2mqtt.backoff import backoff_delay
-from car2mqtt.bridge.budget import Budget, BudgetSpent, priority
+from car2mqtt.bridge.budget import Budget, BudgetSpent, listing, priority
 from car2mqtt.bridge.hub import VehicleHub
 from car2mqtt.bridge.pace import Pace
 from car2mqtt.bridge.saving import Saver
@@ -65,7 +65,6 @@ class Poller:
         self.budget = budget
         self.interval_now: float | None = None  # the wait after the last poll, in seconds
         self._budget_said = False  # "the budget is spent" is logged once per month
-        self._pages = 0  # pages the last listing had
 
     @property
     def name(self) -> str:
@@ -105,8 +104,8 @@ class Poller:
                 else:
                     self._budget_said = False
                     before = budget.usage()
-                    delay = await self._poll()
-                    budget.ledger.listed(self._pages)
+                    with listing():
+                        delay = await self._poll()
                     delay = max(delay, budget.min_interval(before, urgent=urgent))
         self.interval_now = delay
         return delay
@@ -130,12 +129,10 @@ class Poller:
         before = self._hub.account(name).failures
         answered = was_stale = False
         pages = provider.pages()
-        self._pages = 0
         try:
             # Each page goes to the hub as it arrives: a change on page 1 of 20 is published
             # while the cloud still sends the other 19.
             async for page in pages:
-                self._pages += 1
                 if not answered:
                     answered, was_stale = True, self._hub.read_ok(name)
                     # The link as the provider sees it now, so these cars carry it at once.
