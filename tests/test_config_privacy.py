@@ -110,3 +110,9 @@ def test_bad_budget_values_are_named(tmp_path: Path) -> None:
         for line in lines
     )
     assert any(line.startswith("accounts[home].budget.per_day: unknown key") for line in lines)
+    typo = MINIMAL + "    budget:\n      calls_per_mnth: 100\n"
+    assert any(
+        line.startswith("accounts[home].budget.calls_per_mnth: unknown key (did you mean")
+        and "expected one of: calls_per_month, calls_per_vehicle_month, reserve_pct" in line
+        for line in problems(error_of(write(tmp_path, typo)))
+    )

@@ -1029,8 +1029,12 @@ def _model_at(loc: Loc, raw: Mapping[str, Any], schema: _Schema) -> type[_Model]
         return Config.sections.get(loc[0])
     if len(loc) == 2 and loc[0] == "accounts" and isinstance(loc[1], int):
         return schema.account_model(raw, loc[1])
-    if len(loc) == 3 and loc[0] == "accounts" and loc[2] == "privacy":
-        return PrivacySettings
+    if len(loc) == 3 and loc[0] == "accounts" and isinstance(loc[1], int):
+        # A section of an account (privacy, budget, a provider's own): its field's model.
+        account = schema.account_model(raw, loc[1])
+        field = account.model_fields.get(str(loc[2])) if account is not None else None
+        section = field.annotation if field is not None else None
+        return section if isinstance(section, type) and issubclass(section, _Model) else None
     return None
 
 

@@ -371,7 +371,7 @@ def instructions(
     login = f"{info.xee_username} / {info.xee_password}"
     steps = [
         (
-            "See each account's link and token, from the demo's state file",
+            "See each account's link, token and API calls, as the running bridge reports them",
             mine("status", "--config", config),
         ),
         ("Ask the simulated clouds for the cars now", mine("vehicles", "--config", config)),
