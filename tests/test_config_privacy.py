@@ -116,3 +116,9 @@ def test_bad_budget_values_are_named(tmp_path: Path) -> None:
         and "expected one of: calls_per_month, calls_per_vehicle_month, reserve_pct" in line
         for line in problems(error_of(write(tmp_path, typo)))
     )
+
+
+def test_a_bare_off_in_yaml_is_the_mode_off(tmp_path: Path) -> None:
+    text = MINIMAL + "    privacy:\n      location: off\n      cars: {abc: Off}\n"
+    privacy = load_config(write(tmp_path, text), {}).account("home").privacy
+    assert (privacy.location, privacy.cars) == ("off", {"abc": "off"})

@@ -607,7 +607,7 @@ class PrivacySettings(_Model):
     @field_validator("location", mode="before")
     @classmethod
     def _case_insensitive(cls, value: Any) -> Any:
-        return lowercase(value)
+        return _mode(value)
 
     @field_validator("cars", mode="before")
     @classmethod
@@ -615,8 +615,13 @@ class PrivacySettings(_Model):
         if value is None:
             return {}
         if isinstance(value, Mapping):
-            return {k: lowercase(v) for k, v in value.items()}
+            return {k: _mode(v) for k, v in value.items()}
         return value
+
+
+def _mode(value: Any) -> Any:
+    # YAML reads a bare `off` as false: what the user wrote is the mode `off`.
+    return "off" if value is False else lowercase(value)
 
 
 class BudgetSettings(_Model):
