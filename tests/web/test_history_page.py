@@ -297,6 +297,11 @@ async def test_the_sessions_table_and_the_energy_chart_in_a_browser(
         await expect(chart).to_be_visible()
         await expect(chart.locator("rect.bar")).to_have_count(3)
         box = await chart.bounding_box()
+        for _ in range(50):  # a live update may be swapping the chart in just now
+            if box is not None:
+                break
+            await asyncio.sleep(0.1)
+            box = await chart.bounding_box()
         assert box is not None
         assert box["width"] > 300
         assert box["height"] > 100
