@@ -180,3 +180,15 @@ async def test_status_without_a_broker_falls_back_to_the_state_file(
     assert "The MQTT broker cannot be reached" in shown.stdout
     assert "showing what the state file last saw" in shown.stdout
     assert table_row(shown.stdout, "home")["link"] == "unknown"
+
+
+async def test_the_health_follows_the_first_poll_without_waiting_a_minute(
+    sim: Sim, mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    timing = replace(FAST, health_s=60.0)  # the default cadence
+    async with bridge_for(sim, mosquitto, tmp_path, timing=timing), probe(mosquitto.port) as seen:
+        health = await seen.wait_json(
+            HEALTH, lambda h: h["accounts"]["home"]["last_poll"] is not None, 10
+        )
+    assert health["accounts"]["home"]["budget"]["calls_month"] > 0
+    assert health["uptime_s"] < 60

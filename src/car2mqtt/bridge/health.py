@@ -98,7 +98,19 @@ class Health:
         self._wake.set()
 
     async def run(self) -> None:
-        """Publish every interval, and when asked, until cancelled."""
+        """Publish every interval, when asked, and once every account is first read."""
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._after_first_polls())
+            await self._publish_forever()
+
+    async def _after_first_polls(self) -> None:
+        # The health after connecting has no poll yet: the next is due a minute later, and
+        # whoever looks at once would see empty figures until then.
+        for poller in self._pollers.values():
+            await poller.listed.wait()
+        self.request()
+
+    async def _publish_forever(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._interval_s):

@@ -62,6 +62,7 @@ class Poller:
         self.polls = 0
         self.errors: Counter[str] = Counter()  # failed polls by kind (`error_kind`)
         self.last_ok_at: float | None = None  # clock time of the last poll that read it all
+        self.listed = asyncio.Event()  # set once a poll has read the whole listing
         self.budget = budget
         self.interval_now: float | None = None  # the wait after the last poll, in seconds
         self._budget_said = False  # "the budget is spent" is logged once per month
@@ -171,6 +172,7 @@ class Poller:
         await self._note_link(announce=True)  # what the whole listing says
         await self._hub.finish_listing(name, seen, provider.unreadable)
         self.last_ok_at = self._clock.time()
+        self.listed.set()
         return self._interval()
 
     async def _note_link(self, *, announce: bool) -> None:
