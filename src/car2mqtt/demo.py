@@ -33,13 +33,14 @@ from car2mqtt.logs import REDACTOR
 from car2mqtt.mqtt.link import BrokerSettings
 from car2mqtt.mqtt.topics import Topics
 from car2mqtt.net import base_url, bind, connect_host, http_url, is_wildcard, reachable_host
-from car2mqtt.providers.registry import create_provider, load_config
+from car2mqtt.providers.registry import load_config
 from car2mqtt.runtime import (
     HistoryOptions,
     WebOptions,
     broker_settings,
     budgets_of,
     history_options,
+    providers_of,
     secrets_of,
     serve,
 )
@@ -242,15 +243,7 @@ async def run_demo(
         # Enode's cadence in simulated minutes becomes seconds here: poll to match.
         scale = max(time_factor, 1.0)
         budgets = budgets_of(config, sim.world.clock, rate=scale)
-        providers = [
-            create_provider(
-                account,
-                clock=sim.world.clock,
-                persistence=store,
-                meter=budgets[account.name].meter(),
-            )
-            for account in config.accounts
-        ]
+        providers = providers_of(config, sim.world.clock, store, budgets)
         timing = Timing(
             poll_interval_s=max(2.0, 300.0 / scale),
             active_poll_interval_s=max(1.0, 120.0 / scale),

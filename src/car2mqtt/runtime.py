@@ -308,9 +308,10 @@ def broker_settings(config: Config) -> BrokerSettings:
     )
 
 
-def _providers_of(
+def providers_of(
     config: Config, clock: Clock, store: Store, budgets: Mapping[str, Budget]
 ) -> list[Provider]:
+    """Return each account's provider, its tokens in `store`, its calls counted by `budgets`."""
     return [
         create_provider(a, clock=clock, persistence=store, meter=budgets[a.name].meter())
         for a in config.accounts
@@ -332,7 +333,7 @@ def budgets_of(config: Config, clock: Clock, *, rate: float = 1.0) -> dict[str, 
             settings.calls_per_vehicle_month,
             settings.reserve_pct / 100,
         )
-        budgets[account.name] = Budget(ledger, limits, clock, None, rate=rate)
+        budgets[account.name] = Budget(ledger, limits, rate=rate)
     return budgets
 
 
@@ -363,9 +364,14 @@ def _config_options(
     }
 
 
+def zones_of(config: Config) -> tuple[ZoneArea, ...]:
+    """Return the configuration's `zones:`, as privacy and history use them."""
+    return tuple(ZoneArea(z.name, z.latitude, z.longitude, z.radius_m) for z in config.zones)
+
+
 def privacy_options(config: Config) -> dict[str, Privacy]:
     """Return each account's location privacy, as `config` sets it."""
-    zones = tuple(ZoneArea(z.name, z.latitude, z.longitude, z.radius_m) for z in config.zones)
+    zones = zones_of(config)
     return {
         a.name: Privacy(
             LocationMode(a.privacy.location),
@@ -406,8 +412,7 @@ def history_options(config: Config) -> HistoryOptions | None:
         sessions_s=seconds(settings.keep_sessions_days),
         trips_s=seconds(settings.keep_trips_days),
     )
-    zones = tuple(ZoneArea(z.name, z.latitude, z.longitude, z.radius_m) for z in config.zones)
-    return HistoryOptions(backend, retention, settings.queue, zones=zones)
+    return HistoryOptions(backend, retention, settings.queue, zones=zones_of(config))
 
 
 @contextlib.asynccontextmanager
@@ -419,7 +424,7 @@ async def running_config(
     store = Store.open(config.store)
     try:
         budgets = overrides.pop("budgets", None) or budgets_of(config, clock)
-        providers = _providers_of(config, clock, store, budgets)
+        providers = providers_of(config, clock, store, budgets)
         options = {**_config_options(config, clock, store, budgets), **overrides}
         async with running(providers, **options) as run:
             yield run
@@ -433,7 +438,7 @@ async def run_config(config: Config, *, clock: Clock | None = None) -> None:
     store = Store.open(config.store)
     try:
         budgets = budgets_of(config, clock)
-        providers = _providers_of(config, clock, store, budgets)
+        providers = providers_of(config, clock, store, budgets)
         await serve(providers, **_config_options(config, clock, store, budgets))
     finally:
         store.close()
