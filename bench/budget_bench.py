@@ -51,7 +51,7 @@ DEC_1 = datetime(2026, 12, 1, tzinfo=UTC).timestamp()
 def budget_for(clock: SimClock, cap: int) -> Budget:
     """Return a ledger and a per-car cap for the account `bench`, days in UTC."""
     ledger = CallLedger("bench", clock, UTC, SPEC.vehicle_path)
-    return Budget(ledger, BudgetLimits(per_vehicle_month=cap), clock, UTC, rate=1.0)
+    return Budget(ledger, BudgetLimits(per_vehicle_month=cap), rate=1.0)
 
 
 async def finished(run: Any) -> float:

@@ -78,7 +78,7 @@ def test_hour_day_and_month_counts_and_the_roll_into_a_new_month() -> None:
 def test_routine_calls_stop_at_the_reserve_and_commands_use_it() -> None:
     clock = SimClock(NOV_1, 0)
     calls = ledger(clock)
-    budget = Budget(calls, BudgetLimits(per_month=100), clock, UTC, rate=1.0)
+    budget = Budget(calls, BudgetLimits(per_month=100), rate=1.0)
     calls.load({int(NOV_1): 89}, {}, NOV_1)
     assert budget.admits(None)
     calls.record(None)  # 90: the routine share (90 %) is spent
@@ -94,7 +94,7 @@ def test_routine_calls_stop_at_the_reserve_and_commands_use_it() -> None:
 def test_a_car_counts_the_listings_and_its_own_calls() -> None:
     clock = SimClock(NOV_1, 0)
     calls = ledger(clock)
-    budget = Budget(calls, BudgetLimits(per_vehicle_month=50), clock, UTC, rate=1.0)
+    budget = Budget(calls, BudgetLimits(per_vehicle_month=50), rate=1.0)
     calls.load({int(NOV_1): 40}, {"busy": 20, "idle": 0}, NOV_1)  # 20 listings, 20 own
     assert budget.usage() == Usage(account=40, car=40)  # the busy car: 20 + 20
     assert budget.usage("idle").car == 20
@@ -108,7 +108,7 @@ def test_a_car_counts_the_listings_and_its_own_calls() -> None:
 def test_what_is_left_is_spread_evenly_over_what_is_left_of_the_month() -> None:
     clock = SimClock(NOV_1 + 10 * 86400, 0)  # 20 days left
     calls = ledger(clock)
-    budget = Budget(calls, BudgetLimits(per_month=1000, reserve=0.0), clock, UTC, rate=1.0)
+    budget = Budget(calls, BudgetLimits(per_month=1000, reserve=0.0), rate=1.0)
     calls.load({int(NOV_1): 600}, {}, NOV_1)
     before = budget.usage()
     calls.record(None)
@@ -116,20 +116,20 @@ def test_what_is_left_is_spread_evenly_over_what_is_left_of_the_month() -> None:
     # 398 calls left, 199 polls of two in 20 days.
     assert budget.min_interval(before, urgent=False) == pytest.approx(20 * 86400 * 2 / 398)
     assert budget.min_interval(before, urgent=True) == 0.0
-    fast = Budget(calls, budget.limits, clock, UTC, rate=1000.0)  # a SimClock's pace
+    fast = Budget(calls, budget.limits, rate=1000.0)  # a SimClock's pace
     assert fast.min_interval(before, urgent=False) == pytest.approx(20 * 86.4 * 2 / 398)
 
 
 def test_too_little_left_waits_for_the_next_month_and_no_cap_never_waits() -> None:
     clock = SimClock(DEC_1 - 3600, 0)
     calls = ledger(clock)
-    capped = Budget(calls, BudgetLimits(per_month=10, reserve=0.0), clock, UTC, rate=1.0)
+    capped = Budget(calls, BudgetLimits(per_month=10, reserve=0.0), rate=1.0)
     calls.load({int(NOV_1): 9}, {}, NOV_1)
     before = capped.usage()
     calls.record(None)
     calls.record(None)  # 11: the ledger only counts; the meter is what refuses
     assert capped.min_interval(before, urgent=True) == pytest.approx(3600)
-    free = Budget(calls, BudgetLimits(), clock, UTC, rate=1.0)
+    free = Budget(calls, BudgetLimits(), rate=1.0)
     assert free.min_interval(before, urgent=False) == 0.0
     assert free.left() is None
     assert free.admits(None)
@@ -138,7 +138,7 @@ def test_too_little_left_waits_for_the_next_month_and_no_cap_never_waits() -> No
 def test_a_listing_of_many_pages_counts_once_for_each_car() -> None:
     clock = SimClock(NOV_1, 0)
     calls = ledger(clock)
-    budget = Budget(calls, BudgetLimits(per_vehicle_month=500), clock, UTC, rate=1.0)
+    budget = Budget(calls, BudgetLimits(per_vehicle_month=500), rate=1.0)
     with listing():  # one listing of 1,000 cars: 20 pages of 50
         for page in range(20):
             assert budget.admits(None), page
@@ -155,7 +155,7 @@ def test_a_listing_of_many_pages_counts_once_for_each_car() -> None:
 def test_the_last_page_of_a_listing_fits_when_the_first_did() -> None:
     clock = SimClock(NOV_1, 0)
     calls = ledger(clock)
-    budget = Budget(calls, BudgetLimits(per_vehicle_month=100, reserve=0.0), clock, UTC, rate=1.0)
+    budget = Budget(calls, BudgetLimits(per_vehicle_month=100, reserve=0.0), rate=1.0)
     calls.load({int(NOV_1): 99}, {}, NOV_1)
     with listing():
         for page in range(20):  # a car's 100th call, on whichever page it is

@@ -84,7 +84,7 @@ def budget_of(
 ) -> Budget:
     """An Enode account's ledger and budget (no cap unless `limits`), days in UTC."""
     ledger = CallLedger(account, clock, UTC, ENODE_SPEC.vehicle_path)
-    return Budget(ledger, limits or BudgetLimits(), clock, UTC, rate=rate)
+    return Budget(ledger, limits or BudgetLimits(), rate=rate)
 
 
 def xee_provider(

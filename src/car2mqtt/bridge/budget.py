@@ -97,8 +97,8 @@ class CallLedger:
         self, account: str, clock: Clock, tz: tzinfo | None, vehicle_path: str | None
     ) -> None:
         self.account = account
-        self._clock = clock
-        self._tz = tz
+        self.clock = clock
+        self.tz = tz
         self._vehicle_re = re.compile(vehicle_path) if vehicle_path else None
         self.month = month_start(clock.time(), tz)
         self._next_month = next_month_start(self.month, tz)
@@ -124,7 +124,7 @@ class CallLedger:
 
     def record(self, vehicle: str | None) -> None:
         """Count one call made now (naming `vehicle`, or account-wide)."""
-        now = self._clock.time()
+        now = self.clock.time()
         self._roll(now)
         bucket = int(now // BUCKET_S) * BUCKET_S
         self.buckets[bucket] = self.buckets.get(bucket, 0) + 1
@@ -145,8 +145,8 @@ class CallLedger:
     def _roll(self, now: float) -> None:
         if self.month <= now < self._next_month:
             return
-        start = month_start(now, self._tz)
-        self.month, self._next_month, self.dirty = start, next_month_start(start, self._tz), True
+        start = month_start(now, self.tz)
+        self.month, self._next_month, self.dirty = start, next_month_start(start, self.tz), True
         self.buckets = {b: n for b, n in self.buckets.items() if b >= start}
         self.own.clear()  # a car's own calls are kept for the month only
         self.extra_pages = 0
@@ -159,19 +159,19 @@ class CallLedger:
 
     def last_hour(self) -> int:
         """Return the calls of the last 60 minutes."""
-        now = self._clock.time()
+        now = self.clock.time()
         while self._recent and self._recent[0] <= now - HOUR_S:
             self._recent.popleft()
         return len(self._recent)
 
     def today(self) -> int:
         """Return the calls since midnight."""
-        start = day_start(self._clock.time(), self._tz)
+        start = day_start(self.clock.time(), self.tz)
         return sum(n for b, n in self.buckets.items() if b >= start)
 
     def this_month(self) -> int:
         """Return the calls since the month began."""
-        self._roll(self._clock.time())
+        self._roll(self.clock.time())
         return self._month_calls
 
     def shared(self) -> int:
@@ -186,13 +186,13 @@ class CallLedger:
         """Return the month's calls per day (ISO date -> calls)."""
         days: Counter[str] = Counter()
         for bucket, calls in self.buckets.items():
-            days[datetime.fromtimestamp(bucket, self._tz).date().isoformat()] += calls
+            days[datetime.fromtimestamp(bucket, self.tz).date().isoformat()] += calls
         return dict(sorted(days.items()))
 
     def load(self, buckets: Mapping[int, int], own: Mapping[str, int], month: float | None) -> None:
         """Take the counts the state file kept (this month's only)."""
-        self.month = month_start(self._clock.time(), self._tz)
-        self._next_month = next_month_start(self.month, self._tz)
+        self.month = month_start(self.clock.time(), self.tz)
+        self._next_month = next_month_start(self.month, self.tz)
         self.buckets = {b: n for b, n in buckets.items() if b >= self.month}
         kept = dict(own) if month == self.month else {}
         self.extra_pages = kept.pop(PAGES_KEY, 0)
@@ -201,7 +201,7 @@ class CallLedger:
 
     def snapshot(self) -> tuple[float, dict[int, int], dict[str, int]]:
         """Return what the state file keeps: the month, its buckets and the cars' counts."""
-        self._roll(self._clock.time())
+        self._roll(self.clock.time())
         self.dirty = False
         own = dict(self.own)
         if self.extra_pages:
@@ -234,20 +234,11 @@ class Usage:
 class Budget:
     """One account's budget: what is left, and how far apart routine polls must be."""
 
-    def __init__(
-        self,
-        ledger: CallLedger,
-        limits: BudgetLimits,
-        clock: Clock,
-        tz: tzinfo | None,
-        *,
-        rate: float,
-    ) -> None:
+    def __init__(self, ledger: CallLedger, limits: BudgetLimits, *, rate: float = 1.0) -> None:
         self.ledger = ledger
         self.limits = limits
-        self._clock = clock
-        self._tz = tz
-        # Clock seconds per event-loop second: 1, but a SimClock's factor in tests.
+        # Clock seconds per event-loop second: 1, but a SimClock's factor in tests. Months
+        # end on the ledger's clock, in its time zone.
         self._rate = rate
 
     def usage(self, vehicle: str | None = None) -> Usage:
@@ -297,8 +288,8 @@ class Budget:
 
     def until_month_end(self) -> float:
         """Event-loop seconds until the month (and the budget) starts again."""
-        now = self._clock.time()
-        return max(0.0, next_month_start(now, self._tz) - now) / self._rate
+        now = self.ledger.clock.time()
+        return max(0.0, next_month_start(now, self.ledger.tz) - now) / self._rate
 
     def min_interval(self, before: Usage, *, urgent: bool) -> float:
         """Return how many event-loop seconds apart polls like the last one must be.
